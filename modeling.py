@@ -1,0 +1,111 @@
+"""Loading the tokenizer and the classifier, with dropout and layer freezing for any encoder family."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from data_loaders import LABEL_NAMES
+from errors import UserError
+
+logger = logging.getLogger(__name__)
+
+ID2LABEL = dict(LABEL_NAMES)
+LABEL2ID = {name: label for label, name in LABEL_NAMES.items()}
+DROPOUT_ATTRIBUTES = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "classifier_dropout",
+    "seq_classif_dropout",
+)
+# Families whose position ids start after the padding index, so fewer positions are usable.
+PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "camembert", "data2vec-text", "longformer", "xlm-roberta-xl"}
+
+
+def _cannot_load(what: str, name: str, error: Exception) -> UserError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UserError(
+        f"could not load the {what} '{name}': tried a local directory of that name and the Hugging Face hub "
+        f"(offline, or no such model?): {reason}"
+    )
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as error:  # the hub client raises many types; all mean "not loadable"
+        raise _cannot_load("tokenizer", name, error) from error
+
+
+def position_limit(config: AutoConfig) -> int | None:
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and config.model_type in PADDING_OFFSET_FAMILIES:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
+
+
+def load_model(
+    name: str,
+    dropout: float | None,
+    max_length: int,
+    attn_implementation: str | None = None,
+) -> PreTrainedModel:
+    """A two-label classifier ("human", "machine") from a hub id or local directory."""
+    try:
+        config = AutoConfig.from_pretrained(name, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
+    except Exception as error:
+        raise _cannot_load("model config", name, error) from error
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise UserError(f"--max_length {max_length} exceeds the {limit} positions of {name}")
+    if dropout is not None:
+        for attribute in DROPOUT_ATTRIBUTES:
+            if hasattr(config, attribute):
+                setattr(config, attribute, dropout)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(name, config=config, **kwargs)
+    except Exception as error:
+        raise _cannot_load("model", name, error) from error
+
+
+def _encoder_layers(base_model: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The encoder's stack of blocks: the longest ModuleList in the base model (BERT, RoBERTa, DeBERTa, ...)."""
+    lists = [module for module in base_model.modules() if isinstance(module, torch.nn.ModuleList)]
+    return max(lists, key=len, default=None)
+
+
+def freeze_parameters(model: PreTrainedModel, freeze_base: bool, freeze_layers: int) -> int:
+    """Freeze the whole encoder, or its embeddings and first `freeze_layers` blocks; returns frozen count."""
+    base = model.base_model
+    if freeze_base:
+        modules = [base]
+    elif freeze_layers > 0:
+        layers = _encoder_layers(base)
+        if layers is None:
+            raise UserError(f"--freeze_layers: no encoder layer stack found in {type(model).__name__}")
+        if freeze_layers > len(layers):
+            raise UserError(f"--freeze_layers {freeze_layers} exceeds the model's {len(layers)} layers")
+        embeddings = getattr(base, "embeddings", None) or base.get_input_embeddings()
+        modules = [embeddings, *layers[:freeze_layers]]
+    else:
+        return 0
+    frozen = 0
+    for module in modules:
+        for parameter in module.parameters():
+            if parameter.requires_grad:
+                parameter.requires_grad = False
+                frozen += parameter.numel()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("Froze %d parameters; %d remain trainable", frozen, trainable)
+    return frozen
