@@ -6,6 +6,7 @@ the chunks hold exactly the document's token sequence: nothing is decoded and to
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,30 @@ DOCUMENT_COLUMNS = ("doc_id", "text", "label", "domain", "generator", "group_id"
 def documents_to_dataset(documents: list[Document]) -> Dataset:
     """One row per document; `doc_id` travels with every chunk made from it."""
     return Dataset.from_dict({name: [getattr(doc, name) for doc in documents] for name in DOCUMENT_COLUMNS})
+
+
+def column_array(dataset: Dataset, name: str) -> np.ndarray:
+    """One column as a numpy array, read in one slice (indexing a `Column` element by element is slow)."""
+    return np.asarray(dataset[name][:])
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hash of everything that decides the token ids: vocabulary, merges, normaliser, special tokens.
+
+    The backend's truncation and padding settings are left out (each call changes them; they are restored).
+    """
+    backend = tokenizer.backend_tokenizer
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        state = backend.to_str()
+    finally:
+        if truncation:
+            backend.enable_truncation(**truncation)
+        if padding:
+            backend.enable_padding(**padding)
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{state}".encode()).hexdigest()
 
 
 def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> int:
@@ -45,9 +70,18 @@ def chunk_documents(
     overlap: int,
     num_proc: int | None = None,
     desc: str = "Chunking",
+    cache_file_name: str | None = None,
 ) -> Dataset:
-    """Tokenise documents into overlapping windows: columns input_ids, attention_mask, labels, doc_id, length."""
+    """Tokenise documents into overlapping windows: columns input_ids, attention_mask, labels, doc_id, length.
+
+    With `cache_file_name` the chunks are written there and memory-mapped instead of held in RAM.
+    """
     check_window(tokenizer, max_length, overlap)
+    # Naming the result ourselves spares `datasets` from pickling the tokenizer to hash the closure (seconds);
+    # reuse of earlier results is data_cache's job (with a complete key), so datasets' own cache is off.
+    fingerprint = hashlib.sha256(
+        f"{documents._fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{overlap}".encode()
+    ).hexdigest()[:16]
 
     def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         encoded = tokenizer(
@@ -69,6 +103,9 @@ def chunk_documents(
         remove_columns=documents.column_names,
         num_proc=num_proc,
         desc=desc,
+        cache_file_name=cache_file_name,
+        load_from_cache_file=False,
+        new_fingerprint=fingerprint,
     )
 
 
@@ -76,15 +113,15 @@ def document_token_counts(
     chunks: Dataset, tokenizer: PreTrainedTokenizerBase, overlap: int
 ) -> dict[int, tuple[int, int]]:
     """doc_id -> (tokens without special tokens, number of chunks), from the chunks' lengths."""
-    doc_ids = np.asarray(chunks["doc_id"], dtype=np.int64)
-    content = np.asarray(chunks["length"], dtype=np.int64) - tokenizer.num_special_tokens_to_add(pair=False)
+    doc_ids = column_array(chunks, "doc_id").astype(np.int64)
+    content = column_array(chunks, "length").astype(np.int64) - tokenizer.num_special_tokens_to_add(pair=False)
     unique, inverse, n_chunks = np.unique(doc_ids, return_inverse=True, return_counts=True)
     tokens = np.bincount(inverse, weights=content).astype(np.int64) - overlap * (n_chunks - 1)
     return {int(d): (int(t), int(n)) for d, t, n in zip(unique, tokens, n_chunks)}
 
 
 def label_counts(chunks: Dataset) -> dict[str, int]:
-    counts = np.bincount(np.asarray(chunks["labels"], dtype=np.int64), minlength=2)
+    counts = np.bincount(column_array(chunks, "labels").astype(np.int64), minlength=2)
     return {"human": int(counts[0]), "machine": int(counts[1])}
 
 

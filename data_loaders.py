@@ -28,7 +28,7 @@ GENERATOR_ALIASES = {"dolly2": "dolly", "flan-t5": "flant5", "gpt-3.5-turbo": "c
 HUMAN_TEXT_FIELDS = ("human_text", "text")
 MACHINE_TEXT_FIELDS = ("machine_text",)
 REDDIT_TEXT_FIELDS = ("text", "body")
-MAX_LOGGED_SKIPS_PER_FILE = 5
+MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in data_report.json
 
 _WHITESPACE = re.compile(r"\s+")
 _DIGIT = re.compile(r"\d")
@@ -74,7 +74,7 @@ class FileReport:
 
     def skip(self, line: int, reason: str) -> None:
         self.skipped[reason] += 1
-        if sum(self.skipped.values()) <= MAX_LOGGED_SKIPS_PER_FILE:
+        if self.skipped[reason] <= MAX_LOGGED_SKIPS_PER_REASON:
             logger.warning("%s:%d: skipped (%s)", self.path, line, reason)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,6 +99,7 @@ class Corpus:
     duplicates_removed: int = 0
     conflicting_label_documents: int = 0
     generators_by_domain: dict[str, list[str]] = field(default_factory=dict)
+    ignored_files: list[dict[str, str]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -190,6 +191,31 @@ def find_m4_files(data_dir: Path, domains: list[str], generators: list[str]) -> 
     if missing:
         logger.warning("No M4 file for %d requested domain/generator pairs: %s", len(missing), ", ".join(missing))
     return selected
+
+
+def ignored_m4_files(data_dir: Path, read: set[Path], domains: list[str]) -> list[dict[str, str]]:
+    """The .jsonl files in data_dir that the run does not read, each with the reason (logged and reported)."""
+    wanted_domains = {d.lower() for d in domains}
+    ignored = []
+    for path in sorted(data_dir.glob("*.jsonl")):
+        if path.resolve() in read:
+            continue
+        parsed = parse_m4_filename(path)
+        if parsed is None:
+            reason = "name is not <domain>_<generator>.jsonl"
+        elif parsed[0] not in wanted_domains:
+            reason = f"domain {parsed[0]} not in --train_domains"
+        else:
+            reason = f"generator {parsed[1]} not in --train_generators"
+        ignored.append({"path": str(path), "reason": reason})
+    if ignored:
+        logger.info(
+            "Not reading %d files in %s: %s",
+            len(ignored),
+            data_dir,
+            "; ".join(f"{Path(entry['path']).name} ({entry['reason']})" for entry in ignored),
+        )
+    return ignored
 
 
 # ----------------------------------------------------------------------------------------------- corpus
@@ -329,6 +355,7 @@ def load_corpus(
             f", skipped {dict(report.skipped)}" if report.skipped else "",
         )
     corpus = builder.build(files)
+    corpus.ignored_files = ignored_m4_files(Path(data_dir), {Path(r.path).resolve() for r in files}, domains)
     if not corpus.documents:
         raise UserError("no usable rows in the selected files: " + ", ".join(r.path for r in files))
     logger.info(
@@ -485,6 +512,15 @@ def split_corpus(
             f"the {split.flow} split left {len(split.train)} training and {len(split.val)} validation documents; "
             "both need at least one (check --validation_split and the --max_*_samples flags)"
         )
+    train_labels = Counter(doc.label for doc in split.train)
+    if len(train_labels) < 2:
+        (only,) = train_labels
+        raise UserError(
+            f"the training split has only {LABEL_NAMES[only]} documents ({train_labels[only]}); a detector needs "
+            "both human and machine texts (check --train_domains, --train_generators and the files' text fields)"
+        )
+    if len({doc.label for doc in split.val}) < 2:
+        logger.warning("The validation split has one class only: AUROC and F1 are undefined")
     return split
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from chunking import ChunkCollator
+from chunking import ChunkCollator, column_array
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -39,7 +39,7 @@ def predict_chunk_probs(
     Chunks are run longest first so that batches hold similar lengths (little padding), and the results
     are put back into the dataset's order before they are returned.
     """
-    lengths = np.asarray(chunks["length"]) if "length" in chunks.column_names else np.zeros(len(chunks))
+    lengths = column_array(chunks, "length") if "length" in chunks.column_names else np.zeros(len(chunks))
     order = np.argsort(-lengths, kind="stable")
     collator = ChunkCollator(tokenizer, pad_to_multiple_of=8)
     loader = DataLoader(

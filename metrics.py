@@ -81,12 +81,37 @@ def _by_generator(predictions: pd.DataFrame, threshold: float) -> dict[str, Any]
 
 
 def document_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
-    """Overall document metrics plus the same per domain and per generator."""
+    """Overall document metrics plus the same per domain, per generator and (when known) per source corpus."""
     metrics = classification_metrics(predictions["label"], predictions["prob_machine"], threshold)
     metrics["threshold"] = threshold
     metrics["by_domain"] = _by(predictions, "domain", threshold)
     metrics["by_generator"] = _by_generator(predictions, threshold)
+    if "corpus" in predictions.columns:
+        metrics["by_corpus"] = _by(predictions, "corpus", threshold)
     return metrics
+
+
+def choose_threshold(labels: np.ndarray, probs: np.ndarray, target_fpr: float) -> float:
+    """The lowest decision threshold (`prob >= threshold` means machine) whose FPR on human documents is at most
+    `target_fpr`, so recall is as high as that FPR allows.
+
+    The threshold lies halfway between the highest human score that must stay below it and the next higher
+    score, so tiny numeric differences at prediction time do not flip documents at the boundary.
+    """
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
+    labels = np.asarray(labels, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    human_scores = np.sort(probs[labels == 0])[::-1]
+    if not len(human_scores):
+        raise ValueError("choosing a threshold for a false-positive rate needs human documents")
+    allowed_false_positives = min(int(np.floor(target_fpr * len(human_scores) + 1e-9)), len(human_scores) - 1)
+    boundary = human_scores[allowed_false_positives]
+    higher = probs[probs > boundary]
+    if not len(higher):
+        return float(np.nextafter(boundary, np.inf))
+    threshold = (boundary + higher.min()) / 2
+    return float(threshold if threshold > boundary else higher.min())
 
 
 def label_name(label: int) -> str:

@@ -54,6 +54,20 @@ def position_limit(config: AutoConfig) -> int | None:
     return limit
 
 
+def check_max_length(name: str, max_length: int) -> None:
+    """Fail before data preparation when --max_length exceeds the model's positions (needs only its config).
+
+    A directory with tokenizer files only (a dry run) has no config: then load_model checks later.
+    """
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except Exception:  # no config to check against; load_model reports it if training needs one
+        return
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise UserError(f"--max_length {max_length} exceeds the {limit} positions of {name}")
+
+
 def load_model(
     name: str,
     dropout: float | None,

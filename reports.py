@@ -35,6 +35,10 @@ def write_json(path: str | Path, obj: Any) -> None:
     _atomic_write(path, lambda handle: json.dump(obj, handle, indent=2, ensure_ascii=False, sort_keys=False))
 
 
+def write_text(path: str | Path, text: str) -> None:
+    _atomic_write(path, lambda handle: handle.write(text))
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     def write(handle: Any) -> None:
         for row in rows:
@@ -64,6 +68,7 @@ def build_data_report(
     return {
         "split_flow": split.flow,
         "files": [report.as_dict() for report in corpus.files],
+        "files_ignored": corpus.ignored_files,
         "rows_skipped": dict(sum((report.skipped for report in corpus.files), Counter())),
         "duplicates_removed": corpus.duplicates_removed,
         "conflicting_label_documents": corpus.conflicting_label_documents,

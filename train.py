@@ -17,17 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset, disable_progress_bars
+from datasets import config as datasets_config
+from transformers import set_seed
 
+import baseline
 import chunking
+import data_cache
 import data_loaders
 import demo
+import distributed
+import evaluation_report
 import metrics as metrics_lib
 import modeling
 import reports
+import run_control
+import speed_settings
 from errors import UserError
 from inference import predict_chunk_probs
 from weighted_trainer import WeightedTrainer, compute_class_weights
@@ -48,7 +55,15 @@ DEMO_DEFAULTS = {
     "lr": 1e-3,
     "use_class_weights": True,
     "logging_steps": 10,
+    "overwrite_output_dir": True,
 }
+
+
+def fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     chunks.add_argument("--max_length", type=int, default=512, help="tokens per chunk, special tokens included")
     chunks.add_argument("--chunk_overlap", type=int, default=50, help="tokens shared by neighbouring chunks")
     chunks.add_argument("--num_proc", type=int, default=None, help="processes for tokenisation")
+    chunks.add_argument(
+        "--cache_dir",
+        default=str(Path(datasets_config.HF_DATASETS_CACHE) / "m4_detector_prepared"),
+        help="prepared (split, chunked) data is cached here, keyed by data, tokenizer and settings",
+    )
+    chunks.add_argument("--no_cache", action="store_true", help="prepare the data again and cache nothing")
+
+    speed = parser.add_argument_group("speed (defaults are fast on a GPU; each can be turned off)")
+    speed.add_argument("--pad_to_multiple_of", type=int, default=8, help="dynamic padding granularity; 0 = exact")
+    speed.add_argument("--pad_to_max_length", action="store_true", help="pad every batch to --max_length (slow)")
+    speed.add_argument(
+        "--no_group_by_length", dest="group_by_length", action="store_false", help="random batches, not by length"
+    )
+    speed.add_argument("--optim", default="auto", help="auto: adamw_torch_fused on GPU, adamw_torch on CPU")
+    speed.add_argument("--no_tf32", dest="tf32", action="store_false", help="keep fp32 matmuls exact on Ampere+")
+    speed.add_argument(
+        "--dataloader_num_workers", type=int, default=None, help="default: min(4, CPUs) on GPU, 0 on CPU"
+    )
+    speed.add_argument("--no_pin_memory", dest="pin_memory", action="store_false", help="no pinned host memory")
+    speed.add_argument("--torch_compile", action="store_true", help="compile the model with torch.compile")
 
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=float, default=3)
@@ -102,9 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--logging_steps", type=int, default=50)
     train.add_argument("--save_total_limit", type=int, default=2)
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--early_stopping_patience",
+        type=int,
+        default=None,
+        help="stop after N evaluations without a lower eval loss and keep the best checkpoint (default: off)",
+    )
+
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument(
+        "--target_fpr", type=fraction, default=0.05, help="decision threshold: human-document FPR on validation"
+    )
+    evaluation.add_argument("--baseline", choices=["tfidf", "none"], default="tfidf", help="classical baseline")
 
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default="outputs/m4-detector")
+    run.add_argument("--overwrite_output_dir", action="store_true", help="replace a finished or unfinished run")
+    run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint-N directory, or auto (newest)")
     run.add_argument("--report_to", choices=["none", "wandb", "tensorboard"], default="none")
     run.add_argument("--use_wandb", dest="report_to", action="store_const", const="wandb", help="= --report_to wandb")
     run.add_argument("--run_name", default=None)
@@ -156,32 +205,15 @@ def prepare_data(args: argparse.Namespace, tokenizer: Any) -> PreparedData:
     chunking.check_window(tokenizer, args.max_length, args.chunk_overlap)
     if tokenizer.model_max_length < 1_000_000 and args.max_length > tokenizer.model_max_length:
         raise UserError(f"--max_length {args.max_length} exceeds the tokenizer's limit {tokenizer.model_max_length}")
+    modeling.check_max_length(args.model, args.max_length)
     reddit_file = None if str(args.reddit_file).lower() in ("", "none") else args.reddit_file
-    corpus = data_loaders.load_corpus(
-        args.data_dir, args.train_domains, args.train_generators, reddit_file, args.normalize_digits
-    )
-    split = data_loaders.split_corpus(
-        corpus,
-        args.stratified_split,
-        args.validation_split,
-        args.val_generator,
-        args.reddit_val_fraction,
-        args.seed,
-        args.max_train_samples,
-        args.max_val_samples,
-    )
-    train_chunks, val_chunks = (
-        chunking.chunk_documents(
-            chunking.documents_to_dataset(docs),
-            tokenizer,
-            args.max_length,
-            args.chunk_overlap,
-            args.num_proc,
-            desc=f"Chunking {side}",
-        )
-        for side, docs in (("train", split.train), ("val", split.val))
-    )
-    class_weights = compute_class_weights(train_chunks["labels"]) if args.use_class_weights else None
+    settings = data_cache.PreparationSettings.from_args(args, reddit_file)
+    cache_dir = None if args.no_cache else args.cache_dir
+    corpus, split, train_chunks, val_chunks = data_cache.prepare(settings, tokenizer, cache_dir, args.num_proc)
+    if args.use_class_weights:
+        class_weights = compute_class_weights(chunking.column_array(train_chunks, "labels"))
+    else:
+        class_weights = None
     if class_weights:
         logger.info("Class weights (from training chunks): %s", class_weights)
     chunk_counts = {"train": chunking.label_counts(train_chunks), "val": chunking.label_counts(val_chunks)}
@@ -190,12 +222,10 @@ def prepare_data(args: argparse.Namespace, tokenizer: Any) -> PreparedData:
         **chunking.document_token_counts(train_chunks, tokenizer, args.chunk_overlap),
         **chunking.document_token_counts(val_chunks, tokenizer, args.chunk_overlap),
     }
-    reports.write_json(Path(args.output_dir) / "data_report.json", report)
-    reports.write_jsonl(Path(args.output_dir) / "splits.jsonl", reports.split_rows(split, token_counts))
-    val_documents = pd.DataFrame(
-        [(d.doc_id, d.label, d.domain, d.generator) for d in split.val],
-        columns=["doc_id", "label", "domain", "generator"],
-    )
+    if distributed.is_main_process():
+        reports.write_json(Path(args.output_dir) / "data_report.json", report)
+        reports.write_jsonl(Path(args.output_dir) / "splits.jsonl", reports.split_rows(split, token_counts))
+    val_documents = evaluation_report.documents_frame(split.val, corpus)
     return PreparedData(corpus, split, train_chunks, val_chunks, val_documents, class_weights, report)
 
 
@@ -211,7 +241,6 @@ def build_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, data: Pr
     from transformers import TrainingArguments
 
     precision = resolve_precision(args.precision)
-    on_gpu = torch.cuda.is_available()
     strategy = "steps" if args.eval_steps else "epoch"
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -233,13 +262,10 @@ def build_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, data: Pr
         seed=args.seed,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        tf32=True if on_gpu and torch.cuda.get_device_capability()[0] >= 8 else None,
-        optim="adamw_torch_fused" if on_gpu else "adamw_torch",
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
         remove_unused_columns=False,
-        dataloader_num_workers=min(4, os.cpu_count() or 1) if on_gpu else 0,
-        dataloader_pin_memory=on_gpu,
+        **speed_settings.trainer_speed_arguments(args),
+        use_cpu=distributed.cpu_only(),
+        **run_control.model_selection_arguments(args),
     )
     return WeightedTrainer(
         model=model,
@@ -247,29 +273,36 @@ def build_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, data: Pr
         train_dataset=data.train_chunks,
         eval_dataset=data.val_chunks,
         processing_class=tokenizer,
-        data_collator=chunking.ChunkCollator(tokenizer, pad_to_multiple_of=8),
+        data_collator=speed_settings.chunk_collator(tokenizer, args),
         compute_metrics=metrics_lib.compute_chunk_metrics,
         class_weights=data.class_weights,
+        callbacks=run_control.callbacks(args),
     )
 
 
 def evaluate_documents(
-    trainer: WeightedTrainer, tokenizer: Any, data: PreparedData, precision: str
+    trainer: WeightedTrainer, tokenizer: Any, data: PreparedData, args: argparse.Namespace
 ) -> tuple[dict, pd.DataFrame]:
-    """Chunk probabilities (in dataset order) -> mean per doc_id -> document and chunk metrics."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision))
-    probs = predict_chunk_probs(
-        trainer.model, data.val_chunks, tokenizer, trainer.args.per_device_eval_batch_size, dtype
-    )
-    predictions = metrics_lib.aggregate_documents(np.asarray(data.val_chunks["doc_id"]), probs, data.val_documents)
-    result = {
-        "document": metrics_lib.document_metrics(predictions),
-        "chunk": metrics_lib.classification_metrics(np.asarray(data.val_chunks["labels"]), probs),
-    }
+    """Chunk probabilities (in dataset order) -> mean per doc_id -> threshold, document metrics and baseline."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(args.precision))
+    model = distributed.model_for_evaluation(trainer, args.output_dir)
+    probs = predict_chunk_probs(model, data.val_chunks, tokenizer, trainer.args.per_device_eval_batch_size, dtype)
+    doc_ids = chunking.column_array(data.val_chunks, "doc_id")
+    predictions = metrics_lib.aggregate_documents(doc_ids, probs, data.val_documents)
+    if args.baseline == "tfidf":
+        baseline_probs = baseline.tfidf_baseline_probs(
+            [d.text for d in data.split.train], [d.label for d in data.split.train], [d.text for d in data.split.val]
+        )
+        by_doc_id = pd.Series(baseline_probs, index=[d.doc_id for d in data.split.val])
+        predictions[evaluation_report.BASELINE_COLUMN] = predictions["doc_id"].map(by_doc_id)
+    result = evaluation_report.evaluate_predictions(predictions, args.target_fpr)
+    result["chunk"] = metrics_lib.classification_metrics(chunking.column_array(data.val_chunks, "labels"), probs)
     return result, predictions
 
 
-def training_config(args: argparse.Namespace, data: PreparedData, metrics: dict[str, Any]) -> dict[str, Any]:
+def training_config(
+    args: argparse.Namespace, data: PreparedData, metrics: dict[str, Any], trainer: WeightedTrainer
+) -> dict[str, Any]:
     import datasets
     import transformers
 
@@ -280,6 +313,8 @@ def training_config(args: argparse.Namespace, data: PreparedData, metrics: dict[
         "threshold": metrics["document"]["threshold"],
         "data_summary": {k: data.report[k] for k in ("split_flow", "documents", "chunks", "class_weights")},
         "final_metrics": metrics,
+        "batch_size": distributed.batch_sizes(trainer.args),
+        "model_selection": run_control.model_selection_summary(args, trainer),
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
@@ -290,28 +325,38 @@ def training_config(args: argparse.Namespace, data: PreparedData, metrics: dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.demo:
-        use_demo_inputs(args)
-    tokenizer = modeling.load_tokenizer(args.model)
-    data = prepare_data(args, tokenizer)
-    print(reports.format_data_summary(data.report))
+    run_control.check_arguments(args)
+    run_control.guard_output_dir(args)
+    checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    with distributed.main_process_first():  # the others then read what rank 0 prepared
+        if args.demo:
+            use_demo_inputs(args)
+        tokenizer = modeling.load_tokenizer(args.model)
+        data = prepare_data(args, tokenizer)
+    if distributed.is_main_process():
+        print(reports.format_data_summary(data.report))
     if args.dry_run:
         logger.info("Dry run: data reports written to %s", args.output_dir)
         return 0
+    set_seed(args.seed)  # a new classification head is initialised at random: same seed, same head
     model = modeling.load_model(args.model, args.dropout, args.max_length, args.attn_implementation)
     modeling.freeze_parameters(model, args.freeze_base, args.freeze_layers)
     trainer = build_trainer(args, model, tokenizer, data)
-    trainer.train()
+    distributed.log_batch_size(trainer.args)
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
-        metrics, predictions = evaluate_documents(trainer, tokenizer, data, args.precision)
+        metrics, predictions = evaluate_documents(trainer, tokenizer, data, args)
         output_dir = Path(args.output_dir)
         reports.write_json(output_dir / "metrics.json", metrics)
         reports.write_jsonl(
             output_dir / "eval_predictions.jsonl",
             reports.prediction_rows(predictions, metrics["document"]["threshold"]),
         )
-        reports.write_json(output_dir / "training_config.json", training_config(args, data, metrics))
+        reports.write_json(output_dir / "training_config.json", training_config(args, data, metrics, trainer))
+        evaluation_report.write_training_outputs(
+            output_dir, trainer.model.config, metrics, predictions, data.report, vars(args)
+        )
         print(reports.format_metrics_summary(metrics))
         logger.info("Model, tokenizer and reports written to %s", output_dir)
     return 0

@@ -8,9 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from datasets.arrow_dataset import Column
+from torch.utils.data import Sampler
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from errors import UserError
+from errors import EXIT_TRAINING, UserError
 
 
 def compute_class_weights(labels: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -21,6 +24,17 @@ def compute_class_weights(labels: Sequence[int] | np.ndarray) -> dict[str, float
         raise UserError(f"the training split has only {present} chunks; a detector needs both classes")
     total = counts.sum()
     return {"human": float(total / (2 * counts[0])), "machine": float(total / (2 * counts[1]))}
+
+
+def with_listed_lengths(sampler: Sampler | None) -> Sampler | None:
+    """Give a length-grouped sampler its lengths as a list, read in one slice.
+
+    The Trainer passes the dataset's lazy `length` Column, which the sampler then reads one item at a time
+    when it sorts each epoch's mega-batches: about 14 s per 200k chunks on every epoch and evaluation.
+    """
+    if isinstance(sampler, LengthGroupedSampler) and isinstance(sampler.lengths, Column):
+        sampler.lengths = sampler.lengths[:]
+    return sampler
 
 
 class WeightedTrainer(Trainer):
@@ -43,6 +57,12 @@ class WeightedTrainer(Trainer):
         # Makes the Trainer count the labelled items of each accumulated batch for us.
         self.model_accepts_loss_kwargs = True
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Sampler | None:
+        return with_listed_lengths(super()._get_train_sampler(train_dataset))
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Sampler | None:
+        return with_listed_lengths(super()._get_eval_sampler(eval_dataset))
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -60,3 +80,20 @@ class WeightedTrainer(Trainer):
             # num_items_in_batch is the global count while DDP averages gradients over processes.
             loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """Stop at the first non-finite loss instead of training on NaN weights (the Trainer only hides it in logs)."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss):
+            raise UserError(
+                f"non-finite training loss ({loss.item()}) at step {self.state.global_step + 1} of "
+                f"{self.state.max_steps} (epoch {self.state.epoch or 0:.2f}); lower --lr, use --precision bf16 or "
+                "fp32 instead of fp16, or check the data",
+                exit_code=EXIT_TRAINING,
+            )
+        return loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The prepared-data cache (train.py --cache_dir defaults under it) goes to a throwaway place, not the user's.
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="m4-tests-hf-datasets-"))
 
 import demo  # noqa: E402
 
@@ -33,6 +36,40 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
+def tiny_train_args(demo_inputs: tuple, output_dir: Path, *extra: str) -> list[str]:
+    """train.py arguments for a few-second run on the demo sample and tiny model (later flags win)."""
+    data_dir, reddit_file, model_dir = demo_inputs
+    return [
+        "--data_dir", str(data_dir),
+        "--reddit_file", str(reddit_file),
+        "--model", str(model_dir),
+        "--train_domains", *demo.DEMO_DOMAINS,
+        "--train_generators", *demo.DEMO_GENERATOR_FILES,
+        "--max_length", "64",
+        "--chunk_overlap", "8",
+        "--max_train_samples", "64",
+        "--max_val_samples", "40",
+        "--batch_size", "8",
+        "--lr", "1e-3",
+        "--epochs", "1",
+        "--logging_steps", "5",
+        "--use_class_weights",
+        "--output_dir", str(output_dir),
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: one torch thread avoids OpenMP spin contention (10x slowdowns)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def demo_inputs(tmp_path_factory):
     """(data_dir, reddit_file, model_dir) of the generated demo sample and tiny model."""
@@ -49,6 +86,16 @@ def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """Output directory of one `train.py --demo` run (model, reports, demo_inputs/), shared by the session."""
+    import train
+
+    output_dir = tmp_path_factory.mktemp("demo_run") / "out"
+    assert train.main(["--demo", "--output_dir", str(output_dir), "--epochs", "2"]) == 0
+    return output_dir
 
 
 @pytest.fixture(scope="session")

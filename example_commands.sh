@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Named training recipes: `bash example_commands.sh list`, `bash example_commands.sh <recipe> [extra flags]`,
+# `bash example_commands.sh --print <recipe>` to show the command instead of running it.
+# Paths come from the environment: DATA_DIR, REDDIT_FILE, OUTPUT_ROOT, NGPU, PYTHON, ACCELERATE_CONFIG.
+# Extra flags after the recipe name are appended, so they override the recipe's (argparse keeps the last).
+set -euo pipefail
+
+DATA_DIR=${DATA_DIR:-M4_cleaned/data}
+REDDIT_FILE=${REDDIT_FILE:-reddit_training_60k.jsonl}
+OUTPUT_ROOT=${OUTPUT_ROOT:-outputs}
+PYTHON=${PYTHON:-python3}
+
+RECIPES=(
+    "base:recommended run: roberta-base, grouped stratified split, class weights"
+    "roberta-large:roberta-large with gradient accumulation (global batch 32 per GPU)"
+    "holdout:generator hold-out: validate on flant5, never trained on"
+    "dry-run:load, split and chunk only; writes data_report.json and splits.jsonl"
+    "resume:continue the base run from its newest checkpoint"
+    "multi-gpu:the base run on NGPU GPUs of this machine with torchrun (DDP)"
+    "multi-gpu-accelerate:the base run with accelerate launch (ACCELERATE_CONFIG for FSDP/DeepSpeed)"
+    "prepare-m4:clean a raw M4 directory (RAW_M4_DIR) into DATA_DIR"
+    "prepare-reddit:turn a Reddit dump (REDDIT_DUMP) into REDDIT_FILE (60k posts before 2022-11-30)"
+    "demo:offline end-to-end run on a generated sample with a tiny model"
+)
+
+usage() {
+    echo "Usage: bash example_commands.sh [--print] <recipe> [extra flags] | list | --help"
+    echo "Environment: DATA_DIR=$DATA_DIR REDDIT_FILE=$REDDIT_FILE OUTPUT_ROOT=$OUTPUT_ROOT PYTHON=$PYTHON"
+}
+
+list_recipes() {
+    local entry
+    for entry in "${RECIPES[@]}"; do
+        printf '  %-22s %s\n' "${entry%%:*}" "${entry#*:}"
+    done
+}
+
+gpu_count() {
+    if [[ -n ${NGPU:-} ]]; then
+        echo "$NGPU"
+    elif command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+        nvidia-smi -L | wc -l
+    else
+        echo 2
+    fi
+}
+
+# Sets the array `cmd` for the recipe named $1.
+build_command() {
+    local data=(--data_dir "$DATA_DIR" --reddit_file "$REDDIT_FILE")
+    local base=(train.py --model roberta-base "${data[@]}" --use_class_weights --stratified_split
+        --output_dir "$OUTPUT_ROOT/roberta-base")
+    case $1 in
+        base) cmd=("$PYTHON" "${base[@]}") ;;
+        roberta-large)
+            cmd=("$PYTHON" train.py --model roberta-large "${data[@]}" --use_class_weights --stratified_split
+                --lr 1e-5 --batch_size 8 --gradient_accumulation_steps 4 --output_dir "$OUTPUT_ROOT/roberta-large") ;;
+        holdout)
+            cmd=("$PYTHON" train.py --model roberta-base "${data[@]}" --use_class_weights --val_generator flant5
+                --output_dir "$OUTPUT_ROOT/holdout-flant5") ;;
+        dry-run)
+            cmd=("$PYTHON" train.py --dry_run --model roberta-base "${data[@]}" --use_class_weights --stratified_split
+                --output_dir "$OUTPUT_ROOT/dry-run") ;;
+        resume) cmd=("$PYTHON" "${base[@]}" --resume_from_checkpoint auto) ;;
+        multi-gpu) cmd=(torchrun --standalone --nproc_per_node "$(gpu_count)" "${base[@]}") ;;
+        multi-gpu-accelerate)
+            cmd=(accelerate launch --num_processes "$(gpu_count)")
+            if [[ -n ${ACCELERATE_CONFIG:-} ]]; then cmd+=(--config_file "$ACCELERATE_CONFIG"); fi
+            cmd+=("${base[@]}") ;;
+        prepare-m4)
+            cmd=("$PYTHON" prepare_data.py m4 --input_dir "${RAW_M4_DIR:-M4/data}" --output_dir "$DATA_DIR") ;;
+        prepare-reddit)
+            cmd=("$PYTHON" prepare_data.py reddit --input "${REDDIT_DUMP:-reddit_dump.csv}" --output "$REDDIT_FILE"
+                --cutoff_date 2022-11-30 --sample_size 60000 --seed 42) ;;
+        demo) cmd=("$PYTHON" train.py --demo) ;;
+        *)
+            echo "example_commands.sh: unknown recipe '$1'; recipes:" >&2
+            list_recipes >&2
+            exit 2 ;;
+    esac
+}
+
+print_only=0
+if [[ ${1:-} == --print ]]; then
+    print_only=1
+    shift
+fi
+case ${1:-} in
+    "" | -h | --help) usage; echo "Recipes:"; list_recipes; exit 0 ;;
+    list) list_recipes; exit 0 ;;
+esac
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+cmd=()
+build_command "$1"
+shift
+cmd+=("$@")
+if [[ $print_only == 1 ]]; then
+    printf '%q ' "${cmd[@]}"
+    echo
+else
+    echo "+ ${cmd[*]}" >&2
+    exec "${cmd[@]}"
+fi

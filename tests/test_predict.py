@@ -1,0 +1,196 @@
+"""predict.py: every input kind, chunk aggregation against a hand computation, HF pipeline, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_jsonl
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import predict
+from data_loaders import load_corpus, normalize_text
+
+LONG_TEXT = " ".join(
+    f"Furthermore the river ecology study number {i} shows that honestly i think the data look off." for i in range(40)
+)
+SHORT_TEXT = "moreover the city water system plays a crucial role in growth"
+
+
+def run_predict(argv, capsys):
+    code = predict.main(argv)
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
+    return code, rows, captured.err
+
+
+def training_settings(demo_run):
+    return json.loads((demo_run / "training_config.json").read_text())
+
+
+def hand_chunk_probs(model_dir, text, max_length, overlap, normalize_digits):
+    """Window the normalised text independently of chunking.py and score each window alone."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    ids = tokenizer(normalize_text(text, normalize_digits), add_special_tokens=False)["input_ids"]
+    content = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    probs, start = [], 0
+    while True:
+        window = [tokenizer.cls_token_id, *ids[start : start + content], tokenizer.sep_token_id]  # BERT layout
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([window])).logits
+        probs.append(torch.softmax(logits, -1)[0, 1].item())
+        if start + content >= len(ids):
+            return np.array(probs)
+        start += content - overlap
+
+
+def test_jsonl_ids_passthrough_and_threshold(demo_run, tmp_path, capsys):
+    path = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "doc-a", "text": SHORT_TEXT, "label": 1, "domain": "news", "extra": 5},
+            "",
+            {"text": LONG_TEXT, "generator": "gpt"},
+        ],
+    )
+    code, rows, _ = run_predict(["--model_path", str(demo_run), "--input", str(path)], capsys)
+    assert code == 0 and [r["id"] for r in rows] == ["doc-a", 3]  # line number where no id is given
+    assert rows[0]["input_label"] == 1 and rows[0]["domain"] == "news" and "extra" not in rows[0]
+    assert rows[1]["generator"] == "gpt" and "input_label" not in rows[1]
+    threshold = training_settings(demo_run)["threshold"]
+    for row in rows:
+        assert row["label"] == ("machine" if row["prob_machine"] >= threshold else "human")
+    _, everything_machine, _ = run_predict(
+        ["--model_path", str(demo_run), "--input", str(path), "--threshold", "0"], capsys
+    )
+    assert [r["label"] for r in everything_machine] == ["machine", "machine"]
+
+
+def test_every_input_kind_gives_the_same_probability(demo_run, tmp_path, capsys, monkeypatch):
+    write_jsonl(tmp_path / "a.jsonl", [{"text": LONG_TEXT}])
+    (tmp_path / "a.csv").write_text(f'id,text,label\nx1,"{LONG_TEXT}",machine\n', encoding="utf-8")
+    (tmp_path / "essay.txt").write_text(LONG_TEXT + "\n", encoding="utf-8")
+    results = {}
+    for name in ("a.jsonl", "a.csv", "essay.txt"):
+        code, rows, _ = run_predict(["--model_path", str(demo_run), "--input", str(tmp_path / name)], capsys)
+        assert code == 0 and len(rows) == 1
+        results[name] = rows[0]
+    monkeypatch.setattr("sys.stdin", io.StringIO(LONG_TEXT))
+    code, rows, _ = run_predict(["--model_path", str(demo_run), "--input", "-"], capsys)
+    results["stdin"] = rows[0]
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"id": 7, "text": LONG_TEXT}) + "\n"))
+    code, rows, _ = run_predict(["--model_path", str(demo_run), "--input", "-"], capsys)
+    results["stdin_jsonl"] = rows[0]
+    assert results["a.csv"]["id"] == "x1" and results["a.csv"]["input_label"] == "machine"
+    assert results["essay.txt"]["id"] == "essay" and results["stdin"]["id"] == "stdin"
+    assert results["stdin_jsonl"]["id"] == 7
+    probs = [r["prob_machine"] for r in results.values()]
+    assert probs == pytest.approx([probs[0]] * len(probs), abs=1e-6)
+    assert {r["num_chunks"] for r in results.values()} == {results["a.jsonl"]["num_chunks"]}
+    assert results["a.jsonl"]["num_chunks"] > 1
+
+
+def test_m4_file_and_m4_directory(demo_run, tmp_path, capsys):
+    m4_dir = demo_run / "demo_inputs" / "m4"
+    m4_file = m4_dir / "reddit_davinci.jsonl"
+    code, rows, _ = run_predict(["--model_path", str(demo_run), "--input", str(m4_file)], capsys)
+    n_rows = sum(1 for line in m4_file.open() if line.strip())
+    assert code == 0 and len(rows) == 2 * n_rows
+    assert rows[0]["id"] == "reddit-0/human" and rows[1]["id"] == "reddit-0/machine"
+    assert (rows[0]["input_label"], rows[1]["input_label"]) == (0, 1)
+    assert rows[1]["domain"] == "reddit" and rows[1]["generator"] == "davinci" and rows[0]["generator"] == "human"
+
+    out = tmp_path / "dir_predictions.jsonl"
+    argv = ["--model_path", str(demo_run), "--input", str(m4_dir), "--domains", "arxiv", "--output", str(out)]
+    assert predict.main([*argv, "--generators", "chatGPT", "dolly"]) == 0
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    corpus = load_corpus(m4_dir, ["arxiv"], ["chatGPT", "dolly"], None, normalize_digits=True)
+    assert sorted(r["id"] for r in written) == sorted(d.doc_id for d in corpus.documents)
+    assert {r["generator"] for r in written} == {"human", "chatgpt", "dolly"}
+
+
+@pytest.mark.parametrize("how", ["mean", "max"])
+def test_aggregation_matches_hand_computation_with_mixed_batches(demo_run, tmp_path, capsys, how):
+    settings = training_settings(demo_run)
+    texts = [LONG_TEXT, SHORT_TEXT, LONG_TEXT[: len(LONG_TEXT) // 2] + " 123", SHORT_TEXT + " lol"]
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"text": t} for t in texts])
+    argv = ["--model_path", str(demo_run), "--input", str(path), "--aggregate", how, "--batch_size", "3"]
+    code, rows, _ = run_predict(argv, capsys)
+    assert code == 0
+    for text, row in zip(texts, rows):
+        chunk_probs = hand_chunk_probs(
+            demo_run,
+            text,
+            settings["chunking"]["max_length"],
+            settings["chunking"]["chunk_overlap"],
+            settings["normalization"]["normalize_digits"],
+        )
+        assert row["num_chunks"] == len(chunk_probs)
+        assert row["prob_machine"] == pytest.approx(getattr(chunk_probs, how)(), abs=1e-5)
+    assert rows[0]["num_chunks"] >= 3 and rows[1]["num_chunks"] == 1
+
+
+def test_training_normalisation_is_applied(demo_run, tmp_path, capsys):
+    assert training_settings(demo_run)["normalization"]["normalize_digits"] is True
+    path = write_jsonl(
+        tmp_path / "n.jsonl",
+        [{"text": "in 1999 the  rail\nnetworks grew 42%"}, {"text": "in 0000 the rail networks grew 00%"}],
+    )
+    _, rows, _ = run_predict(["--model_path", str(demo_run), "--input", str(path)], capsys)
+    assert rows[0]["prob_machine"] == pytest.approx(rows[1]["prob_machine"], abs=1e-7)
+
+
+def test_hf_pipeline_returns_human_machine_labels(demo_run, tmp_path, capsys):
+    from transformers import AutoConfig, pipeline
+
+    detector = pipeline("text-classification", model=str(demo_run), device="cpu")
+    scores = {s["label"]: s["score"] for s in detector(SHORT_TEXT, top_k=None)}
+    assert set(scores) == {"human", "machine"}
+    assert detector(SHORT_TEXT)[0]["label"] == max(scores, key=scores.get)
+    path = write_jsonl(tmp_path / "one.jsonl", [{"text": SHORT_TEXT}])
+    _, rows, _ = run_predict(["--model_path", str(demo_run), "--input", str(path)], capsys)
+    assert scores["machine"] == pytest.approx(rows[0]["prob_machine"], abs=1e-5)
+    config = AutoConfig.from_pretrained(demo_run)
+    assert config.detection_threshold == training_settings(demo_run)["threshold"]
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_file", "input not found"),
+        ("empty_file", "empty input"),
+        ("row_without_text", "rows.jsonl:2: no usable 'text' (missing)"),
+        ("csv_without_text_column", "no 'text' column"),
+        ("model_without_training_config", "has no training_config.json"),
+        ("eval_without_labels", "--eval needs a label"),
+    ],
+)
+def test_bad_input_one_line_error_and_nothing_written(demo_run, tmp_path, capsys, case, expected):
+    model_path, input_path, extra = demo_run, tmp_path / "rows.jsonl", []
+    if case == "empty_file":
+        input_path.write_text("\n\n", encoding="utf-8")
+    elif case == "row_without_text":
+        write_jsonl(input_path, [{"text": SHORT_TEXT}, {"id": 2, "body": "no text field"}])
+    elif case == "csv_without_text_column":
+        input_path = tmp_path / "rows.csv"
+        input_path.write_text("id,content\n1,hello\n", encoding="utf-8")
+    elif case == "model_without_training_config":
+        model_path = tmp_path / "model"
+        shutil.copytree(demo_run, model_path, ignore=shutil.ignore_patterns("checkpoint-*", "demo_inputs"))
+        (model_path / "training_config.json").unlink()
+        write_jsonl(input_path, [{"text": SHORT_TEXT}])
+    elif case == "eval_without_labels":
+        write_jsonl(input_path, [{"text": SHORT_TEXT}])
+        extra = ["--eval", "--report_dir", str(tmp_path / "report")]
+    output = tmp_path / "out" / "predictions.jsonl"
+    argv = ["--model_path", str(model_path), "--input", str(input_path), "--output", str(output), *extra]
+    assert predict.main(argv) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0] and "Traceback" not in captured.err
+    assert not output.exists() and not (tmp_path / "report").exists() and captured.out == ""

@@ -1,0 +1,153 @@
+"""setup_runpod.sh and example_commands.sh: help, list, --print, failures with clear messages, and a full
+setup run on the demo data with a fake `nvidia-smi` (CPU torch, so `--allow_cpu`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import demo
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_GPU = "NVIDIA Fake A6000, 49140 MiB, 550.54"
+
+
+def run_script(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 120):
+    return subprocess.run(
+        ["bash", str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,  # no TTY, as on a pod started by a template
+    )
+
+
+@pytest.fixture
+def fake_gpu_env(tmp_path):
+    """PATH with an `nvidia-smi` that prints one GPU; the test's Python and offline hub."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(f'#!/bin/sh\necho "{FAKE_GPU}"\n')
+    fake.chmod(0o755)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHON": sys.executable,
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+# ----------------------------------------------------------------------------------------------- example_commands.sh
+
+
+def test_example_commands_list_help_and_unknown():
+    listing = run_script("example_commands.sh", "list")
+    assert listing.returncode == 0
+    names = [line.split()[0] for line in listing.stdout.splitlines()]
+    assert names[:7] == ["base", "roberta-large", "holdout", "dry-run", "resume", "multi-gpu", "multi-gpu-accelerate"]
+    help_text = run_script("example_commands.sh", "--help")
+    assert help_text.returncode == 0 and "Usage:" in help_text.stdout and "holdout" in help_text.stdout
+    unknown = run_script("example_commands.sh", "--print", "nope")
+    assert unknown.returncode == 2 and "unknown recipe 'nope'" in unknown.stderr
+
+
+def test_example_commands_print_uses_environment_and_extra_flags():
+    env = {**os.environ, "DATA_DIR": "/data/m4 dir", "REDDIT_FILE": "/data/r.jsonl", "NGPU": "4", "PYTHON": "py"}
+    base = run_script("example_commands.sh", "--print", "base", "--epochs", "1", env=env)
+    assert base.returncode == 0
+    assert base.stdout.split() == [
+        *"py train.py --model roberta-base --data_dir /data/m4\\ dir --reddit_file /data/r.jsonl".split(),
+        *"--use_class_weights --stratified_split --output_dir outputs/roberta-base --epochs 1".split(),
+    ]
+    multi = run_script("example_commands.sh", "--print", "multi-gpu", env=env).stdout.split()
+    assert multi[:4] == ["torchrun", "--standalone", "--nproc_per_node", "4"] and multi[4] == "train.py"
+    resume = run_script("example_commands.sh", "--print", "resume", env=env).stdout.split()
+    assert resume[-2:] == ["--resume_from_checkpoint", "auto"]
+    holdout = run_script("example_commands.sh", "--print", "holdout", env=env).stdout.split()
+    assert "--stratified_split" not in holdout and holdout[holdout.index("--val_generator") + 1] == "flant5"
+
+
+def test_example_commands_runs_the_recipe(tmp_path):
+    """Without --print the recipe really runs (a prepare-reddit on a tiny dump: fast, no model)."""
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text(
+        json.dumps({"text": "a post long enough to keep " * 3, "created_utc": 1600000000, "id": "p"}) + "\n"
+    )
+    env = {**os.environ, "PYTHON": sys.executable, "REDDIT_DUMP": str(dump), "REDDIT_FILE": str(tmp_path / "r.jsonl")}
+    result = run_script("example_commands.sh", "prepare-reddit", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["id"] for line in open(tmp_path / "r.jsonl")] == ["p"]
+
+
+# ----------------------------------------------------------------------------------------------- setup_runpod.sh
+
+
+def test_setup_help_and_bad_option():
+    result = run_script("setup_runpod.sh", "--help")
+    assert result.returncode == 0 and "--skip_install" in result.stdout and "--allow_cpu" in result.stdout
+    bad = run_script("setup_runpod.sh", "--frobnicate")
+    assert bad.returncode == 2 and "unknown option: --frobnicate" in bad.stderr
+    missing_value = run_script("setup_runpod.sh", "--data_dir")
+    assert missing_value.returncode == 2 and "--data_dir needs a value" in missing_value.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a real nvidia-smi")
+def test_setup_fails_without_nvidia_smi():
+    result = run_script("setup_runpod.sh", "--skip_install", env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert "nvidia-smi not found" in result.stderr
+
+
+def test_setup_fails_on_missing_or_empty_data(tmp_path, fake_gpu_env):
+    data_dir, reddit_file = demo.write_demo_data(tmp_path / "demo", rows_per_file=3, reddit_posts=3)
+    missing_dir = run_script(
+        "setup_runpod.sh", "--skip_install", "--data_dir", str(tmp_path / "nope"), env=fake_gpu_env
+    )
+    assert missing_dir.returncode == 1 and f"data directory not found: {tmp_path / 'nope'}" in missing_dir.stderr
+    assert FAKE_GPU in missing_dir.stdout  # the GPU step ran and printed the fake GPU first
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    empty_reddit = run_script(
+        "setup_runpod.sh", "--skip_install", "--data_dir", str(data_dir), "--reddit_file", str(empty), env=fake_gpu_env
+    )
+    assert empty_reddit.returncode == 1 and f"Reddit file is empty: {empty}" in empty_reddit.stderr
+
+
+def test_setup_full_run_on_demo_data(tmp_path, fake_gpu_env, tiny_model_dir):
+    """All seven steps on the demo sample with the tiny model: a dry run, then a smoke training."""
+    data_dir, reddit_file = demo.write_demo_data(tmp_path / "demo", rows_per_file=12, reddit_posts=40)
+    out = tmp_path / "setup_out"
+    common = ["--skip_install", "--data_dir", str(data_dir), "--reddit_file", str(reddit_file)]
+    common += ["--model", str(tiny_model_dir), "--output_dir", str(out)]
+    # Few optimizer steps: the test checks the script's flow, not the model.
+    train_flags = ["--", "--max_length", "128", "--chunk_overlap", "8", "--batch_size", "64", "--baseline", "none"]
+    train_flags += ["--cache_dir", str(tmp_path / "cache"), "--train_generators", "chatGPT", "davinci", "flant5"]
+
+    no_cuda = run_script("setup_runpod.sh", *common, *train_flags, env=fake_gpu_env)
+    assert no_cuda.returncode == 1 and "torch sees no CUDA GPU" in no_cuda.stderr
+    assert "[6/7]" not in no_cuda.stdout  # stopped at the first problem
+
+    result = run_script(
+        "setup_runpod.sh", *common, "--allow_cpu", "--smoke_samples", "20", *train_flags, env=fake_gpu_env, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert FAKE_GPU in result.stdout and "Ready." in result.stdout
+    report = json.loads((out / "dry_run" / "data_report.json").read_text())
+    assert report["split_flow"] == "stratified" and report["group_overlap"] == 0
+    assert report["class_weights"] is not None  # --use_class_weights is passed explicitly
+    assert {Path(f["path"]).name for f in report["files"] if f["kind"] == "m4"} == {
+        f"{d}_{g}.jsonl" for d in demo.DEMO_DOMAINS for g in ("chatGPT", "davinci", "flant5")
+    }
+    smoke_docs = [json.loads(line) for line in open(out / "smoke" / "splits.jsonl")]
+    assert 0 < sum(doc["split"] == "train" for doc in smoke_docs) <= 20
+    metrics = json.loads((out / "smoke" / "metrics.json").read_text())
+    assert 0.0 <= metrics["document"]["accuracy"] <= 1.0
+    assert (out / "smoke" / "config.json").is_file()
