@@ -10,7 +10,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from data_loaders import Document
@@ -72,7 +72,7 @@ def chunk_documents(
     desc: str = "Chunking",
     cache_file_name: str | None = None,
 ) -> Dataset:
-    """Tokenise documents into overlapping windows: columns input_ids, attention_mask, labels, doc_id, length.
+    """Tokenise documents into overlapping windows: columns input_ids, labels, doc_id, length.
 
     With `cache_file_name` the chunks are written there and memory-mapped instead of held in RAM.
     """
@@ -83,20 +83,35 @@ def chunk_documents(
         f"{documents._fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{overlap}".encode()
     ).hexdigest()[:16]
 
-    def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def tokenize(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        # Unpadded windows need no attention mask (all ones) or token type ids (all zeros): the collator
+        # rebuilds both per batch, so storing them would only double the work and the disk.
         encoded = tokenizer(
             batch["text"],
             truncation=True,
             max_length=max_length,
             stride=overlap,
             return_overflowing_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )
-        owners = encoded.pop("overflow_to_sample_mapping")
-        encoded["doc_id"] = [batch["doc_id"][i] for i in owners]
-        encoded["labels"] = [batch["label"][i] for i in owners]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        return dict(encoded)
+        owners = np.asarray(encoded["overflow_to_sample_mapping"])
+        return {
+            "input_ids": encoded["input_ids"],
+            "doc_id": np.asarray(batch["doc_id"], dtype=np.int64)[owners],
+            "labels": np.asarray(batch["label"], dtype=np.int64)[owners],
+            "length": np.fromiter(map(len, encoded["input_ids"]), dtype=np.int32, count=len(owners)),
+        }
 
+    # A declared schema spares `datasets` from scanning every token list to infer one (a third of the time).
+    features = Features(
+        {
+            "input_ids": List(Value("int32")),
+            "doc_id": Value("int64"),
+            "labels": Value("int64"),
+            "length": Value("int32"),
+        }
+    )
     return documents.map(
         tokenize,
         batched=True,
@@ -106,6 +121,7 @@ def chunk_documents(
         cache_file_name=cache_file_name,
         load_from_cache_file=False,
         new_fingerprint=fingerprint,
+        features=features,
     )
 
 

@@ -59,7 +59,9 @@ def evaluate_predictions(
     """
     chosen_here = threshold is None
     if chosen_here:
-        threshold = metrics_lib.choose_threshold(predictions["label"], predictions["prob_machine"], target_fpr)
+        threshold = metrics_lib.choose_threshold(
+            predictions["label"], predictions["prob_machine"], target_fpr, predictions["domain"]
+        )
     result = {
         "threshold": {
             "value": threshold,
@@ -71,7 +73,9 @@ def evaluate_predictions(
     }
     if BASELINE_COLUMN in predictions.columns:
         baseline = _scored(predictions, BASELINE_COLUMN)
-        baseline_threshold = metrics_lib.choose_threshold(baseline["label"], baseline["prob_machine"], target_fpr)
+        baseline_threshold = metrics_lib.choose_threshold(
+            baseline["label"], baseline["prob_machine"], target_fpr, baseline["domain"]
+        )
         result["baseline"] = {
             "name": BASELINE_NAME,
             "threshold": {"value": baseline_threshold, "target_fpr": target_fpr, "chosen_on": "these documents"},

@@ -91,9 +91,13 @@ def document_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict[
     return metrics
 
 
-def choose_threshold(labels: np.ndarray, probs: np.ndarray, target_fpr: float) -> float:
+def choose_threshold(
+    labels: np.ndarray, probs: np.ndarray, target_fpr: float, domains: np.ndarray | None = None
+) -> float:
     """The lowest decision threshold (`prob >= threshold` means machine) whose FPR on human documents is at most
-    `target_fpr`, so recall is as high as that FPR allows.
+    `target_fpr`, so recall is as high as that FPR allows. With `domains`, the FPR is held in every domain
+    that has human documents: pooled over all humans, easy ones (casual Reddit posts) would let the hard
+    ones (human M4 texts) take every false positive.
 
     The threshold lies halfway between the highest human score that must stay below it and the next higher
     score, so tiny numeric differences at prediction time do not flip documents at the boundary.
@@ -102,6 +106,13 @@ def choose_threshold(labels: np.ndarray, probs: np.ndarray, target_fpr: float) -
         raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
+    if domains is not None:
+        domains = np.asarray(domains)
+        human_domains = np.unique(domains[labels == 0])
+        if not len(human_domains):
+            raise ValueError("choosing a threshold for a false-positive rate needs human documents")
+        in_domain = [(domains == d) | (labels == 1) for d in human_domains]
+        return max(choose_threshold(labels[keep], probs[keep], target_fpr) for keep in in_domain)
     human_scores = np.sort(probs[labels == 0])[::-1]
     if not len(human_scores):
         raise ValueError("choosing a threshold for a false-positive rate needs human documents")

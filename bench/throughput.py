@@ -48,7 +48,7 @@ CPU_PROXY_CONFIG = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_h
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default: 50 GPU, 12 CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default: 50 GPU, 40 CPU)")
     parser.add_argument("--warmup_steps", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=None, help="default: 32 on GPU, 8 on CPU")
     parser.add_argument("--max_length", type=int, default=512)
@@ -130,7 +130,7 @@ def measure(config: str, options: argparse.Namespace) -> dict:
     on_gpu = torch.cuda.is_available()
     device = torch.device("cuda" if on_gpu else "cpu")
     batch_size = options.batch_size or (32 if on_gpu else 8)
-    steps = options.steps or (50 if on_gpu else 12)
+    steps = options.steps or (50 if on_gpu else 40)
     texts, tokenizer_dir, source = load_texts_and_tokenizer(options.max_documents)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     documents = Dataset.from_dict(
