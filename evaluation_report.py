@@ -151,8 +151,8 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
         "",
         f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine), chosen on "
         f"{threshold['chosen_on']} for a false-positive rate on human documents of at most "
-        f"{threshold['target_fpr']:g}. A threshold chosen on the documents it is scored on is optimistic: expect "
-        "a somewhat higher FPR on new human writing.",
+        f"{threshold['target_fpr']:g} in every domain. A threshold chosen on the documents it is scored on is "
+        "optimistic: expect a somewhat higher FPR on new human writing.",
         "",
         "## All documents",
         "",
@@ -311,8 +311,8 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], argu
         "",
         "- A screening aid for large collections of texts of the kind it was trained on; not proof that a "
         "particular person used a language model. Do not base decisions about individuals on it alone.",
-        f"- The threshold keeps the false-positive rate on the validation human documents at or below "
-        f"{metrics['threshold']['target_fpr']:g}; on other human writing (other domains, non-native writers) the "
+        f"- The threshold keeps the false-positive rate on the validation human documents of every domain at or "
+        f"below {metrics['threshold']['target_fpr']:g}; on other human writing (other domains, non-native writers) the "
         "rate can be much higher. Re-check it on your own human texts.",
         "- Short texts (a sentence or two) carry little signal; expect many more errors on them.",
         "- Generators not in the training data, newer models, paraphrased or edited machine text can evade it.",

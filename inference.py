@@ -19,6 +19,19 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from chunking import ChunkCollator, column_array
 
 
+def resolve_precision(precision: str) -> str:
+    """`auto`: bf16 on GPUs that support it, else fp16 on a GPU; fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision))
+
+
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
         return torch.autocast("cuda", dtype=dtype)

@@ -32,9 +32,8 @@ import modeling
 import predict_inputs
 import reports
 from data_loaders import HUMAN_GENERATOR
-from errors import UserError
-from inference import predict_chunk_probs
-from train import resolve_precision
+from errors import UserError, run_cli, setup_cli_logging
+from inference import autocast_dtype, predict_chunk_probs
 
 logger = logging.getLogger("predict")
 
@@ -109,7 +108,7 @@ def score_documents(
     chunks = chunking.chunk_documents(
         texts, tokenizer, settings["max_length"], settings["chunk_overlap"], args.num_proc, desc="Chunking"
     )
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(args.precision))
+    dtype = autocast_dtype(args.precision)
     probs = predict_chunk_probs(
         model, chunks, tokenizer, args.batch_size, dtype, show_progress=len(chunks) >= SHOW_PROGRESS_FROM_CHUNKS
     )
@@ -208,14 +207,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO
-    )
-    try:
-        return run(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+    setup_cli_logging()
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

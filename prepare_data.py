@@ -24,7 +24,7 @@ from typing import Any
 
 import data_loaders
 import reports
-from errors import UserError
+from errors import UserError, run_cli, setup_cli_logging
 from text_cleaning import clean_text
 
 logger = logging.getLogger("prepare_data")
@@ -347,12 +347,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level="INFO")
-    try:
-        return run(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+    setup_cli_logging()
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

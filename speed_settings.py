@@ -47,6 +47,8 @@ def trainer_speed_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "dataloader_persistent_workers": workers > 0,
         "dataloader_pin_memory": on_gpu and args.pin_memory,
         "torch_compile": args.torch_compile,
+        # Encoder classifiers use every trainable parameter; searching for unused ones costs a graph walk per step.
+        "ddp_find_unused_parameters": args.ddp_find_unused_parameters,
     }
 
 

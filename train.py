@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ import modeling
 import reports
 import run_control
 import speed_settings
-from errors import UserError
-from inference import predict_chunk_probs
+from errors import UserError, run_cli, setup_cli_logging
+from inference import autocast_dtype, predict_chunk_probs, resolve_precision
 from weighted_trainer import WeightedTrainer, compute_class_weights
 
 logger = logging.getLogger("train")
@@ -115,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speed.add_argument("--no_pin_memory", dest="pin_memory", action="store_false", help="no pinned host memory")
     speed.add_argument("--torch_compile", action="store_true", help="compile the model with torch.compile")
+    speed.add_argument(
+        "--ddp_find_unused_parameters", action="store_true",
+        help="multi-GPU: let DDP search for parameters without gradients every step (slower; only if DDP asks)",
+    )
 
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=float, default=3)
@@ -172,12 +175,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def setup_logging() -> None:
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        level=logging.INFO if is_main else logging.ERROR,
-    )
+    is_main = distributed.is_main_process()
+    setup_cli_logging(logging.INFO if is_main else logging.ERROR)
     if not is_main:
         disable_progress_bars()
 
@@ -229,14 +228,6 @@ def prepare_data(args: argparse.Namespace, tokenizer: Any) -> PreparedData:
     return PreparedData(corpus, split, train_chunks, val_chunks, val_documents, class_weights, report)
 
 
-def resolve_precision(precision: str) -> str:
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
 def build_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, data: PreparedData) -> WeightedTrainer:
     from transformers import TrainingArguments
 
@@ -284,7 +275,7 @@ def evaluate_documents(
     trainer: WeightedTrainer, tokenizer: Any, data: PreparedData, args: argparse.Namespace
 ) -> tuple[dict, pd.DataFrame]:
     """Chunk probabilities (in dataset order) -> mean per doc_id -> threshold, document metrics and baseline."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(args.precision))
+    dtype = autocast_dtype(args.precision)
     model = distributed.model_for_evaluation(trainer, args.output_dir)
     probs = predict_chunk_probs(model, data.val_chunks, tokenizer, trainer.args.per_device_eval_batch_size, dtype)
     doc_ids = chunking.column_array(data.val_chunks, "doc_id")
@@ -365,11 +356,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    try:
-        return run(args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

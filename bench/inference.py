@@ -34,8 +34,7 @@ import chunking  # noqa: E402
 import demo  # noqa: E402
 import metrics as metrics_lib  # noqa: E402
 from data_loaders import load_corpus  # noqa: E402
-from inference import predict_chunk_probs  # noqa: E402
-from train import resolve_precision  # noqa: E402
+from inference import autocast_dtype, predict_chunk_probs, resolve_precision  # noqa: E402
 
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "m4_sample"
 ENGLISH_DOMAINS = ["arxiv", "wikipedia", "reddit", "wikihow"]
@@ -65,7 +64,7 @@ def measure(model_dir: Path, texts: list[str], args: argparse.Namespace) -> dict
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2).to(device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(args.precision))
+    dtype = autocast_dtype(args.precision)
     documents = Dataset.from_dict({"doc_id": np.arange(len(texts)), "text": texts, "label": [0] * len(texts)})
     warmup = chunking.chunk_documents(documents.select(range(min(32, len(texts)))), tokenizer, args.max_length, 50)
     predict_chunk_probs(model, warmup, tokenizer, args.batch_size, dtype, show_progress=False)
