@@ -49,6 +49,8 @@ DEMO_DEFAULTS = {
     "train_generators": list(demo.DEMO_GENERATOR_FILES),
     "max_length": 128,
     "chunk_overlap": 16,
+    "validation_split": 0.25,
+    "reddit_val_fraction": 0.25,
     "epochs": 5,
     "batch_size": 16,
     "lr": 1e-3,
