@@ -46,24 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_for(data_dir: str, reddit_file: str):  # noqa: ANN201
+    """train.py's own defaults (max_length 512, overlap 50, ...) for the shared sample's stratified split."""
     import data_cache
+    import train
 
-    return data_cache.PreparationSettings(
-        data_dir=data_dir,
-        train_domains=DOMAINS,
-        train_generators=GENERATORS,
-        reddit_file=reddit_file,
-        normalize_digits=True,
-        stratified_split=True,
-        validation_split=0.1,
-        val_generator="llama2",
-        reddit_val_fraction=0.1,
-        seed=42,
-        max_train_samples=None,
-        max_val_samples=None,
-        max_length=512,
-        chunk_overlap=50,
-    )
+    args = train.parse_args(
+        ["--data_dir", data_dir, "--reddit_file", reddit_file, "--train_domains", *DOMAINS,
+         "--train_generators", *GENERATORS, "--val_generator", GENERATORS[0], "--stratified_split"]
+    )  # fmt: skip
+    return data_cache.PreparationSettings.from_args(args, reddit_file)
 
 
 def measure(options: argparse.Namespace) -> dict:
