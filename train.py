@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pandas as pd
 import torch
+import transformers
 from datasets import Dataset, disable_progress_bars
 from datasets import config as datasets_config
-from transformers import set_seed
+from transformers import TrainingArguments, set_seed
 
 import baseline
 import chunking
@@ -211,11 +213,9 @@ def prepare_data(args: argparse.Namespace, tokenizer: Any) -> PreparedData:
     settings = data_cache.PreparationSettings.from_args(args, reddit_file)
     cache_dir = None if args.no_cache else args.cache_dir
     corpus, split, train_chunks, val_chunks = data_cache.prepare(settings, tokenizer, cache_dir, args.num_proc)
+    class_weights = None
     if args.use_class_weights:
         class_weights = compute_class_weights(chunking.column_array(train_chunks, "labels"))
-    else:
-        class_weights = None
-    if class_weights:
         logger.info("Class weights (from training chunks): %s", class_weights)
     chunk_counts = {"train": chunking.label_counts(train_chunks), "val": chunking.label_counts(val_chunks)}
     report = reports.build_data_report(corpus, split, chunk_counts, class_weights)
@@ -231,8 +231,6 @@ def prepare_data(args: argparse.Namespace, tokenizer: Any) -> PreparedData:
 
 
 def build_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, data: PreparedData) -> WeightedTrainer:
-    from transformers import TrainingArguments
-
     precision = resolve_precision(args.precision)
     strategy = "steps" if args.eval_steps else "epoch"
     training_args = TrainingArguments(
@@ -296,9 +294,6 @@ def evaluate_documents(
 def training_config(
     args: argparse.Namespace, data: PreparedData, metrics: dict[str, Any], trainer: WeightedTrainer
 ) -> dict[str, Any]:
-    import datasets
-    import transformers
-
     return {
         "arguments": vars(args),
         "normalization": {"whitespace": True, "normalize_digits": args.normalize_digits},
