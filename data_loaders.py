@@ -389,6 +389,11 @@ def check_validation_split(validation_split: float) -> None:
         raise UserError(f"--validation_split must be between 0 and 1 (exclusive), got {validation_split}")
 
 
+def check_reddit_val_fraction(reddit_val_fraction: float) -> None:
+    if not 0.0 <= reddit_val_fraction < 1.0:
+        raise UserError(f"--reddit_val_fraction must be in [0, 1), got {reddit_val_fraction}")
+
+
 def stratified_group_split(documents: list[Document], validation_split: float, seed: int) -> Split:
     """Whole groups go to one side; within each domain the validation side gets its share of each label.
 
@@ -424,8 +429,7 @@ def generator_holdout_split(
 ) -> Split:
     """Validate on a generator never seen in training; see TRAINING_GUIDE_COMPLETE.md for the rules."""
     check_validation_split(validation_split)
-    if not 0.0 <= reddit_val_fraction < 1.0:
-        raise UserError(f"--reddit_val_fraction must be in [0, 1), got {reddit_val_fraction}")
+    check_reddit_val_fraction(reddit_val_fraction)
     val_generator = canonical_generator(val_generator)
     found = corpus.generators_by_domain
     if not any(val_generator in gens for gens in found.values()):

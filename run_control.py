@@ -22,6 +22,7 @@ from typing import Any
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+import data_loaders
 import distributed
 from errors import UserError
 
@@ -43,10 +44,8 @@ EARLY_STOPPING_METRIC = "eval_loss"
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Cross-argument checks that argparse cannot express; each failure is one line and exit code 2."""
-    if not 0.0 < args.validation_split < 1.0:
-        raise UserError(f"--validation_split must be between 0 and 1 (exclusive), got {args.validation_split}")
-    if not 0.0 <= args.reddit_val_fraction < 1.0:
-        raise UserError(f"--reddit_val_fraction must be in [0, 1), got {args.reddit_val_fraction}")
+    data_loaders.check_validation_split(args.validation_split)
+    data_loaders.check_reddit_val_fraction(args.reddit_val_fraction)
     if args.resume_from_checkpoint and args.overwrite_output_dir:
         raise UserError("--resume_from_checkpoint continues a run and --overwrite_output_dir replaces it: pick one")
     if args.early_stopping_patience is not None and args.early_stopping_patience < 1:
