@@ -70,9 +70,11 @@ class FileReport:
     used: int = 0
     documents: int = 0
     skipped: Counter = field(default_factory=Counter)
+    skipped_lines: dict[str, list[int]] = field(default_factory=dict)
 
     def skip(self, line: int, reason: str) -> None:
         self.skipped[reason] += 1
+        self.skipped_lines.setdefault(reason, []).append(line)
         if self.skipped[reason] <= MAX_LOGGED_SKIPS_PER_REASON:
             logger.warning("%s:%d: skipped (%s)", self.path, line, reason)
 
@@ -86,6 +88,7 @@ class FileReport:
             "used": self.used,
             "documents": self.documents,
             "skipped": dict(sorted(self.skipped.items())),
+            "skipped_lines": dict(sorted(self.skipped_lines.items())),
         }
 
 
@@ -97,6 +100,7 @@ class Corpus:
     files: list[FileReport]
     duplicates_removed: int = 0
     conflicting_label_documents: int = 0
+    conflicting_documents: list[Document] = field(default_factory=list)
     generators_by_domain: dict[str, list[str]] = field(default_factory=dict)
     ignored_files: list[dict[str, str]] = field(default_factory=list)
 
@@ -266,6 +270,7 @@ class _CorpusBuilder:
             files=files,
             duplicates_removed=self.duplicates_removed,
             conflicting_label_documents=conflicting_occurrences,
+            conflicting_documents=[self.documents[i] for i in sorted(self.conflicting)],
             generators_by_domain={d: sorted(g) for d, g in sorted(generators.items())},
         )
 
@@ -374,7 +379,12 @@ class Split:
     train: list[Document]
     val: list[Document]
     dropped: Counter = field(default_factory=Counter)
+    dropped_documents: list[tuple[str, Document]] = field(default_factory=list)
     flow: str = "stratified"
+
+    def drop(self, document: Document, reason: str) -> None:
+        self.dropped[reason] += 1
+        self.dropped_documents.append((reason, document))
 
 
 def _groups(documents: list[Document]) -> dict[int, list[Document]]:
@@ -462,9 +472,9 @@ def generator_holdout_split(
                 if doc.label == HUMAN or is_val_generator:
                     split.val.append(doc)
                 else:
-                    split.dropped["other_generator_in_validation_group"] += 1
+                    split.drop(doc, "other_generator_in_validation_group")
             elif is_val_generator:
-                split.dropped["val_generator_in_training_group"] += 1
+                split.drop(doc, "val_generator_in_training_group")
             else:
                 split.train.append(doc)
     m4_group_set = set(m4_group_ids)

@@ -102,6 +102,21 @@ def split_rows(split: Split, token_counts: dict[int, tuple[int, int]]) -> Iterab
             }
 
 
+def dropped_rows(corpus: Corpus, split: Split) -> Iterable[dict[str, Any]]:
+    """The documents that are on neither side, each with its reason and sources (for audits)."""
+    dropped = [("conflicting_labels", doc) for doc in corpus.conflicting_documents] + split.dropped_documents
+    for reason, doc in dropped:
+        yield {
+            "doc_id": doc.doc_id,
+            "reason": reason,
+            "label": doc.label,
+            "domain": doc.domain,
+            "generator": doc.generator,
+            "group_id": doc.group_id,
+            "sources": doc.sources,
+        }
+
+
 def prediction_rows(predictions: pd.DataFrame, threshold: float) -> Iterable[dict[str, Any]]:
     for row in predictions.itertuples(index=False):
         yield {

@@ -226,6 +226,7 @@ def prepare_data(args: argparse.Namespace, tokenizer: Any) -> PreparedData:
     if distributed.is_main_process():
         reports.write_json(Path(args.output_dir) / "data_report.json", report)
         reports.write_jsonl(Path(args.output_dir) / "splits.jsonl", reports.split_rows(split, token_counts))
+        reports.write_jsonl(Path(args.output_dir) / "dropped_documents.jsonl", reports.dropped_rows(corpus, split))
     val_documents = evaluation_report.documents_frame(split.val, corpus)
     return PreparedData(corpus, split, train_chunks, val_chunks, val_documents, class_weights, report)
 

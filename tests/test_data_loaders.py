@@ -100,6 +100,15 @@ def test_bad_rows_are_counted_by_reason_with_line(tmp_path, caplog):
         "human_text_missing": 1,
         "not_a_json_object": 1,
     }
+    assert report.skipped_lines == {
+        "invalid_utf8": [3],
+        "malformed_json": [2],
+        "human_text_empty": [4],
+        "human_text_null": [5],
+        "machine_text_empty": [5],
+        "human_text_missing": [6],
+        "not_a_json_object": [7],
+    }
     assert f"{path}:2: skipped (malformed_json)" in caplog.text
     assert "bom first line" in {d.text for d in corpus.documents}
 

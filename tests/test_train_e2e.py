@@ -65,6 +65,31 @@ def test_reports_agree_with_splits(demo_run):
     assert sum(f["skipped"].get("machine_text_empty", 0) for f in demo_files) == 1
 
 
+def test_every_raw_text_is_in_a_split_dropped_or_skipped(demo_run):
+    """The hold-out demo run accounts for each (file, line, field) of its input files exactly once."""
+    report = json.loads((demo_run / "data_report.json").read_text())
+    placed = Counter()
+    for s in read_jsonl(demo_run / "splits.jsonl"):
+        placed.update((src["file"], src["line"], src["field"]) for src in s["sources"])
+    dropped = read_jsonl(demo_run / "dropped_documents.jsonl")
+    assert Counter(d["reason"] for d in dropped) == report["documents_dropped_by_split"]
+    for d in dropped:
+        placed.update((src["file"], src["line"], src["field"]) for src in d["sources"])
+    assert max(placed.values()) == 1
+    for entry in report["files"]:
+        fields = ("text",) if entry["kind"] == "reddit" else ("human_text", "text", "machine_text")
+        skipped_lines = {line for lines in entry["skipped_lines"].values() for line in lines}
+        for number, line in enumerate(open(entry["path"], encoding="utf-8"), start=1):
+            row = json.loads(line)
+            for field in fields:
+                if field in row:
+                    assert (entry["path"], number, field) in placed or number in skipped_lines, (entry["path"], number)
+    assert sum(placed.values()) == sum(
+        sum(f in json.loads(line) for f in ("human_text", "text", "machine_text"))
+        for entry in report["files"] for line in open(entry["path"], encoding="utf-8")
+    ) - sum(sum(entry["skipped"].values()) for entry in report["files"])
+
+
 def test_no_text_on_both_sides_checked_from_raw_files(demo_run):
     splits = read_jsonl(demo_run / "splits.jsonl")
     texts = {side: {normalize_text(raw_text(src), False) for s in splits if s["split"] == side for src in s["sources"]}
