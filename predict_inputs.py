@@ -43,13 +43,12 @@ def detect_format(source: str, head: str = "") -> str:
     return "txt"
 
 
-def _text_or_fail(value: Any, where: str, field: str) -> str:
-    if isinstance(value, list):
-        value = "\n\n".join(str(item) for item in value if item is not None)
-    if not isinstance(value, str) or not value.strip():
-        problem = "missing" if value is None else "empty" if isinstance(value, str) else type(value).__name__
-        raise UserError(f"{where}: no usable '{field}' ({problem}); every row needs a text to score")
-    return value
+def _text_or_fail(row: dict[str, Any], where: str) -> str:
+    """The row's `text` (list-valued texts joined, as in training); a row without one stops the run."""
+    text, _, problem = data_loaders.extract_text(row, ("text",))
+    if problem:
+        raise UserError(f"{where}: no usable 'text' ({problem}); every row needs a text to score")
+    return text
 
 
 def _jsonl_rows(name: str, content: str) -> list[dict[str, Any]]:
@@ -70,7 +69,7 @@ def _jsonl_rows(name: str, content: str) -> list[dict[str, Any]]:
         if "human_text" in row or "machine_text" in row:
             documents += _m4_row_documents(row, where, line_number, m4_names, skipped)
             continue
-        document = {"id": row.get("id", line_number), "text": _text_or_fail(row.get("text"), where, "text")}
+        document = {"id": row.get("id", line_number), "text": _text_or_fail(row, where)}
         if "label" in row:
             document["input_label"] = row["label"]
         documents.append(document | {k: row[k] for k in PASSTHROUGH_FIELDS if k in row})
@@ -121,7 +120,7 @@ def _csv_rows(name: str, content: str) -> list[dict[str, Any]]:
     documents = []
     for position, row in enumerate(table.to_dict("records"), start=1):
         where = f"{name}: row {position} after the header"
-        document = {"id": row.get("id") or position, "text": _text_or_fail(row["text"], where, "text")}
+        document = {"id": row.get("id") or position, "text": _text_or_fail(row, where)}
         if row.get("label", "") != "":
             document["input_label"] = row["label"]
         documents.append(document | {k: row[k] for k in PASSTHROUGH_FIELDS if row.get(k, "") != ""})
