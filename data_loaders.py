@@ -13,6 +13,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,14 @@ class Corpus:
     conflicting_documents: list[Document] = field(default_factory=list)
     generators_by_domain: dict[str, list[str]] = field(default_factory=dict)
     ignored_files: list[dict[str, str]] = field(default_factory=list)
+
+    @cached_property
+    def m4_paths(self) -> frozenset[str]:
+        return frozenset(report.path for report in self.files if report.kind == "m4")
+
+    def from_m4(self, document: Document) -> bool:
+        """Whether any occurrence of the document came from an M4 file (rather than the Reddit file)."""
+        return any(source["file"] in self.m4_paths for source in document.sources)
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -450,12 +459,7 @@ def generator_holdout_split(
         )
     rng = random.Random(seed)
     groups = _groups(corpus.documents)
-    m4_files = {report.path for report in corpus.files if report.kind == "m4"}
-    m4_group_ids = [
-        gid
-        for gid, members in groups.items()
-        if any(source["file"] in m4_files for doc in members for source in doc.sources)
-    ]
+    m4_group_ids = [gid for gid, members in groups.items() if any(corpus.from_m4(doc) for doc in members)]
     # Per domain, so every domain is represented in validation as it is in the data.
     val_group_ids: set[int] = set()
     for domain in sorted({groups[gid][0].domain for gid in m4_group_ids}):

@@ -22,22 +22,16 @@ from data_loaders import LABEL_NAMES, Corpus, Document
 
 BASELINE_COLUMN = "baseline_prob_machine"
 M4_CORPUS, REDDIT_CORPUS = "m4", "reddit_file"
-TABLE_COLUMNS = (("n", "n"), ("accuracy", "accuracy"), ("f1_macro", "F1 (macro)"), ("fpr_human", "FPR (human)"))
-TABLE_COLUMNS += (("auroc", "AUROC"),)
+TABLE_COLUMNS = (
+    ("n", "n"), ("accuracy", "accuracy"), ("f1_macro", "F1 (macro)"), ("fpr_human", "FPR (human)"), ("auroc", "AUROC")
+)
 
 
 def documents_frame(documents: list[Document], corpus: Corpus) -> pd.DataFrame:
     """doc_id, label, domain, generator and corpus ("m4" or "reddit_file") of each document."""
-    m4_files = {report.path for report in corpus.files if report.kind == "m4"}
     return pd.DataFrame(
         [
-            (
-                doc.doc_id,
-                doc.label,
-                doc.domain,
-                doc.generator,
-                M4_CORPUS if any(source["file"] in m4_files for source in doc.sources) else REDDIT_CORPUS,
-            )
+            (doc.doc_id, doc.label, doc.domain, doc.generator, M4_CORPUS if corpus.from_m4(doc) else REDDIT_CORPUS)
             for doc in documents
         ],
         columns=["doc_id", "label", "domain", "generator", "corpus"],
