@@ -113,7 +113,7 @@ def score_documents(
         model, chunks, tokenizer, args.batch_size, dtype, show_progress=len(chunks) >= SHOW_PROGRESS_FROM_CHUNKS
     )
     frame = documents.drop(columns=["text"]).assign(doc_id=np.arange(len(documents)))
-    return metrics_lib.aggregate_documents(np.asarray(chunks["doc_id"]), probs, frame, how=args.aggregate)
+    return metrics_lib.aggregate_documents(chunking.column_array(chunks, "doc_id"), probs, frame, how=args.aggregate)
 
 
 def output_rows(predictions: pd.DataFrame, threshold: float) -> list[dict[str, Any]]:

@@ -76,7 +76,8 @@ def measure(model_dir: Path, texts: list[str], args: argparse.Namespace) -> dict
     if device == "cuda":
         torch.cuda.synchronize()
     predicted = time.perf_counter()
-    metrics_lib.aggregate_documents(np.asarray(chunks["doc_id"]), probs, pd.DataFrame({"doc_id": range(len(texts))}))
+    documents = pd.DataFrame({"doc_id": range(len(texts))})
+    metrics_lib.aggregate_documents(chunking.column_array(chunks, "doc_id"), probs, documents)
     done = time.perf_counter()
     total = done - start
     return {
