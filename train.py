@@ -337,7 +337,6 @@ def run(args: argparse.Namespace) -> int:
     if trainer.is_world_process_zero():
         metrics, predictions = evaluate_documents(trainer, tokenizer, data, args)
         output_dir = Path(args.output_dir)
-        reports.write_json(output_dir / "metrics.json", metrics)
         reports.write_jsonl(
             output_dir / "eval_predictions.jsonl",
             reports.prediction_rows(predictions, metrics["document"]["threshold"]),
@@ -346,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
         evaluation_report.write_training_outputs(
             output_dir, trainer.model.config, metrics, predictions, data.report, vars(args)
         )
+        reports.write_json(output_dir / "metrics.json", metrics)  # last: it marks the run as finished
         print(reports.format_metrics_summary(metrics))
         logger.info("Model, tokenizer and reports written to %s", output_dir)
     return 0
