@@ -1,27 +1,62 @@
 """Overlapping token windows: every document becomes one or more chunks of at most `max_length` tokens.
 
-One batched pass of the fast tokenizer produces the windows (`return_overflowing_tokens` with `stride`), so
-the chunks hold exactly the document's token sequence: nothing is decoded and tokenised again.
+Each document is tokenised once, in batches, by the fast tokenizer's backend; the windows are cut from those
+token ids with numpy, so the chunks hold exactly the document's token sequence: nothing is decoded and
+tokenised again, and no token passes through Python one at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import itertools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+import pyarrow as pa
 from datasets import Dataset, Features, List, Value
+from datasets.table import InMemoryTable
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from data_loaders import Document
 from errors import UserError
 
-DOCUMENT_COLUMNS = ("doc_id", "text", "label", "domain", "generator", "group_id")
+TEXT_SCHEMA = pa.schema([("doc_id", pa.int64()), ("text", pa.string()), ("label", pa.int64())])
+TEXT_BATCH = 1000
+# Declared, so that `datasets` need not scan every token list to infer the schema.
+CHUNK_FEATURES = Features(
+    {"input_ids": List(Value("int32")), "doc_id": Value("int64"), "labels": Value("int64"), "length": Value("int32")}
+)
+
+
+def text_dataset(
+    texts: Sequence[str], doc_ids: Sequence[int] | None = None, labels: Sequence[int] | None = None
+) -> Dataset:
+    """The input of `chunk_documents`: columns doc_id (default: position), text, label (default: 0).
+
+    The Arrow table is built a batch at a time and fingerprinted by a hash of its buffers: `Dataset.from_dict`
+    would pickle a copy of the whole table to fingerprint it, tripling the peak memory of a large corpus.
+    """
+    doc_ids = np.arange(len(texts)) if doc_ids is None else np.asarray(doc_ids, dtype=np.int64)
+    labels = np.zeros(len(texts), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    digest = hashlib.blake2b(digest_size=16)
+    batches = []
+    for begin in range(0, len(texts), TEXT_BATCH):
+        rows = slice(begin, begin + TEXT_BATCH)
+        columns = [pa.array(doc_ids[rows]), pa.array(texts[rows], type=pa.string()), pa.array(labels[rows])]
+        for buffer in (buffer for column in columns for buffer in column.buffers()):
+            if buffer is not None:
+                digest.update(buffer)
+        batches.append(pa.record_batch(columns, schema=TEXT_SCHEMA))
+    table = pa.Table.from_batches(batches, schema=TEXT_SCHEMA)
+    return Dataset(InMemoryTable(table), fingerprint=digest.hexdigest())
 
 
 def documents_to_dataset(documents: list[Document]) -> Dataset:
     """One row per document; `doc_id` travels with every chunk made from it."""
-    return Dataset.from_dict({name: [getattr(doc, name) for doc in documents] for name in DOCUMENT_COLUMNS})
+    return text_dataset(
+        [doc.text for doc in documents], [doc.doc_id for doc in documents], [doc.label for doc in documents]
+    )
 
 
 def column_array(dataset: Dataset, name: str) -> np.ndarray:
@@ -63,6 +98,63 @@ def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: i
     return content
 
 
+class WindowSpec(NamedTuple):
+    """How a document's tokens become windows: `content` text tokens each, between fixed special tokens."""
+
+    content: int
+    overlap: int
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+
+def window_spec(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> WindowSpec:
+    """The window for this tokenizer, with the special tokens it puts before and after a single text."""
+    content = check_window(tokenizer, max_length, overlap)
+    probe = "hello"
+    wrapped = tokenizer(probe)["input_ids"]
+    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    starts = [i for i in range(len(wrapped) - len(bare) + 1) if wrapped[i : i + len(bare)] == bare]
+    if not bare or not starts or len(wrapped) - len(bare) != tokenizer.num_special_tokens_to_add(pair=False):
+        raise UserError(f"{type(tokenizer).__name__} does not wrap a text in fixed special tokens; chunking needs one")
+    prefix, suffix = wrapped[: starts[0]], wrapped[starts[0] + len(bare) :]
+    return WindowSpec(content, overlap, tuple(prefix), tuple(suffix))
+
+
+def window_token_ids(token_ids: list[list[int]], spec: WindowSpec) -> tuple[pa.ListArray, np.ndarray]:
+    """Cut each document's tokens into windows; returns the windows and the index of each window's document.
+
+    Windows hold `spec.content` tokens and advance by `content - overlap`, so consecutive windows of a
+    document share exactly `overlap` tokens and only the last is shorter; a document without tokens gets
+    one window of special tokens. Done with index arithmetic over one flat array: no per-token Python.
+    """
+    lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
+    tokens = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int32, count=int(lengths.sum()))
+    doc_starts = np.cumsum(lengths) - lengths
+    step = spec.content - spec.overlap
+    n_windows = 1 + np.maximum(0, -(-(lengths - spec.content) // step))
+    owners = np.repeat(np.arange(len(lengths)), n_windows)
+    index_in_doc = np.arange(len(owners)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    window_starts = index_in_doc * step
+    content_lengths = np.minimum(spec.content, lengths[owners] - window_starts)
+
+    n_prefix, n_suffix = len(spec.prefix), len(spec.suffix)
+    offsets = np.zeros(len(owners) + 1, dtype=np.int32)
+    np.cumsum(content_lengths + n_prefix + n_suffix, out=offsets[1:])
+    windows = np.empty(int(offsets[-1]), dtype=np.int32)
+    # Position k of the content copied into all windows, back to back, comes from the document's token
+    # (k - first k of its window) + window start, and goes after the window's prefix.
+    content_before = np.cumsum(content_lengths) - content_lengths
+    position = np.arange(int(content_lengths.sum()))
+    source = position + np.repeat(doc_starts[owners] + window_starts - content_before, content_lengths)
+    target = position + np.repeat(offsets[:-1] + n_prefix - content_before, content_lengths)
+    windows[target] = tokens[source]
+    for i, token in enumerate(spec.prefix):
+        windows[offsets[:-1] + i] = token
+    for i, token in enumerate(spec.suffix):
+        windows[offsets[1:] - n_suffix + i] = token
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(windows)), owners
+
+
 def chunk_documents(
     documents: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -76,43 +168,34 @@ def chunk_documents(
 
     With `cache_file_name` the chunks are written there and memory-mapped instead of held in RAM.
     """
-    check_window(tokenizer, max_length, overlap)
+    spec = window_spec(tokenizer, max_length, overlap)
     # Naming the result ourselves spares `datasets` from pickling the tokenizer to hash the closure (seconds);
     # reuse of earlier results is data_cache's job (with a complete key), so datasets' own cache is off.
     fingerprint = hashlib.sha256(
         f"{documents._fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{overlap}".encode()
     ).hexdigest()[:16]
 
-    def tokenize(batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def tokenize(batch: pa.Table) -> pa.Table:
+        # The Rust backend directly, without offsets: the fastest single pass it offers. Truncation and padding
+        # are switched off on every call, as transformers itself sets both before each of its own calls.
+        backend = tokenizer.backend_tokenizer
+        backend.no_truncation()
+        backend.no_padding()
+        encodings = backend.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
+        windows, owners = window_token_ids([encoding.ids for encoding in encodings], spec)
         # Unpadded windows need no attention mask (all ones) or token type ids (all zeros): the collator
         # rebuilds both per batch, so storing them would only double the work and the disk.
-        encoded = tokenizer(
-            batch["text"],
-            truncation=True,
-            max_length=max_length,
-            stride=overlap,
-            return_overflowing_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
+        return pa.table(
+            {
+                "input_ids": windows,
+                "doc_id": batch.column("doc_id").to_numpy().astype(np.int64)[owners],
+                "labels": batch.column("label").to_numpy().astype(np.int64)[owners],
+                "length": np.diff(windows.offsets.to_numpy()).astype(np.int32),
+            }
         )
-        owners = np.asarray(encoded["overflow_to_sample_mapping"])
-        return {
-            "input_ids": encoded["input_ids"],
-            "doc_id": np.asarray(batch["doc_id"], dtype=np.int64)[owners],
-            "labels": np.asarray(batch["label"], dtype=np.int64)[owners],
-            "length": np.fromiter(map(len, encoded["input_ids"]), dtype=np.int32, count=len(owners)),
-        }
 
-    # A declared schema spares `datasets` from scanning every token list to infer one (a third of the time).
-    features = Features(
-        {
-            "input_ids": List(Value("int32")),
-            "doc_id": Value("int64"),
-            "labels": Value("int64"),
-            "length": Value("int32"),
-        }
-    )
-    return documents.map(
+    # Arrow in and out: the texts are read and the windows written without converting tokens to Python.
+    chunks = documents.with_format("arrow").map(
         tokenize,
         batched=True,
         remove_columns=documents.column_names,
@@ -121,8 +204,9 @@ def chunk_documents(
         cache_file_name=cache_file_name,
         load_from_cache_file=False,
         new_fingerprint=fingerprint,
-        features=features,
+        features=CHUNK_FEATURES,
     )
+    return chunks.with_format(None)
 
 
 def document_token_counts(

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from datasets import Dataset
 
 import baseline
 import chunking
@@ -102,9 +101,7 @@ def score_documents(
     documents: pd.DataFrame, tokenizer: Any, model: Any, settings: dict[str, Any], args: argparse.Namespace
 ) -> pd.DataFrame:
     """Chunk every document, score all chunks in batches that mix documents, aggregate per document."""
-    texts = Dataset.from_dict(
-        {"doc_id": np.arange(len(documents)), "text": documents["text"].tolist(), "label": [0] * len(documents)}
-    )
+    texts = chunking.text_dataset(documents["text"].tolist())
     chunks = chunking.chunk_documents(
         texts, tokenizer, settings["max_length"], settings["chunk_overlap"], args.num_proc, desc="Chunking"
     )

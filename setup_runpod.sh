@@ -75,7 +75,6 @@ done
 
 # No prompts anywhere: pip, apt and the hub client must never wait for a TTY.
 export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
-export TOKENIZERS_PARALLELISM=${TOKENIZERS_PARALLELISM:-false}
 # Paths given relative to where the script was called from stay valid after the cd to the repository.
 absolute() { if [[ $1 == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
 DATA_DIR=$(absolute "$DATA_DIR")

@@ -36,6 +36,11 @@ def trainer_speed_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The `TrainingArguments` keywords decided by the speed flags."""
     on_gpu = torch.cuda.is_available()
     workers = resolve_dataloader_workers(args.dataloader_num_workers, on_gpu)
+    if workers:
+        # The workers are forked after preparation used the tokenizer's thread pool; they never tokenise, and
+        # saying so stops tokenizers from warning in each of them. Only now: preparation needs the pool (setting
+        # this before it makes tokenisation single-threaded, 1.7x slower on 2 cores, far more on a GPU pod).
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # TF32 exists from Ampere (compute capability 8) on; elsewhere leave torch's setting alone.
     tf32 = args.tf32 if on_gpu and torch.cuda.get_device_capability()[0] >= 8 else None
     return {

@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from datasets import Dataset, disable_progress_bars  # noqa: E402
+from datasets import disable_progress_bars  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 import chunking  # noqa: E402
@@ -65,7 +65,7 @@ def measure(model_dir: Path, texts: list[str], args: argparse.Namespace) -> dict
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2).to(device)
     dtype = autocast_dtype(args.precision)
-    documents = Dataset.from_dict({"doc_id": np.arange(len(texts)), "text": texts, "label": [0] * len(texts)})
+    documents = chunking.text_dataset(texts)
     warmup = chunking.chunk_documents(documents.select(range(min(32, len(texts)))), tokenizer, args.max_length, 50)
     predict_chunk_probs(model, warmup, tokenizer, args.batch_size, dtype, show_progress=False)
 

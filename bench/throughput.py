@@ -119,7 +119,7 @@ def measure(config: str, options: argparse.Namespace) -> dict:
     """Run one configuration in this process and return its throughput numbers."""
     import numpy as np
     import torch
-    from datasets import Dataset, disable_progress_bars
+    from datasets import disable_progress_bars
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler
     from transformers import AutoTokenizer
     from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -133,9 +133,7 @@ def measure(config: str, options: argparse.Namespace) -> dict:
     steps = options.steps or (50 if on_gpu else 40)
     texts, tokenizer_dir, source = load_texts_and_tokenizer(options.max_documents)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    documents = Dataset.from_dict(
-        {"doc_id": list(range(len(texts))), "text": texts, "label": [i % 2 for i in range(len(texts))]}
-    )
+    documents = chunking.text_dataset(texts, labels=[i % 2 for i in range(len(texts))])
     chunks = chunking.chunk_documents(documents, tokenizer, options.max_length, options.chunk_overlap)
     lengths = chunking.column_array(chunks, "length")
     upstream = config == "upstream_style"

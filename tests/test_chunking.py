@@ -61,6 +61,51 @@ def test_windows_reproduce_tokens_roberta(roberta_tokenizer, shared_data, max_le
     assert first[0] == roberta_tokenizer.cls_token_id and first[-1] == roberta_tokenizer.sep_token_id
 
 
+def test_windows_equal_the_tokenizers_own_overflow_windows(tiny_tokenizer):
+    """The numpy windows are token for token what `return_overflowing_tokens` with `stride` gives."""
+    for max_length, overlap in [(16, 4), (12, 9), (20, 0), (64, 8)]:
+        chunks = chunking.chunk_documents(chunking.documents_to_dataset(documents(TEXTS)), tiny_tokenizer,
+                                          max_length, overlap)
+        reference = tiny_tokenizer(TEXTS, truncation=True, max_length=max_length, stride=overlap,
+                                   return_overflowing_tokens=True)
+        assert chunks["input_ids"][:] == reference["input_ids"]
+        assert chunks["doc_id"][:] == [10 + i for i in reference["overflow_to_sample_mapping"]]
+
+
+def test_window_token_ids_edges():
+    spec = chunking.WindowSpec(content=4, overlap=1, prefix=(101,), suffix=(102, 103))
+    windows, owners = chunking.window_token_ids([[], [1, 2, 3, 4], [1, 2, 3, 4, 5], list(range(1, 11))], spec)
+    assert windows.to_pylist() == [
+        [101, 102, 103],
+        [101, 1, 2, 3, 4, 102, 103],
+        [101, 1, 2, 3, 4, 102, 103], [101, 4, 5, 102, 103],
+        [101, 1, 2, 3, 4, 102, 103], [101, 4, 5, 6, 7, 102, 103], [101, 7, 8, 9, 10, 102, 103],
+    ]  # fmt: skip
+    assert owners.tolist() == [0, 1, 2, 2, 3, 3, 3]
+
+
+def test_special_tokens_come_from_the_tokenizers_template(tiny_model_dir):
+    """A tokenizer that only appends a token, and one that adds none, are windowed by their own rule."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    text = TEXTS[1]
+    for template, expected_special in [("$A [SEP]", ["[SEP]"]), ("$A", [])]:
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+        sep = tokenizer.sep_token_id
+        special = [("[SEP]", sep)] if expected_special else []
+        tokenizer.backend_tokenizer.post_processor = TemplateProcessing(single=template, special_tokens=special)
+        spec = chunking.window_spec(tokenizer, 16, 3)
+        assert spec.prefix == () and spec.suffix == tuple(tokenizer.convert_tokens_to_ids(expected_special))
+        assert spec.content == 16 - len(expected_special)
+        chunks = chunking.chunk_documents(chunking.documents_to_dataset(documents([text])), tokenizer, 16, 3)
+        contents = [ids[: len(ids) - len(expected_special)] for ids in chunks["input_ids"][:]]
+        assert all(ids[len(ids) - len(expected_special):] == [sep] * len(expected_special)
+                   for ids in chunks["input_ids"][:])
+        rebuilt = contents[0] + [token for window in contents[1:] for token in window[3:]]
+        assert rebuilt == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def test_expected_chunk_count(tiny_tokenizer):
     text = TEXTS[1]
     n_tokens = len(tiny_tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -91,3 +136,36 @@ def test_collator_drops_bookkeeping_columns_and_pads(tiny_tokenizer):
     assert batch["input_ids"].shape == (2, 8)
     assert batch["attention_mask"].sum().item() == 7
     assert batch["labels"].tolist() == [1, 0]
+
+
+def test_text_dataset_columns_and_fingerprint():
+    texts = [f"document number {i}" for i in range(2500)]  # several Arrow batches
+    dataset = chunking.text_dataset(texts, doc_ids=range(100, 2600), labels=[i % 2 for i in range(2500)])
+    assert dataset.column_names == ["doc_id", "text", "label"]
+    assert dataset["text"][:] == texts
+    assert dataset["doc_id"][:] == list(range(100, 2600)) and dataset["label"][:4] == [0, 1, 0, 1]
+    assert chunking.text_dataset(texts)["doc_id"][:3] == [0, 1, 2] and set(chunking.text_dataset(texts)["label"]) == {0}
+    same = chunking.text_dataset(list(texts), doc_ids=range(100, 2600), labels=[i % 2 for i in range(2500)])
+    assert same._fingerprint == dataset._fingerprint
+    changed = texts[:2400] + ["document number X"] + texts[2401:]
+    assert chunking.text_dataset(changed, range(100, 2600), [i % 2 for i in range(2500)])._fingerprint != (
+        dataset._fingerprint
+    )
+    assert len(chunking.text_dataset([])) == 0
+
+
+def test_truncation_and_padding_left_on_the_tokenizer_do_not_cut_documents(tiny_model_dir, monkeypatch):
+    """Whatever truncation/padding state the backend holds when the batches are encoded, windows are whole."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    original_spec = chunking.window_spec
+
+    def spec_then_truncate(*args):
+        spec = original_spec(*args)
+        tokenizer.backend_tokenizer.enable_truncation(max_length=10)
+        tokenizer.backend_tokenizer.enable_padding(length=40)
+        return spec
+
+    monkeypatch.setattr(chunking, "window_spec", spec_then_truncate)
+    check_windows(tokenizer, TEXTS, 32, 4)

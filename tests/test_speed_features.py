@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import write_jsonl
+from conftest import ROOT, write_jsonl
 from torch.utils.data import RandomSampler
 from transformers import AutoTokenizer
 
@@ -217,3 +218,14 @@ def test_group_by_length_visits_every_chunk_once_per_epoch(demo_inputs, tiny_tok
     trainer_off = train.build_trainer(off, model, tiny_tokenizer, data)
     assert isinstance(trainer_off._get_train_sampler(), RandomSampler)
     assert next(iter(trainer_off.get_train_dataloader()))["input_ids"].shape[1] == 128
+
+
+def test_tokenizer_threads_are_kept_for_preparation_and_quieted_only_for_forked_workers(monkeypatch):
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    args = train.parse_args(["--data_dir", "d", "--dataloader_num_workers", "0"])
+    assert speed_settings.trainer_speed_arguments(args)["dataloader_num_workers"] == 0
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
+    args = train.parse_args(["--data_dir", "d", "--dataloader_num_workers", "2"])
+    assert speed_settings.trainer_speed_arguments(args)["dataloader_num_workers"] == 2
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    assert "TOKENIZERS_PARALLELISM" not in (ROOT / "setup_runpod.sh").read_text()
