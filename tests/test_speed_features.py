@@ -167,6 +167,18 @@ def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_token
     assert len(changed.corpus.documents) == len(first.corpus.documents) + 4
 
 
+def test_num_proc_prepares_the_same_chunks(small_data, tiny_tokenizer, tmp_path):
+    """Tokenising in 2 processes (each writing its own Arrow shard) gives the chunks of one process."""
+    settings = small_settings(small_data)
+    single = data_cache.prepare(settings, tiny_tokenizer, None)
+    multi = data_cache.prepare(settings, tiny_tokenizer, tmp_path / "cache", num_proc=2)
+    assert len(multi.train_chunks.cache_files) == 2
+    reread = data_cache.prepare(settings, tiny_tokenizer, tmp_path / "cache", num_proc=2)
+    for result in (multi, reread):
+        for side in ("train_chunks", "val_chunks"):
+            assert getattr(result, side).to_dict() == getattr(single, side).to_dict()
+
+
 def demo_argv(demo_inputs, output_dir, *extra: str) -> list[str]:
     data_dir, reddit_file, model_dir = demo_inputs
     return ["--data_dir", str(data_dir), "--reddit_file", str(reddit_file), "--model", str(model_dir),
