@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -16,10 +17,12 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset, Features, List, Value
 from datasets.table import InMemoryTable
+from tokenizers import Tokenizer
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from data_loaders import Document
-from errors import UserError
+from m4_training.cli import UserError
+from m4_training.config import check_window
 
 TEXT_SCHEMA = pa.schema([("doc_id", pa.int64()), ("text", pa.string()), ("label", pa.int64())])
 TEXT_BATCH = 1000
@@ -34,22 +37,21 @@ def text_dataset(
 ) -> Dataset:
     """The input of `chunk_documents`: columns doc_id (default: position), text, label (default: 0).
 
-    The Arrow table is built a batch at a time and fingerprinted by a hash of its buffers: `Dataset.from_dict`
-    would pickle a copy of the whole table to fingerprint it, tripling the peak memory of a large corpus.
+    The Arrow table is built a batch at a time and given a fingerprint of its own: without one, `datasets` would
+    pickle the whole table to fingerprint it, tripling the peak memory of a large corpus. Nothing is cached
+    under that fingerprint (reusing prepared data is data_cache's job, with a complete key).
     """
     doc_ids = np.arange(len(texts)) if doc_ids is None else np.asarray(doc_ids, dtype=np.int64)
     labels = np.zeros(len(texts), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
-    digest = hashlib.blake2b(digest_size=16)
-    batches = []
-    for begin in range(0, len(texts), TEXT_BATCH):
-        rows = slice(begin, begin + TEXT_BATCH)
-        columns = [pa.array(doc_ids[rows]), pa.array(texts[rows], type=pa.string()), pa.array(labels[rows])]
-        for buffer in (buffer for column in columns for buffer in column.buffers()):
-            if buffer is not None:
-                digest.update(buffer)
-        batches.append(pa.record_batch(columns, schema=TEXT_SCHEMA))
+    batches = [
+        pa.record_batch(
+            [pa.array(doc_ids[rows]), pa.array(texts[rows], type=pa.string()), pa.array(labels[rows])],
+            schema=TEXT_SCHEMA,
+        )
+        for rows in (slice(begin, begin + TEXT_BATCH) for begin in range(0, len(texts), TEXT_BATCH))
+    ]
     table = pa.Table.from_batches(batches, schema=TEXT_SCHEMA)
-    return Dataset(InMemoryTable(table), fingerprint=digest.hexdigest())
+    return Dataset(InMemoryTable(table), fingerprint=uuid.uuid4().hex)
 
 
 def documents_to_dataset(documents: list[Document]) -> Dataset:
@@ -64,10 +66,26 @@ def column_array(dataset: Dataset, name: str) -> np.ndarray:
     return np.asarray(dataset[name][:])
 
 
+def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
+    """The fast tokenizer's backend as it encodes whole documents: without truncation or padding.
+
+    transformers switches both on the shared backend for calls that ask for them and leaves them set; then a
+    copy without them is used, so the caller's tokenizer is never changed.
+    """
+    backend = tokenizer.backend_tokenizer
+    if backend.truncation is None and backend.padding is None:
+        return backend
+    plain = Tokenizer.from_str(backend.to_str())
+    plain.no_truncation()
+    plain.no_padding()
+    return plain
+
+
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """A hash of everything that decides the token ids: vocabulary, merges, normaliser, special tokens.
 
-    The backend's truncation and padding settings are left out (each call changes them; they are restored).
+    The backend's truncation and padding settings are left out (transformers changes them per call): they are
+    switched off for the moment of serialising and put back as they were.
     """
     backend = tokenizer.backend_tokenizer
     truncation, padding = backend.truncation, backend.padding
@@ -81,21 +99,6 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
         if padding:
             backend.enable_padding(**padding)
     return hashlib.sha256(f"{type(tokenizer).__name__}|{state}".encode()).hexdigest()
-
-
-def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> int:
-    """Validate the window against the tokenizer and return the number of content tokens per window."""
-    if not getattr(tokenizer, "is_fast", False):
-        raise UserError(f"{type(tokenizer).__name__} is not a fast tokenizer; chunking needs one")
-    content = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    if content < 2:
-        raise UserError(f"--max_length {max_length} leaves no room for text after the special tokens")
-    if not 0 <= overlap < content:
-        raise UserError(
-            f"--chunk_overlap {overlap} must be at least 0 and below the {content} text tokens of a window "
-            f"(--max_length {max_length} minus special tokens)"
-        )
-    return content
 
 
 class WindowSpec(NamedTuple):
@@ -169,18 +172,10 @@ def chunk_documents(
     With `cache_file_name` the chunks are written there and memory-mapped instead of held in RAM.
     """
     spec = window_spec(tokenizer, max_length, overlap)
-    # Naming the result ourselves spares `datasets` from pickling the tokenizer to hash the closure (seconds);
-    # reuse of earlier results is data_cache's job (with a complete key), so datasets' own cache is off.
-    fingerprint = hashlib.sha256(
-        f"{documents._fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{overlap}".encode()
-    ).hexdigest()[:16]
+    backend = plain_backend(tokenizer)
 
     def tokenize(batch: pa.Table) -> pa.Table:
-        # The Rust backend directly, without offsets: the fastest single pass it offers. Truncation and padding
-        # are switched off on every call, as transformers itself sets both before each of its own calls.
-        backend = tokenizer.backend_tokenizer
-        backend.no_truncation()
-        backend.no_padding()
+        # The Rust backend directly, without offsets: the fastest single pass it offers.
         encodings = backend.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
         windows, owners = window_token_ids([encoding.ids for encoding in encodings], spec)
         # Unpadded windows need no attention mask (all ones) or token type ids (all zeros): the collator
@@ -203,7 +198,8 @@ def chunk_documents(
         desc=desc,
         cache_file_name=cache_file_name,
         load_from_cache_file=False,
-        new_fingerprint=fingerprint,
+        # Naming the result spares `datasets` from pickling the tokenizer to hash the closure (seconds).
+        new_fingerprint=uuid.uuid4().hex,
         features=CHUNK_FEATURES,
     )
     return chunks.with_format(None)
@@ -235,3 +231,12 @@ class ChunkCollator(DataCollatorWithPadding):
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         keep = set(self.tokenizer.model_input_names) | {"labels"}
         return super().__call__([{k: v for k, v in f.items() if k in keep} for f in features])
+
+
+def chunk_collator(
+    tokenizer: PreTrainedTokenizerBase, max_length: int, pad_to_multiple_of: int, pad_to_max_length: bool
+) -> ChunkCollator:
+    """Pads each batch to its longest chunk (rounded up to `pad_to_multiple_of`), or always to `max_length`."""
+    if pad_to_max_length:
+        return ChunkCollator(tokenizer, padding="max_length", max_length=max_length)
+    return ChunkCollator(tokenizer, pad_to_multiple_of=pad_to_multiple_of or None)

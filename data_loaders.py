@@ -1,23 +1,30 @@
-"""Read M4 and Reddit files into documents, clean and de-duplicate them, group them and split them.
+"""The one reader of every input: M4 files, Reddit files, labelled or plain JSONL/CSV, text files and stdin.
 
-Every row that does not become a document is counted by reason in its file's `FileReport`, so the run's
-`data_report.json` can say where each row went.
+train.py, predict.py, prepare_data.py and the page all read through this module, so they agree on text fields,
+labels and what makes a row unusable. Every row that does not become a document is counted by reason in its
+file's `FileReport`, with its line number, so the run's report can say where each row went. Documents are
+normalised, identical texts merged and each M4 row's human and machine texts grouped here; splits.py then
+splits the groups.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
-import random
 import re
+import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from errors import UserError
+import pandas as pd
+
+from m4_training.cli import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +35,14 @@ HUMAN_GENERATOR = "human"
 GENERATOR_ALIASES = {"dolly2": "dolly", "flan-t5": "flant5", "gpt-3.5-turbo": "chatgpt"}
 HUMAN_TEXT_FIELDS = ("human_text", "text")
 MACHINE_TEXT_FIELDS = ("machine_text",)
-REDDIT_TEXT_FIELDS = ("text", "body")
-MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in data_report.json
+# The text of a document row (JSONL, CSV, Reddit files and dumps): the first of these that is present.
+TEXT_FIELDS = ("text", "body", "selftext")
+ID_FIELDS = ("id", "source_ID", "source_id")
+LABEL_WORDS = {"human": HUMAN, "machine": MACHINE}
+M4_CORPUS, REDDIT_CORPUS = "m4", "reddit_file"
+INPUT_FORMATS = ("auto", "jsonl", "csv", "txt", "m4_dir")
+PASSTHROUGH_FIELDS = ("domain", "generator")
+MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
 
@@ -50,6 +63,21 @@ def canonical_generator(name: str) -> str:
     return GENERATOR_ALIASES.get(name, name)
 
 
+def parse_label(value: Any, missing: int | None = None) -> int | None:
+    """0/1 as int, float or string, or "human"/"machine"; `missing` for an absent label; None if invalid."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return missing
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().lower() in LABEL_WORDS:
+        return LABEL_WORDS[value.strip().lower()]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number in (0.0, 1.0) else None
+
+
 @dataclass
 class Document:
     doc_id: int
@@ -63,8 +91,10 @@ class Document:
 
 @dataclass
 class FileReport:
+    """Rows read from one file and the rows skipped, by reason, with their line numbers."""
+
     path: str
-    kind: str  # "m4" or "reddit"
+    kind: str  # "m4", "reddit" or "input"
     domain: str | None = None
     generator: str | None = None
     rows: int = 0
@@ -93,33 +123,12 @@ class FileReport:
         }
 
 
-@dataclass
-class Corpus:
-    """The de-duplicated, grouped documents of one run and the bookkeeping of how they were made."""
-
-    documents: list[Document]
-    files: list[FileReport]
-    duplicates_removed: int = 0
-    conflicting_label_documents: int = 0
-    conflicting_documents: list[Document] = field(default_factory=list)
-    generators_by_domain: dict[str, list[str]] = field(default_factory=dict)
-    ignored_files: list[dict[str, str]] = field(default_factory=list)
-
-    @cached_property
-    def m4_paths(self) -> frozenset[str]:
-        return frozenset(report.path for report in self.files if report.kind == "m4")
-
-    def from_m4(self, document: Document) -> bool:
-        """Whether any occurrence of the document came from an M4 file (rather than the Reddit file)."""
-        return any(source["file"] in self.m4_paths for source in document.sources)
+# ----------------------------------------------------------------------------------------------- rows
 
 
-# ----------------------------------------------------------------------------------------------- reading
-
-
-def iter_jsonl(path: Path, report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, row) for each JSON object in the file; count the lines that are not."""
-    with open(path, "rb") as handle:
+def iter_jsonl(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, row) for each JSON object; count the lines that are not one."""
+    with open(source, "rb") if isinstance(source, Path) else source as handle:
         for line_number, raw in enumerate(handle, start=1):
             if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
@@ -140,9 +149,50 @@ def iter_jsonl(path: Path, report: FileReport) -> Iterator[tuple[int, dict[str, 
             yield line_number, row
 
 
+def iter_csv(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line where the record starts, row) of a CSV (TSV by a .tsv name) file with a header line.
+
+    A header without any of the text columns (TEXT_FIELDS) stops the run: no row of such a file could be used.
+    """
+    csv.field_size_limit(sys.maxsize)
+    name = source.name if isinstance(source, Path) else str(report.path)
+    binary = open(source, "rb") if isinstance(source, Path) else source
+    with io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t" if name.lower().endswith(".tsv") else ",")
+        columns = reader.fieldnames or []
+        if not set(columns) & {*TEXT_FIELDS, "human_text", "machine_text"}:
+            raise UserError(
+                f"{report.path}: no text column ({', '.join(TEXT_FIELDS)}) in the CSV header; columns: "
+                + (", ".join(map(str, columns)) or "none")
+            )
+        start = reader.line_num + 1
+        for row in reader:
+            report.rows += 1
+            if any("\ufffd" in str(value) for value in row.values()):
+                report.skip(start, "invalid_utf8")
+            elif None in row:
+                report.skip(start, "malformed_csv")
+            else:
+                yield start, row
+            start = reader.line_num + 1
+
+
+def is_csv(path: Path) -> bool:
+    return path.suffix.lower() in (".csv", ".tsv")
+
+
+def iter_rows(path: Path, report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a JSONL or CSV file (by its name)."""
+    return iter_csv(path, report) if is_csv(path) else iter_jsonl(path, report)
+
+
 def extract_text(row: dict[str, Any], fields: tuple[str, ...]) -> tuple[str | None, str, str | None]:
-    """Return (text, field it came from, skip reason). List-valued texts (peerread) are joined."""
-    key = next((name for name in fields if name in row), None)
+    """(text, field it came from, skip reason) from the first of `fields` in the row with a value.
+
+    List-valued texts (peerread) are joined; in CSV rows every column exists, so an empty one is passed over.
+    """
+    present = [name for name in fields if name in row]
+    key = next((name for name in present if row[name] not in ("", None)), present[0] if present else None)
     if key is None:
         return None, fields[0], "missing"
     value = row[key]
@@ -157,17 +207,18 @@ def extract_text(row: dict[str, Any], fields: tuple[str, ...]) -> tuple[str | No
     return value, key, None
 
 
-def parse_label(value: Any) -> int | None:
-    """Accept 0/1 as int, float or string; None means the Reddit default (human)."""
-    if value is None:
-        return HUMAN
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if number in (0.0, 1.0) else None
+def is_m4_row(row: dict[str, Any]) -> bool:
+    return "human_text" in row or "machine_text" in row
+
+
+def m4_row_texts(row: dict[str, Any]) -> Iterator[tuple[str, int, str | None, str, str | None]]:
+    """(role, label, text, field, skip reason) of an M4 row's human and of its machine text."""
+    for role, label, fields in (("human", HUMAN, HUMAN_TEXT_FIELDS), ("machine", MACHINE, MACHINE_TEXT_FIELDS)):
+        text, key, problem = extract_text(row, fields)
+        yield role, label, text, key, problem
+
+
+# ----------------------------------------------------------------------------------------------- M4 files
 
 
 def parse_m4_filename(path: Path) -> tuple[str, str] | None:
@@ -231,6 +282,30 @@ def ignored_m4_files(data_dir: Path, read: set[Path], domains: list[str]) -> lis
 
 
 # ----------------------------------------------------------------------------------------------- corpus
+
+
+@dataclass
+class Corpus:
+    """The de-duplicated, grouped documents of one run and the bookkeeping of how they were made."""
+
+    documents: list[Document]
+    files: list[FileReport]
+    duplicates_removed: int = 0
+    conflicting_label_documents: int = 0
+    conflicting_documents: list[Document] = field(default_factory=list)
+    generators_by_domain: dict[str, list[str]] = field(default_factory=dict)
+    ignored_files: list[dict[str, str]] = field(default_factory=list)
+
+    @cached_property
+    def m4_paths(self) -> frozenset[str]:
+        return frozenset(report.path for report in self.files if report.kind == "m4")
+
+    def from_m4(self, document: Document) -> bool:
+        """Whether any occurrence of the document came from an M4 file (rather than the Reddit file)."""
+        return any(source["file"] in self.m4_paths for source in document.sources)
+
+    def corpus_name(self, document: Document) -> str:
+        return M4_CORPUS if self.from_m4(document) else REDDIT_CORPUS
 
 
 class _CorpusBuilder:
@@ -306,16 +381,14 @@ def read_m4_file(builder: _CorpusBuilder, path: Path, domain: str, generator: st
     report = FileReport(path=str(path), kind="m4", domain=domain, generator=generator)
     for line, row in iter_jsonl(path, report):
         indices = []
-        for role, label, fields, doc_generator in (
-            ("human", HUMAN, HUMAN_TEXT_FIELDS, HUMAN_GENERATOR),
-            ("machine", MACHINE, MACHINE_TEXT_FIELDS, generator),
-        ):
-            text, key, problem = extract_text(row, fields)
+        for role, label, text, key, problem in m4_row_texts(row):
             if problem:
                 report.skip(line, f"{role}_text_{problem}")
                 continue
-            source = {"file": str(path), "line": line, "field": key}
-            indices.append(builder.add(text, label, domain, doc_generator, source))
+            doc_generator = HUMAN_GENERATOR if label == HUMAN else generator
+            indices.append(
+                builder.add(text, label, domain, doc_generator, {"file": str(path), "line": line, "field": key})
+            )
         if indices:
             report.used += 1
             report.documents += len(indices)
@@ -325,13 +398,14 @@ def read_m4_file(builder: _CorpusBuilder, path: Path, domain: str, generator: st
 
 
 def read_reddit_file(builder: _CorpusBuilder, path: Path) -> FileReport:
+    """Posts of a Reddit file (JSONL, or CSV with a text/body column); a row without a label is human."""
     report = FileReport(path=str(path), kind="reddit", domain="reddit_posts")
-    for line, row in iter_jsonl(path, report):
-        text, key, problem = extract_text(row, REDDIT_TEXT_FIELDS)
+    for line, row in iter_rows(path, report):
+        text, key, problem = extract_text(row, TEXT_FIELDS)
         if problem:
             report.skip(line, f"text_{problem}")
             continue
-        label = parse_label(row.get("label"))
+        label = parse_label(row.get("label"), missing=HUMAN)
         if label is None:
             report.skip(line, "label_invalid")
             continue
@@ -380,167 +454,150 @@ def load_corpus(
     return corpus
 
 
-# ----------------------------------------------------------------------------------------------- splits
+# ----------------------------------------------------------------------------------------------- documents to score
 
 
-@dataclass
-class Split:
-    train: list[Document]
-    val: list[Document]
-    dropped: Counter = field(default_factory=Counter)
-    dropped_documents: list[tuple[str, Document]] = field(default_factory=list)
-    flow: str = "stratified"
-
-    def drop(self, document: Document, reason: str) -> None:
-        self.dropped[reason] += 1
-        self.dropped_documents.append((reason, document))
-
-
-def _groups(documents: list[Document]) -> dict[int, list[Document]]:
-    groups: dict[int, list[Document]] = defaultdict(list)
-    for doc in documents:
-        groups[doc.group_id].append(doc)
-    return dict(sorted(groups.items()))
+def detect_format(source: str, head: bytes = b"") -> str:
+    if source != "-" and Path(source).is_dir():
+        return "m4_dir"
+    suffix = Path(source).suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if source == "-":
+        return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "txt"
+    return "txt"
 
 
-def check_validation_split(validation_split: float) -> None:
-    if not 0.0 < validation_split < 1.0:
-        raise UserError(f"--validation_split must be between 0 and 1 (exclusive), got {validation_split}")
+def _scoring_rows(rows: Iterable[tuple[int, dict[str, Any]]], report: FileReport, m4_names: tuple[str, str] | None):
+    """Documents of plain rows ({"text", ...}: one each) and of M4 rows (human_text/machine_text: two each)."""
+    for line, row in rows:
+        if is_m4_row(row):
+            yield from _m4_row_documents(line, row, report, m4_names)
+            continue
+        text, _, problem = extract_text(row, TEXT_FIELDS)
+        if problem:
+            report.skip(line, f"text_{problem}")
+            continue
+        report.used += 1
+        document = {"id": row["id"] if row.get("id") not in (None, "") else line, "text": text, "line": line}
+        if row.get("label") not in (None, ""):
+            document["input_label"] = row["label"]
+        yield document | {k: row[k] for k in PASSTHROUGH_FIELDS if row.get(k) not in (None, "")}
 
 
-def check_reddit_val_fraction(reddit_val_fraction: float) -> None:
-    if not 0.0 <= reddit_val_fraction < 1.0:
-        raise UserError(f"--reddit_val_fraction must be in [0, 1), got {reddit_val_fraction}")
+def _m4_row_documents(line: int, row: dict[str, Any], report: FileReport, m4_names: tuple[str, str] | None):
+    base = next((row[key] for key in ID_FIELDS if row.get(key) is not None), line)
+    domain, generator = m4_names or (
+        row.get("source", "unknown"),
+        canonical_generator(str(row.get("model", "unknown"))),
+    )
+    texts = list(m4_row_texts(row))
+    if all(problem for *_, problem in texts):
+        report.skip(line, "no_text")
+        return
+    report.used += 1
+    for role, label, text, _, problem in texts:
+        if problem:
+            report.skip(line, f"{role}_text_{problem}")
+            continue
+        yield {
+            "id": f"{base}/{role}",
+            "text": text,
+            "line": line,
+            "input_label": label,
+            "domain": domain,
+            "generator": HUMAN_GENERATOR if label == HUMAN else generator,
+            "corpus": M4_CORPUS,
+        }
 
 
-def stratified_group_split(documents: list[Document], validation_split: float, seed: int) -> Split:
-    """Whole groups go to one side; within each domain the validation side gets its share of each label.
+def _open_source(source: str) -> tuple[str, IO[bytes]]:
+    """(name for messages, binary stream) of a file or of stdin."""
+    if source == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        return "<stdin>", io.BytesIO(stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8"))
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"input not found: {source}")
+    return str(path), open(path, "rb")
 
-    Groups are visited in a seeded random order and a group joins validation when that brings the
-    domain's (human, machine) validation counts closer to their targets.
+
+def read_documents(
+    source: str,
+    input_format: str,
+    normalize_digits: bool,
+    domains: list[str] | None = None,
+    generators: list[str] | None = None,
+    reddit_file: str | None = None,
+) -> tuple[pd.DataFrame, FileReport | None]:
+    """The documents to score in `source` (a file, '-' for stdin, or an M4 data directory), texts normalised.
+
+    One row per document: `id`, `text` and, where the input has them, `input_label`, `domain`, `generator`,
+    `corpus`. Returns the file's report of skipped rows too (None for an M4 directory, whose files are read
+    exactly as train.py reads them).
     """
-    check_validation_split(validation_split)
-    rng = random.Random(seed)
-    groups_by_domain: dict[str, list[list[Document]]] = defaultdict(list)
-    for members in _groups(documents).values():
-        groups_by_domain[members[0].domain].append(members)
-    val_group_ids: set[int] = set()
-    for domain in sorted(groups_by_domain):
-        groups = groups_by_domain[domain]
-        rng.shuffle(groups)
-        totals = Counter(doc.label for members in groups for doc in members)
-        target = {label: validation_split * totals[label] for label in (HUMAN, MACHINE)}
-        taken = Counter()
-        for members in groups:
-            counts = Counter(doc.label for doc in members)
-            before = sum(abs(taken[k] - target[k]) for k in target)
-            after = sum(abs(taken[k] + counts[k] - target[k]) for k in target)
-            if after < before:
-                taken.update(counts)
-                val_group_ids.add(members[0].group_id)
-    train = [doc for doc in documents if doc.group_id not in val_group_ids]
-    val = [doc for doc in documents if doc.group_id in val_group_ids]
-    return Split(train=train, val=val, flow="stratified")
+    if input_format == "m4_dir" or (input_format == "auto" and source != "-" and Path(source).is_dir()):
+        return _m4_dir_documents(source, domains, generators, reddit_file, normalize_digits), None
+    name, stream = _open_source(source)
+    with stream:
+        head = stream.read(1000)
+        stream.seek(0)
+        kind = detect_format(source, head) if input_format == "auto" else input_format
+        report = FileReport(path=name, kind="input")
+        if kind == "txt":
+            raw = stream.read()
+            try:
+                content = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as error:
+                raise UserError(f"{name}: not UTF-8 text (byte {error.start})") from error
+            rows = [{"id": Path(name).stem if source != "-" else "stdin", "text": content, "line": 1}]
+            report.rows = report.used = 1 if content.strip() else 0
+            rows = rows if content.strip() else []
+        else:
+            reader = iter_csv if kind == "csv" else iter_jsonl
+            m4_names = parse_m4_filename(Path(name)) if source != "-" else None
+            rows = list(_scoring_rows(reader(stream, report), report, m4_names))
+    if not rows:
+        if not report.rows:
+            raise UserError(f"{name}: empty input, nothing to score")
+        raise UserError(f"{name}: no usable document in {report.rows} rows (skipped: {dict(report.skipped)})")
+    report.documents = len(rows)
+    frame = pd.DataFrame(rows, dtype=object)  # ids and labels pass through as given (no int -> float)
+    frame["text"] = [normalize_text(text, normalize_digits) for text in frame["text"]]
+    return frame, report
 
 
-def generator_holdout_split(
-    corpus: Corpus, val_generator: str, validation_split: float, reddit_val_fraction: float, seed: int
-) -> Split:
-    """Validate on a generator never seen in training; see TRAINING_GUIDE_COMPLETE.md for the rules."""
-    check_validation_split(validation_split)
-    check_reddit_val_fraction(reddit_val_fraction)
-    val_generator = canonical_generator(val_generator)
-    found = corpus.generators_by_domain
-    if not any(val_generator in gens for gens in found.values()):
-        listing = "; ".join(f"{d}: {', '.join(g)}" for d, g in found.items()) or "none"
-        raise UserError(
-            f"--val_generator {val_generator} is not in the loaded data (add it to --train_generators, or pick "
-            f"one of the generators found per domain: {listing})"
-        )
-    rng = random.Random(seed)
-    groups = _groups(corpus.documents)
-    m4_group_ids = [gid for gid, members in groups.items() if any(corpus.from_m4(doc) for doc in members)]
-    # Per domain, so every domain is represented in validation as it is in the data.
-    val_group_ids: set[int] = set()
-    for domain in sorted({groups[gid][0].domain for gid in m4_group_ids}):
-        in_domain = [gid for gid in m4_group_ids if groups[gid][0].domain == domain]
-        candidates = [gid for gid in in_domain if any(d.generator == val_generator for d in groups[gid])]
-        n_val_groups = max(1, round(validation_split * len(in_domain)))
-        val_group_ids.update(rng.sample(candidates, n_val_groups) if len(candidates) > n_val_groups else candidates)
-
-    split = Split(train=[], val=[], flow="generator_holdout")
-    for gid in m4_group_ids:
-        for doc in groups[gid]:
-            is_val_generator = doc.generator == val_generator
-            if gid in val_group_ids:
-                if doc.label == HUMAN or is_val_generator:
-                    split.val.append(doc)
-                else:
-                    split.drop(doc, "other_generator_in_validation_group")
-            elif is_val_generator:
-                split.drop(doc, "val_generator_in_training_group")
-            else:
-                split.train.append(doc)
-    m4_group_set = set(m4_group_ids)
-    reddit_group_ids = [gid for gid in groups if gid not in m4_group_set]
-    rng.shuffle(reddit_group_ids)
-    n_reddit_val = round(reddit_val_fraction * len(reddit_group_ids))
-    for position, gid in enumerate(reddit_group_ids):
-        (split.val if position < n_reddit_val else split.train).extend(groups[gid])
-    split.train.sort(key=lambda doc: doc.doc_id)
-    split.val.sort(key=lambda doc: doc.doc_id)
-    return split
+def _m4_dir_documents(
+    data_dir: str,
+    domains: list[str] | None,
+    generators: list[str] | None,
+    reddit_file: str | None,
+    normalize_digits: bool,
+) -> pd.DataFrame:
+    if not domains or not generators:
+        raise UserError("an M4 data directory needs --domains and --generators (or a training_config.json with them)")
+    corpus = load_corpus(data_dir, domains, generators, reddit_file, normalize_digits)
+    return pd.DataFrame(
+        {
+            "id": [doc.doc_id for doc in corpus.documents],
+            "input_label": [doc.label for doc in corpus.documents],
+            "domain": [doc.domain for doc in corpus.documents],
+            "generator": [doc.generator for doc in corpus.documents],
+            "corpus": [corpus.corpus_name(doc) for doc in corpus.documents],
+            "text": [doc.text for doc in corpus.documents],
+        }
+    )
 
 
-def sample_groups(documents: list[Document], max_documents: int | None, seed: int) -> list[Document]:
-    """At most `max_documents` documents, drawn as whole groups in a seeded order."""
-    if max_documents is None or len(documents) <= max_documents:
-        return documents
-    groups = list(_groups(documents).values())
-    random.Random(seed).shuffle(groups)
-    chosen: set[int] = set()
-    total = 0
-    for members in groups:
-        if total + len(members) <= max_documents:
-            chosen.add(members[0].group_id)
-            total += len(members)
-    return [doc for doc in documents if doc.group_id in chosen]
-
-
-def split_corpus(
-    corpus: Corpus,
-    stratified: bool,
-    validation_split: float,
-    val_generator: str,
-    reddit_val_fraction: float,
-    seed: int,
-    max_train_samples: int | None = None,
-    max_val_samples: int | None = None,
-) -> Split:
-    """Split into train/val (grouped, leak-free), then sample the requested number of documents."""
-    if stratified:
-        split = stratified_group_split(corpus.documents, validation_split, seed)
-    else:
-        split = generator_holdout_split(corpus, val_generator, validation_split, reddit_val_fraction, seed)
-    split.train = sample_groups(split.train, max_train_samples, seed)
-    split.val = sample_groups(split.val, max_val_samples, seed + 1)
-    if not split.train or not split.val:
-        raise UserError(
-            f"the {split.flow} split left {len(split.train)} training and {len(split.val)} validation documents; "
-            "both need at least one (check --validation_split and the --max_*_samples flags)"
-        )
-    train_labels = Counter(doc.label for doc in split.train)
-    if len(train_labels) < 2:
-        (only,) = train_labels
-        raise UserError(
-            f"the training split has only {LABEL_NAMES[only]} documents ({train_labels[only]}); a detector needs "
-            "both human and machine texts (check --train_domains, --train_generators and the files' text fields)"
-        )
-    if len({doc.label for doc in split.val}) < 2:
-        logger.warning("The validation split has one class only: AUROC and F1 are undefined")
-    return split
-
-
-def group_overlap(split: Split) -> int:
-    """Number of groups with documents on both sides (0 for every split this module makes)."""
-    return len({doc.group_id for doc in split.train} & {doc.group_id for doc in split.val})
+def labels_of(frame: pd.DataFrame) -> pd.Series:
+    """The input labels as 0/1, for evaluation; a missing or invalid label stops the run."""
+    if "input_label" not in frame.columns or frame["input_label"].isna().any():
+        unlabelled = frame["id"][frame.get("input_label", pd.Series(index=frame.index)).isna()].tolist()[:3]
+        raise UserError(f"--eval needs a label for every document; none for ids {unlabelled}")
+    labels = [parse_label(value) for value in frame["input_label"]]
+    for doc_id, value, label in zip(frame["id"], frame["input_label"], labels):
+        if label is None:
+            raise UserError(f"document {doc_id}: label {value!r} is not 0/1 or human/machine")
+    return pd.Series(labels, index=frame.index, dtype="int64")

@@ -3,66 +3,36 @@
     python prepare_data.py m4 --input_dir M4/data --output_dir M4_cleaned/data
     python prepare_data.py reddit --input reddit_dump.csv --output reddit_training_60k.jsonl --sample_size 60000
 
-Both apply the same `text_cleaning.clean_text` and a minimum length after cleaning, print a table of rows
+Both apply the same `m4_training.cleaning.clean_text` and a minimum length after cleaning, print a table of rows
 kept and dropped by reason, and write it as JSON next to the output. Bad lines are counted by reason and
 logged with file:line, as train.py does.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import logging
 import random
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import data_loaders
-import reports
-from errors import UserError, run_cli, setup_cli_logging
-from text_cleaning import clean_text
+from m4_training.cleaning import clean_text
+from m4_training.cli import UserError, run_cli, setup_logging
+from m4_training.config import PrepareM4Arguments, PrepareRedditArguments, parse_prepare_args
+from m4_training.files import write_json, write_jsonl
+from m4_training.reports import format_table
 
 logger = logging.getLogger("prepare_data")
 
-M4_TEXT_FIELDS = data_loaders.HUMAN_TEXT_FIELDS + data_loaders.MACHINE_TEXT_FIELDS
-REDDIT_TEXT_FIELDS = ("text", "body", "selftext")
 TIMESTAMP_FIELDS = ("timestamp", "created_utc", "created")
-ID_FIELDS = ("id", "name")
-# ChatGPT's public release: posts written before it are very unlikely to be machine-written.
-DEFAULT_CUTOFF = "2022-11-30"
+REDDIT_ID_FIELDS = ("id", "name")
 # Deleted or removed Reddit posts keep a placeholder body.
 REDDIT_PLACEHOLDERS = {"[deleted]", "[removed]"}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{m4,reddit}")
-
-    m4 = commands.add_parser("m4", help="raw M4 directory -> cleaned M4 directory")
-    m4.add_argument("--input_dir", required=True, help="directory of raw <domain>_<generator>.jsonl files")
-    m4.add_argument("--output_dir", default="M4_cleaned/data", help="where the cleaned files are written")
-    m4.add_argument("--min_chars", type=int, default=50, help="drop rows whose human or machine text is shorter")
-    m4.add_argument(
-        "--report", default=None, help="JSON table of kept/dropped rows (default: OUTPUT_DIR/prepare_report.json)"
-    )
-
-    reddit = commands.add_parser("reddit", help="Reddit dump (CSV or JSONL) -> Reddit training file")
-    reddit.add_argument("--input", required=True, help="CSV or JSONL with text/body, timestamp and id columns")
-    reddit.add_argument("--output", default="reddit_training_60k.jsonl", help="the Reddit training file (JSONL)")
-    reddit.add_argument("--cutoff_date", default=DEFAULT_CUTOFF, help="keep posts written before this UTC date")
-    reddit.add_argument("--min_chars", type=int, default=50, help="drop posts shorter than this after cleaning")
-    reddit.add_argument("--max_per_month", type=int, default=None, help="cap posts per calendar month (seeded)")
-    reddit.add_argument("--sample_size", type=int, default=None, help="total posts to keep (seeded; default all)")
-    reddit.add_argument("--source", default=None, help="`source` of every post (default: the row's, else reddit)")
-    reddit.add_argument("--include_title", action="store_true", help="prepend a `title` column to the body")
-    reddit.add_argument("--seed", type=int, default=42)
-    reddit.add_argument("--report", default=None, help="JSON table of kept/dropped rows (default: OUTPUT.report.json)")
-    return parser
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -75,37 +45,27 @@ class FileTable:
     path: str
     rows: int = 0
     kept: int = 0
-    dropped: Counter | None = None
+    dropped: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        dropped = dict(sorted((self.dropped or Counter()).items()))
-        return {"path": self.path, "rows": self.rows, "kept": self.kept, "dropped": dropped}
+        return {"path": self.path, "rows": self.rows, "kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}
 
 
-def format_table(tables: list[FileTable]) -> str:
-    reasons = sorted({reason for table in tables for reason in (table.dropped or {})})
-    header = ["file", "rows", "kept", *reasons]
-    lines = [
-        [Path(t.path).name, str(t.rows), str(t.kept), *(str((t.dropped or {}).get(r, 0)) for r in reasons)]
-        for t in tables
-    ]
+def format_tables(tables: list[FileTable]) -> str:
+    reasons = sorted({reason for table in tables for reason in table.dropped})
+    rows = [[Path(t.path).name, t.rows, t.kept, *(t.dropped.get(r, 0) for r in reasons)] for t in tables]
     total = [
         "TOTAL",
-        str(sum(t.rows for t in tables)),
-        str(sum(t.kept for t in tables)),
-        *(str(sum((t.dropped or {}).get(r, 0) for t in tables)) for r in reasons),
+        sum(t.rows for t in tables),
+        sum(t.kept for t in tables),
+        *(sum(t.dropped.get(r, 0) for t in tables) for r in reasons),
     ]
-    rows = [header, *lines, total]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        for row in rows
-    )
+    return format_table(["file", "rows", "kept", *reasons], [*rows, total])
 
 
-def write_table(tables: list[FileTable], path: Path, settings: dict[str, Any]) -> None:
-    reports.write_json(path, {"settings": settings, "files": [t.as_dict() for t in tables]})
-    print(format_table(tables))
+def write_tables(tables: list[FileTable], path: Path, settings: dict[str, Any]) -> None:
+    write_json(path, {"settings": settings, "files": [t.as_dict() for t in tables]})
+    print(format_tables(tables))
     logger.info("Table written to %s", path)
 
 
@@ -162,8 +122,6 @@ def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int) -> list[FileTa
     """Clean every `*.jsonl` of `input_dir` into `output_dir` (same file names); rows keep their other keys."""
     if not input_dir.is_dir():
         raise UserError(f"M4 input directory not found: {input_dir}")
-    if input_dir.resolve() == output_dir.resolve():
-        raise UserError(f"--output_dir must differ from --input_dir ({input_dir}); raw files are never overwritten")
     paths = sorted(input_dir.glob("*.jsonl"))
     if not paths:
         raise UserError(f"no .jsonl files in {input_dir}")
@@ -171,7 +129,7 @@ def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int) -> list[FileTa
     for path in paths:
         report = data_loaders.FileReport(path=str(path), kind="m4")
         table = FileTable(path=str(path))
-        reports.write_jsonl(output_dir / path.name, _cleaned_m4_rows(path, report, table, min_chars))
+        write_jsonl(output_dir / path.name, _cleaned_m4_rows(path, report, table, min_chars))
         table.rows, table.dropped = report.rows, report.skipped
         tables.append(table)
     return tables
@@ -195,30 +153,6 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
-def parse_cutoff(value: str) -> datetime:
-    try:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=timezone.utc)
-    except ValueError as error:
-        raise UserError(f"--cutoff_date must be a date like {DEFAULT_CUTOFF}, got {value!r}") from error
-
-
-def iter_csv(path: Path, report: data_loaders.FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line where the record starts, row); a record with undecodable bytes is counted, not yielded."""
-    csv.field_size_limit(sys.maxsize)
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.DictReader(handle)
-        start = reader.line_num + 1
-        for row in reader:
-            report.rows += 1
-            if any("\ufffd" in str(value) for value in row.values()):
-                report.skip(start, "invalid_utf8")
-            elif None in row:
-                report.skip(start, "malformed_csv")
-            else:
-                yield start, row
-            start = reader.line_num + 1
-
-
 def _first(row: dict[str, Any], fields: tuple[str, ...]) -> Any:
     return next((row[name] for name in fields if row.get(name) not in (None, "")), None)
 
@@ -232,20 +166,17 @@ class RedditPost:
     source: str
 
 
-def read_reddit_posts(args: argparse.Namespace, report: data_loaders.FileReport) -> list[RedditPost]:
+def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileReport) -> list[RedditPost]:
     """Every clean, long-enough, pre-cut-off, first-seen post of the dump, in file order."""
     path = Path(args.input)
     if not path.is_file():
         raise UserError(f"Reddit dump not found: {path}")
-    rows = iter_csv(path, report) if path.suffix.lower() == ".csv" else data_loaders.iter_jsonl(path, report)
-    cutoff = parse_cutoff(args.cutoff_date)
+    cutoff = datetime.combine(date.fromisoformat(args.cutoff_date), datetime.min.time(), tzinfo=timezone.utc)
     posts: list[RedditPost] = []
     seen_texts: set[str] = set()
     seen_ids: set[str] = set()
-    for line, row in rows:
-        # CSV dumps have both columns, one of them empty: take the first non-empty one.
-        non_empty = {k: v for k, v in row.items() if k in REDDIT_TEXT_FIELDS and v not in ("", None)}
-        text, _, problem = data_loaders.extract_text(non_empty or row, REDDIT_TEXT_FIELDS)
+    for line, row in data_loaders.iter_rows(path, report):
+        text, _, problem = data_loaders.extract_text(row, data_loaders.TEXT_FIELDS)
         if problem or text.strip() in REDDIT_PLACEHOLDERS:
             report.skip(line, f"text_{problem or 'deleted'}")
             continue
@@ -264,7 +195,7 @@ def read_reddit_posts(args: argparse.Namespace, report: data_loaders.FileReport)
             report.skip(line, "after_cutoff")
             continue
         key = data_loaders.normalize_text(text, normalize_digits=True).lower()
-        post_id = str(_first(row, ID_FIELDS) or f"{path.stem}-{line}")
+        post_id = str(_first(row, REDDIT_ID_FIELDS) or f"{path.stem}-{line}")
         if key in seen_texts or post_id in seen_ids:
             report.skip(line, "duplicate")
             continue
@@ -305,12 +236,12 @@ def sample_posts(
     return posts
 
 
-def prepare_reddit(args: argparse.Namespace) -> list[FileTable]:
+def prepare_reddit(args: PrepareRedditArguments) -> list[FileTable]:
     report = data_loaders.FileReport(path=str(args.input), kind="reddit")
     posts = sample_posts(read_reddit_posts(args, report), args.max_per_month, args.sample_size, args.seed, report)
     if not posts:
         raise UserError(f"no post of {args.input} passed the filters: {dict(report.skipped)}")
-    reports.write_jsonl(
+    write_jsonl(
         args.output,
         (
             {
@@ -329,26 +260,21 @@ def prepare_reddit(args: argparse.Namespace) -> list[FileTable]:
 # ----------------------------------------------------------------------------------------------- main
 
 
-def run(args: argparse.Namespace) -> int:
-    for name in ("min_chars", "max_per_month", "sample_size"):
-        value = getattr(args, name, None)
-        if value is not None and value < (0 if name == "min_chars" else 1):
-            raise UserError(f"--{name} must be {'>= 0' if name == 'min_chars' else '>= 1'}, got {value}")
-    settings = {k: v for k, v in vars(args).items() if k != "report"}
-    if args.command == "m4":
+def prepare(command: str, args: PrepareM4Arguments | PrepareRedditArguments) -> int:
+    settings = {"command": command, **{k: v for k, v in vars(args).items() if k != "report"}}
+    if command == "m4":
         output_dir = Path(args.output_dir)
         tables = prepare_m4(Path(args.input_dir), output_dir, args.min_chars)
-        write_table(tables, Path(args.report or output_dir / "prepare_report.json"), settings)
+        write_tables(tables, Path(args.report or output_dir / "prepare_report.json"), settings)
     else:
         tables = prepare_reddit(args)
-        write_table(tables, Path(args.report or f"{args.output}.report.json"), settings)
+        write_tables(tables, Path(args.report or f"{args.output}.report.json"), settings)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_cli_logging()
-    return run_cli(lambda: run(args))
+    setup_logging()
+    return run_cli(lambda: prepare(*parse_prepare_args(argv, description=__doc__)))
 
 
 if __name__ == "__main__":

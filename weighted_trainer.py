@@ -1,4 +1,8 @@
-"""The class-weighted `Trainer`: cross-entropy with per-class weights, exact under gradient accumulation."""
+"""The class-weighted `Trainer`: cross-entropy with per-class weights, exact under gradient accumulation and DDP.
+
+The loss is handed to the Trainer as its `compute_loss_func`, so the Trainer itself passes the number of labelled
+chunks of the whole accumulated batch (over all processes) and rescales the loss for DDP's gradient averaging.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets.arrow_dataset import Column
 from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from errors import EXIT_TRAINING, UserError
+from m4_training.cli import EXIT_TRAINING, UserError
 
 
 def compute_class_weights(labels: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -26,60 +29,44 @@ def compute_class_weights(labels: Sequence[int] | np.ndarray) -> dict[str, float
     return {"human": float(total / (2 * counts[0])), "machine": float(total / (2 * counts[1]))}
 
 
-def with_listed_lengths(sampler: Sampler | None) -> Sampler | None:
-    """Give a length-grouped sampler its lengths as a list, read in one slice.
+class WeightedCrossEntropy:
+    """sum_i w[y_i] * CE_i divided by the number of labelled chunks of the whole accumulated batch.
 
-    The Trainer passes the dataset's lazy `length` Column, which the sampler then reads one item at a time
-    when it sorts each epoch's mega-batches: about 14 s per 200k chunks on every epoch and evaluation.
-    """
-    if isinstance(sampler, LengthGroupedSampler) and isinstance(sampler.lengths, Column):
-        sampler.lengths = sampler.lengths[:]
-    return sampler
-
-
-class WeightedTrainer(Trainer):
-    """`Trainer` whose loss is sum_i w[y_i] * CE_i divided by the number of labelled chunks.
-
-    Dividing by the chunk count of the whole accumulated batch (`num_items_in_batch`, which the Trainer
-    counts across accumulation steps and devices) rather than by each micro-batch's weight sum makes k
-    accumulated micro-batches give exactly the loss and gradient of one batch k times larger.
+    Dividing by that count (`num_items_in_batch`) rather than by each micro-batch's weight sum makes k accumulated
+    micro-batches give exactly the loss and gradient of one batch k times larger.
     """
 
-    loss_is_scaled_for_ga = True
-
-    def __init__(self, *args: Any, class_weights: dict[str, float] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.class_weights = (
+    def __init__(self, class_weights: dict[str, float] | None) -> None:
+        self.weight = (
             torch.tensor([class_weights["human"], class_weights["machine"]], dtype=torch.float32)
             if class_weights
             else None
         )
-        # Makes the Trainer count the labelled items of each accumulated batch for us.
-        self.model_accepts_loss_kwargs = True
 
+    def __call__(
+        self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        weight = self.weight.to(logits.device) if self.weight is not None else None
+        loss = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum")
+        return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
+
+
+class WeightedTrainer(Trainer):
+    """`Trainer` with the class-weighted loss, a stop at the first non-finite loss, and fast length grouping."""
+
+    def __init__(self, *args: Any, class_weights: dict[str, float] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, compute_loss_func=WeightedCrossEntropy(class_weights), **kwargs)
+
+    # The Trainer hands the length-grouped sampler the dataset's lazy `length` Column, which the sampler reads
+    # one item at a time when it sorts each epoch's mega-batches (about 14 s per 200k chunks, every epoch and
+    # evaluation). No public option passes the lengths otherwise, so these two private hooks do (tested in
+    # tests/test_speed_features.py, which fails loudly if transformers renames them).
     def _get_train_sampler(self, train_dataset: Any = None) -> Sampler | None:
         return with_listed_lengths(super()._get_train_sampler(train_dataset))
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Sampler | None:
         return with_listed_lengths(super()._get_eval_sampler(eval_dataset))
-
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, torch.Tensor],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
-        loss = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum")
-        loss = loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            # num_items_in_batch is the global count while DDP averages gradients over processes.
-            loss = loss * self.accelerator.num_processes
-        return (loss, outputs) if return_outputs else loss
 
     def training_step(
         self,
@@ -97,3 +84,10 @@ class WeightedTrainer(Trainer):
                 exit_code=EXIT_TRAINING,
             )
         return loss
+
+
+def with_listed_lengths(sampler: Sampler | None) -> Sampler | None:
+    """Give a length-grouped sampler its lengths as a list, read in one slice."""
+    if isinstance(sampler, LengthGroupedSampler) and not isinstance(sampler.lengths, list):
+        sampler.lengths = list(sampler.lengths[:])
+    return sampler

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -31,10 +29,11 @@ from datasets import disable_progress_bars  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 import chunking  # noqa: E402
-import demo  # noqa: E402
-import metrics as metrics_lib  # noqa: E402
 from data_loaders import load_corpus  # noqa: E402
-from inference import autocast_dtype, predict_chunk_probs, resolve_precision  # noqa: E402
+from m4_training import demo  # noqa: E402
+from m4_training.config import resolve_precision  # noqa: E402
+from m4_training.evaluation import aggregate_documents  # noqa: E402
+from m4_training.scoring import autocast_dtype, predict_chunk_probs  # noqa: E402
 
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "m4_sample"
 ENGLISH_DOMAINS = ["arxiv", "wikipedia", "reddit", "wikihow"]
@@ -77,7 +76,7 @@ def measure(model_dir: Path, texts: list[str], args: argparse.Namespace) -> dict
         torch.cuda.synchronize()
     predicted = time.perf_counter()
     documents = pd.DataFrame({"doc_id": range(len(texts))})
-    metrics_lib.aggregate_documents(chunking.column_array(chunks, "doc_id"), probs, documents)
+    aggregate_documents(chunking.column_array(chunks, "doc_id"), probs, documents)
     done = time.perf_counter()
     total = done - start
     return {

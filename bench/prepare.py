@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -45,16 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_for(data_dir: str, reddit_file: str):  # noqa: ANN201
+def config_for(data_dir: str, reddit_file: str, cache_dir: str | None):  # noqa: ANN201
     """train.py's own defaults (max_length 512, overlap 50, ...) for the shared sample's stratified split."""
-    import data_cache
-    import train
+    from m4_training.config import parse_train_args
 
-    args = train.parse_args(
+    return parse_train_args(
         ["--data_dir", data_dir, "--reddit_file", reddit_file, "--train_domains", *DOMAINS,
-         "--train_generators", *GENERATORS, "--val_generator", GENERATORS[0], "--stratified_split"]
+         "--train_generators", *GENERATORS, "--val_generator", GENERATORS[0], "--stratified_split",
+         *(["--cache_dir", cache_dir] if cache_dir else ["--no_cache"])]
     )  # fmt: skip
-    return data_cache.PreparationSettings.from_args(args, reddit_file)
 
 
 def measure(options: argparse.Namespace) -> dict:
@@ -62,22 +60,22 @@ def measure(options: argparse.Namespace) -> dict:
     from datasets import disable_progress_bars
     from transformers import AutoTokenizer
 
-    import data_cache
     import data_loaders
+    from m4_training import data_cache
 
     disable_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(options.tokenizer)
-    settings = settings_for(options.data_dir, options.reddit_file)
+    config = config_for(options.data_dir, options.reddit_file, options.cache_dir)
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if options.measure == "prepare":
         start = time.perf_counter()
-        prepared = data_cache.prepare(settings, tokenizer, options.cache_dir)
+        prepared = data_cache.prepare(config, tokenizer)
         seconds = time.perf_counter() - start
         documents = len(prepared.corpus.documents)
         chunks = len(prepared.train_chunks) + len(prepared.val_chunks)
     else:
         corpus = data_loaders.load_corpus(
-            settings.data_dir, list(DOMAINS), list(GENERATORS), settings.reddit_file, True
+            config.data.data_dir, list(DOMAINS), list(GENERATORS), config.data.reddit_file, True
         )
         texts = [doc.text for doc in corpus.documents]
         del corpus

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -62,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_texts_and_tokenizer(max_documents: int | None) -> tuple[list[str], str, str]:
     """Document texts of the shared sample (or the demo sample), with the tokenizer directory to use."""
     import data_loaders
-    import demo
+    from m4_training import demo
 
     if SHARED_DATA.is_dir():
         data_dir, reddit_file = SHARED_DATA / "m4_sample", SHARED_DATA / "reddit" / "reddit_wsb_training.jsonl"
@@ -144,10 +143,7 @@ def measure(config: str, options: argparse.Namespace) -> dict:
         chunks = chunks.add_column("pad_to", padded_to.tolist())
         collate = UpstreamCollator(tokenizer)
     else:
-        import speed_settings
-
-        args = argparse.Namespace(pad_to_max_length=False, pad_to_multiple_of=8, max_length=options.max_length)
-        collate = speed_settings.chunk_collator(tokenizer, args)
+        collate = chunking.chunk_collator(tokenizer, options.max_length, pad_to_multiple_of=8, pad_to_max_length=False)
     # The epoch's batches as each configuration's sampler orders all chunks; the timed steps are batches spread
     # evenly over the epoch (so they follow the real length distribution), warm-up batches are their neighbours.
     generator = torch.Generator().manual_seed(options.seed)

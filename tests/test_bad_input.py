@@ -11,7 +11,7 @@ import pytest
 from conftest import tiny_train_args, write_jsonl
 
 import train
-from errors import EXIT_TRAINING, EXIT_USAGE
+from m4_training.cli import EXIT_TRAINING, EXIT_USAGE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -162,7 +162,7 @@ def small_data(tmp_path):
         (["--validation_split", "1"], ["--validation_split must be between 0 and 1"]),
         (["--validation_split", "1.5"], ["--validation_split must be between 0 and 1"]),
         (["--chunk_overlap", "62"], ["--chunk_overlap 62 must be at least 0 and below the 62 text tokens"]),
-        (["--chunk_overlap", "100"], ["--chunk_overlap 100"]),
+        (["--chunk_overlap", "100"], ["--chunk_overlap must be in [0, --max_length), got 100"]),
         (["--max_length", "1024"], ["--max_length 1024 exceeds", "512"]),
     ],
 )

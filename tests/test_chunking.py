@@ -6,7 +6,8 @@ import pytest
 
 import chunking
 from data_loaders import Document
-from errors import UserError
+from m4_training.cli import UserError
+from m4_training.config import check_window
 
 TEXTS = [
     "short text",
@@ -17,8 +18,9 @@ TEXTS = [
 
 
 def documents(texts):
-    return [Document(i + 10, t, i % 2, "arxiv", "human" if i % 2 == 0 else "chatgpt", [], i) for i, t in
-            enumerate(texts)]
+    return [
+        Document(i + 10, t, i % 2, "arxiv", "human" if i % 2 == 0 else "chatgpt", [], i) for i, t in enumerate(texts)
+    ]
 
 
 def check_windows(tokenizer, texts, max_length, overlap):
@@ -64,10 +66,12 @@ def test_windows_reproduce_tokens_roberta(roberta_tokenizer, shared_data, max_le
 def test_windows_equal_the_tokenizers_own_overflow_windows(tiny_tokenizer):
     """The numpy windows are token for token what `return_overflowing_tokens` with `stride` gives."""
     for max_length, overlap in [(16, 4), (12, 9), (20, 0), (64, 8)]:
-        chunks = chunking.chunk_documents(chunking.documents_to_dataset(documents(TEXTS)), tiny_tokenizer,
-                                          max_length, overlap)
-        reference = tiny_tokenizer(TEXTS, truncation=True, max_length=max_length, stride=overlap,
-                                   return_overflowing_tokens=True)
+        chunks = chunking.chunk_documents(
+            chunking.documents_to_dataset(documents(TEXTS)), tiny_tokenizer, max_length, overlap
+        )
+        reference = tiny_tokenizer(
+            TEXTS, truncation=True, max_length=max_length, stride=overlap, return_overflowing_tokens=True
+        )
         assert chunks["input_ids"][:] == reference["input_ids"]
         assert chunks["doc_id"][:] == [10 + i for i in reference["overflow_to_sample_mapping"]]
 
@@ -100,8 +104,9 @@ def test_special_tokens_come_from_the_tokenizers_template(tiny_model_dir):
         assert spec.content == 16 - len(expected_special)
         chunks = chunking.chunk_documents(chunking.documents_to_dataset(documents([text])), tokenizer, 16, 3)
         contents = [ids[: len(ids) - len(expected_special)] for ids in chunks["input_ids"][:]]
-        assert all(ids[len(ids) - len(expected_special):] == [sep] * len(expected_special)
-                   for ids in chunks["input_ids"][:])
+        assert all(
+            ids[len(ids) - len(expected_special) :] == [sep] * len(expected_special) for ids in chunks["input_ids"][:]
+        )
         rebuilt = contents[0] + [token for window in contents[1:] for token in window[3:]]
         assert rebuilt == tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -111,8 +116,9 @@ def test_expected_chunk_count(tiny_tokenizer):
     n_tokens = len(tiny_tokenizer(text, add_special_tokens=False)["input_ids"])
     max_length, overlap = 20, 5
     content = max_length - 2
-    chunks = chunking.chunk_documents(chunking.documents_to_dataset(documents([text])), tiny_tokenizer, max_length,
-                                      overlap)
+    chunks = chunking.chunk_documents(
+        chunking.documents_to_dataset(documents([text])), tiny_tokenizer, max_length, overlap
+    )
     expected = 1 + -(-(n_tokens - content) // (content - overlap))
     assert len(chunks) == expected
     assert chunking.label_counts(chunks) == {"human": expected, "machine": 0}
@@ -120,37 +126,33 @@ def test_expected_chunk_count(tiny_tokenizer):
 
 def test_invalid_windows_are_rejected(tiny_tokenizer):
     with pytest.raises(UserError, match="--chunk_overlap 30"):
-        chunking.check_window(tiny_tokenizer, 32, 30)
+        check_window(tiny_tokenizer, 32, 30)
     with pytest.raises(UserError, match="no room"):
-        chunking.check_window(tiny_tokenizer, 2, 0)
-    assert chunking.check_window(tiny_tokenizer, 32, 29) == 30
+        check_window(tiny_tokenizer, 2, 0)
+    assert check_window(tiny_tokenizer, 32, 29) == 30
 
 
 def test_collator_drops_bookkeeping_columns_and_pads(tiny_tokenizer):
     collator = chunking.ChunkCollator(tiny_tokenizer, pad_to_multiple_of=8)
-    batch = collator([
-        {"input_ids": [2, 5, 6, 3], "attention_mask": [1, 1, 1, 1], "labels": 1, "doc_id": 7, "length": 4},
-        {"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "labels": 0, "doc_id": 8, "length": 3},
-    ])
+    batch = collator(
+        [
+            {"input_ids": [2, 5, 6, 3], "attention_mask": [1, 1, 1, 1], "labels": 1, "doc_id": 7, "length": 4},
+            {"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "labels": 0, "doc_id": 8, "length": 3},
+        ]
+    )
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
     assert batch["input_ids"].shape == (2, 8)
     assert batch["attention_mask"].sum().item() == 7
     assert batch["labels"].tolist() == [1, 0]
 
 
-def test_text_dataset_columns_and_fingerprint():
+def test_text_dataset_columns():
     texts = [f"document number {i}" for i in range(2500)]  # several Arrow batches
     dataset = chunking.text_dataset(texts, doc_ids=range(100, 2600), labels=[i % 2 for i in range(2500)])
     assert dataset.column_names == ["doc_id", "text", "label"]
     assert dataset["text"][:] == texts
     assert dataset["doc_id"][:] == list(range(100, 2600)) and dataset["label"][:4] == [0, 1, 0, 1]
     assert chunking.text_dataset(texts)["doc_id"][:3] == [0, 1, 2] and set(chunking.text_dataset(texts)["label"]) == {0}
-    same = chunking.text_dataset(list(texts), doc_ids=range(100, 2600), labels=[i % 2 for i in range(2500)])
-    assert same._fingerprint == dataset._fingerprint
-    changed = texts[:2400] + ["document number X"] + texts[2401:]
-    assert chunking.text_dataset(changed, range(100, 2600), [i % 2 for i in range(2500)])._fingerprint != (
-        dataset._fingerprint
-    )
     assert len(chunking.text_dataset([])) == 0
 
 

@@ -9,7 +9,8 @@ import pytest
 from conftest import write_jsonl
 
 import data_loaders as dl
-from errors import UserError
+from m4_training import splits
+from m4_training.cli import UserError
 
 
 def m4_row(human, machine, **extra):
@@ -35,15 +36,18 @@ def test_file_variants_are_read(tmp_path):
     ]
     assert by_text["part one part two"].domain == "peerread" and by_text["part one part two"].label == dl.HUMAN
     assert sorted(Path(f.path).name for f in corpus.files) == [
-        "arxiv_chatGPT.jsonl", "arxiv_dolly2.jsonl", "peerread_davinci.jsonl"
+        "arxiv_chatGPT.jsonl",
+        "arxiv_dolly2.jsonl",
+        "peerread_davinci.jsonl",
     ]
 
 
 def test_same_human_text_across_generator_files_is_one_document_in_one_group(tmp_path):
     humans = ["shared human text number one", "shared human text number two"]
     for generator in ("chatGPT", "cohere", "flant5"):
-        write_jsonl(tmp_path / f"reddit_{generator}.jsonl", [m4_row(h, f"{generator} answer {i}") for i, h in
-                                                              enumerate(humans)])
+        write_jsonl(
+            tmp_path / f"reddit_{generator}.jsonl", [m4_row(h, f"{generator} answer {i}") for i, h in enumerate(humans)]
+        )
     corpus = load(tmp_path, ["reddit"], ["chatgpt", "cohere", "flant5"])
     assert corpus.duplicates_removed == 4
     human_docs = [d for d in corpus.documents if d.label == dl.HUMAN]
@@ -56,11 +60,14 @@ def test_same_human_text_across_generator_files_is_one_document_in_one_group(tmp
 
 
 def test_whitespace_variants_deduplicate_and_conflicting_labels_are_dropped(tmp_path):
-    write_jsonl(tmp_path / "wikipedia_chatgpt.jsonl", [
-        m4_row("A  text\nwith   spaces", "Copied text"),
-        m4_row(" A text with spaces ", "Other machine"),
-        m4_row("Copied text", "Third machine"),
-    ])
+    write_jsonl(
+        tmp_path / "wikipedia_chatgpt.jsonl",
+        [
+            m4_row("A  text\nwith   spaces", "Copied text"),
+            m4_row(" A text with spaces ", "Other machine"),
+            m4_row("Copied text", "Third machine"),
+        ],
+    )
     corpus = load(tmp_path, ["wikipedia"], ["chatgpt"])
     texts = sorted(d.text for d in corpus.documents)
     assert texts == ["A text with spaces", "Other machine", "Third machine"]
@@ -75,17 +82,20 @@ def test_digits_normalised_only_when_asked(tmp_path):
 
 
 def test_bad_rows_are_counted_by_reason_with_line(tmp_path, caplog):
-    path = write_jsonl(tmp_path / "arxiv_chatgpt.jsonl", [
-        b"\xef\xbb\xbf" + b'{"human_text": "bom first line", "machine_text": "fine machine"}',
-        "{not json",
-        b'{"human_text": "bad \xff bytes", "machine_text": "x"}',
-        m4_row("", "machine only"),
-        m4_row(None, "   "),
-        {"machine_text": "no human key"},
-        "[1, 2]",
-        "",
-        m4_row("good human", "good machine"),
-    ])
+    path = write_jsonl(
+        tmp_path / "arxiv_chatgpt.jsonl",
+        [
+            b"\xef\xbb\xbf" + b'{"human_text": "bom first line", "machine_text": "fine machine"}',
+            "{not json",
+            b'{"human_text": "bad \xff bytes", "machine_text": "x"}',
+            m4_row("", "machine only"),
+            m4_row(None, "   "),
+            {"machine_text": "no human key"},
+            "[1, 2]",
+            "",
+            m4_row("good human", "good machine"),
+        ],
+    )
     with caplog.at_level("WARNING"):
         corpus = load(tmp_path, ["arxiv"], ["chatgpt"])
     report = corpus.files[0]
@@ -115,19 +125,26 @@ def test_bad_rows_are_counted_by_reason_with_line(tmp_path, caplog):
 
 def test_reddit_rows_labels_and_defaults(tmp_path):
     write_jsonl(tmp_path / "arxiv_chatgpt.jsonl", [m4_row("h", "m")])
-    reddit = write_jsonl(tmp_path / "posts.jsonl", [
-        {"text": "plain post", "source": "reddit_wsb"},
-        {"text": "labelled one", "label": "1"},
-        {"text": "float zero", "label": 0.0},
-        {"text": "null label", "label": None},
-        {"text": "bad label", "label": 2},
-        {"body": "from body field"},
-        {"text": "   "},
-    ])
+    reddit = write_jsonl(
+        tmp_path / "posts.jsonl",
+        [
+            {"text": "plain post", "source": "reddit_wsb"},
+            {"text": "labelled one", "label": "1"},
+            {"text": "float zero", "label": 0.0},
+            {"text": "null label", "label": None},
+            {"text": "bad label", "label": 2},
+            {"body": "from body field"},
+            {"text": "   "},
+        ],
+    )
     corpus = load(tmp_path, ["arxiv"], ["chatgpt"], reddit=reddit)
     posts = {d.text: d for d in corpus.documents if d.sources[0]["file"] == str(reddit)}
     assert {t: d.label for t, d in posts.items()} == {
-        "plain post": 0, "labelled one": 1, "float zero": 0, "null label": 0, "from body field": 0
+        "plain post": 0,
+        "labelled one": 1,
+        "float zero": 0,
+        "null label": 0,
+        "from body field": 0,
     }
     assert posts["plain post"].domain == "reddit_wsb" and posts["float zero"].domain == "reddit_posts"
     assert dict(corpus.files[-1].skipped) == {"label_invalid": 1, "text_empty": 1}
@@ -149,8 +166,10 @@ def test_no_usable_rows_and_missing_files_fail_clearly(tmp_path):
 def synthetic_corpus(tmp_path, n_rows=60, generators=("chatgpt", "davinci", "flant5"), n_posts=200):
     for domain in ("arxiv", "wikihow"):
         for generator in generators:
-            write_jsonl(tmp_path / f"{domain}_{generator}.jsonl",
-                        [m4_row(f"{domain} human {i}", f"{domain} {generator} machine {i}") for i in range(n_rows)])
+            write_jsonl(
+                tmp_path / f"{domain}_{generator}.jsonl",
+                [m4_row(f"{domain} human {i}", f"{domain} {generator} machine {i}") for i in range(n_rows)],
+            )
     reddit = write_jsonl(tmp_path / "posts.jsonl", [{"text": f"post {i}"} for i in range(n_posts)])
     return load(tmp_path, ["arxiv", "wikihow"], list(generators), reddit=reddit)
 
@@ -158,8 +177,8 @@ def synthetic_corpus(tmp_path, n_rows=60, generators=("chatgpt", "davinci", "fla
 @pytest.mark.parametrize("validation_split", [0.1, 0.2, 0.35])
 def test_stratified_split_is_grouped_and_hits_ratios(tmp_path, validation_split):
     corpus = synthetic_corpus(tmp_path)
-    split = dl.split_corpus(corpus, True, validation_split, "flant5", 0.1, seed=3)
-    assert dl.group_overlap(split) == 0
+    split = splits.split_corpus(corpus, True, validation_split, "flant5", 0.1, seed=3)
+    assert splits.group_overlap(split) == 0
     n_docs = len(corpus.documents)
     assert len(split.train) + len(split.val) == n_docs
     assert abs(len(split.val) / n_docs - validation_split) <= 0.03
@@ -173,8 +192,8 @@ def test_stratified_split_is_grouped_and_hits_ratios(tmp_path, validation_split)
 
 def test_generator_holdout_never_trains_on_val_generator(tmp_path):
     corpus = synthetic_corpus(tmp_path)
-    split = dl.split_corpus(corpus, False, 0.1, "flant5", 0.25, seed=0)
-    assert dl.group_overlap(split) == 0
+    split = splits.split_corpus(corpus, False, 0.1, "flant5", 0.25, seed=0)
+    assert splits.group_overlap(split) == 0
     assert not any(d.generator == "flant5" for d in split.train)
     assert {d.generator for d in split.val} == {"human", "flant5"}
     val_m4_groups = {d.group_id for d in split.val if d.domain != "reddit_posts"}
@@ -190,15 +209,14 @@ def test_generator_holdout_never_trains_on_val_generator(tmp_path):
 def test_missing_val_generator_lists_generators_per_domain(tmp_path):
     corpus = synthetic_corpus(tmp_path, generators=("chatgpt", "davinci"))
     with pytest.raises(UserError) as error:
-        dl.split_corpus(corpus, False, 0.1, "flant5", 0.1, seed=0)
+        splits.split_corpus(corpus, False, 0.1, "flant5", 0.1, seed=0)
     assert "arxiv: chatgpt, davinci; wikihow: chatgpt, davinci" in str(error.value)
 
 
 def test_max_samples_take_whole_groups_after_split(tmp_path):
     corpus = synthetic_corpus(tmp_path)
-    split = dl.split_corpus(corpus, True, 0.2, "flant5", 0.1, seed=1, max_train_samples=50, max_val_samples=20)
+    split = splits.split_corpus(corpus, True, 0.2, "flant5", 0.1, seed=1, max_train_samples=50, max_val_samples=20)
     assert 40 <= len(split.train) <= 50 and 12 <= len(split.val) <= 20
-    full = dl.split_corpus(corpus, True, 0.2, "flant5", 0.1, seed=1)
+    full = splits.split_corpus(corpus, True, 0.2, "flant5", 0.1, seed=1)
     full_groups = Counter(d.group_id for d in full.train)
     assert all(full_groups[g] == n for g, n in Counter(d.group_id for d in split.train).items())
-

@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import evaluation_report
 import predict
-from baseline import tfidf_baseline_probs
-from metrics import choose_threshold, classification_metrics
+from m4_training import reports
+from m4_training.evaluation import choose_threshold, classification_metrics, evaluate_predictions, tfidf_baseline_probs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,7 +43,7 @@ def test_threshold_holds_the_target_in_every_domain():
     probs = np.r_[easy, hard, machine]
     domains = np.array(["reddit"] * 160 + ["arxiv"] * 40 + ["arxiv"] * 100)
     pooled = choose_threshold(labels, probs, 0.05)
-    assert fpr(labels[40 * 4:200], probs[160:200], pooled) > 0.2  # pooled: the hard domain takes every error
+    assert fpr(labels[40 * 4 : 200], probs[160:200], pooled) > 0.2  # pooled: the hard domain takes every error
     per_domain = choose_threshold(labels, probs, 0.05, domains)
     assert fpr(labels[160:200], probs[160:200], per_domain) <= 0.05
     assert fpr(labels[:160], probs[:160], per_domain) <= 0.05
@@ -82,7 +81,7 @@ def test_evaluate_predictions_reports_m4_only_and_baseline():
             "corpus": ["m4"] * 4 + ["reddit_file"] * 2,
         }
     )
-    metrics = evaluation_report.evaluate_predictions(predictions, target_fpr=0.25)
+    metrics = evaluate_predictions(predictions, target_fpr=0.25)
     threshold = metrics["threshold"]["value"]
     # 0.25 of arxiv's 2 humans allows no false positive there: the threshold must pass its 0.6 human
     assert threshold == pytest.approx((0.6 + 0.7) / 2) and metrics["document"]["fpr_human"] == 0.0
@@ -102,7 +101,12 @@ def test_training_writes_threshold_baseline_report_and_model_card(demo_run):
     model_config = json.loads((demo_run / "config.json").read_text())
     threshold = metrics["threshold"]["value"]
     assert config["threshold"] == threshold == model_config["detection_threshold"] == metrics["document"]["threshold"]
-    assert metrics["threshold"]["target_fpr"] == config["arguments"]["target_fpr"] == 0.05
+    assert (
+        metrics["threshold"]["target_fpr"]
+        == config["target_fpr"]
+        == config["arguments"]["evaluation"]["target_fpr"]
+        == 0.05
+    )
     predictions = read_jsonl(demo_run / "eval_predictions.jsonl")
     labels = [p["label"] for p in predictions]
     probs = [p["prob_machine"] for p in predictions]
@@ -150,16 +154,16 @@ def test_eval_writes_pngs_and_report_matching_metrics(demo_run, tmp_path, capsys
     assert {k: metrics["document"][k] for k in expected} == pytest.approx(expected)
 
     report = (report_dir / "report.md").read_text()
-    keys = [key for key, _ in evaluation_report.TABLE_COLUMNS]
+    keys = [key for key, _ in reports.METRIC_COLUMNS]
     overall = table_rows(report, "All documents")
     assert overall[0][:2] == ["transformer", f"{threshold:.4f}"]
-    assert overall[0][2:] == [evaluation_report.cell(metrics["document"][k]) for k in keys]
-    assert overall[1][2:] == [evaluation_report.cell(metrics["document_at_0.5"][k]) for k in keys]
+    assert overall[0][2:] == [reports.cell(metrics["document"][k]) for k in keys]
+    assert overall[1][2:] == [reports.cell(metrics["document_at_0.5"][k]) for k in keys]
     assert overall[2][0] == "tfidf_logreg"
-    assert overall[2][2:] == [evaluation_report.cell(metrics["baseline"]["document"][k]) for k in keys]
+    assert overall[2][2:] == [reports.cell(metrics["baseline"]["document"][k]) for k in keys]
     by_domain = table_rows(report, "By domain")
     assert [row[0] for row in by_domain] == ["arxiv", "wikipedia"]
     for row in by_domain:
-        assert row[1:6] == [evaluation_report.cell(metrics["document"]["by_domain"][row[0]][k]) for k in keys]
+        assert row[1:6] == [reports.cell(metrics["document"]["by_domain"][row[0]][k]) for k in keys]
     generators = [row[0] for row in table_rows(report, "By generator")]
     assert generators == list(metrics["document"]["by_generator"]) == ["human", "davinci", "flant5"]

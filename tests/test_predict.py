@@ -164,8 +164,8 @@ def test_hf_pipeline_returns_human_machine_labels(demo_run, tmp_path, capsys):
     [
         ("missing_file", "input not found"),
         ("empty_file", "empty input"),
-        ("row_without_text", "rows.jsonl:2: no usable 'text' (missing)"),
-        ("csv_without_text_column", "no 'text' column"),
+        ("no_row_with_text", "no usable document in 2 rows (skipped: {'text_missing': 1, 'text_empty': 1})"),
+        ("csv_without_text_column", "no text column (text, body, selftext) in the CSV header; columns: id, content"),
         ("model_without_training_config", "has no training_config.json"),
         ("eval_without_labels", "--eval needs a label"),
     ],
@@ -174,8 +174,8 @@ def test_bad_input_one_line_error_and_nothing_written(demo_run, tmp_path, capsys
     model_path, input_path, extra = demo_run, tmp_path / "rows.jsonl", []
     if case == "empty_file":
         input_path.write_text("\n\n", encoding="utf-8")
-    elif case == "row_without_text":
-        write_jsonl(input_path, [{"text": SHORT_TEXT}, {"id": 2, "body": "no text field"}])
+    elif case == "no_row_with_text":
+        write_jsonl(input_path, [{"id": 1, "content": "no text field"}, {"id": 2, "text": "  "}])
     elif case == "csv_without_text_column":
         input_path = tmp_path / "rows.csv"
         input_path.write_text("id,content\n1,hello\n", encoding="utf-8")
@@ -194,3 +194,14 @@ def test_bad_input_one_line_error_and_nothing_written(demo_run, tmp_path, capsys
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0] and "Traceback" not in captured.err
     assert not output.exists() and not (tmp_path / "report").exists() and captured.out == ""
+
+
+def test_rows_without_text_are_counted_skips_naming_the_line(demo_run, tmp_path, capsys, caplog):
+    path = write_jsonl(tmp_path / "rows.jsonl", [{"text": SHORT_TEXT}, {"id": 2, "content": "no text"}, "not json",
+                                                 {"body": SHORT_TEXT}])  # fmt: skip
+    code, rows, err = run_predict(["--model_path", str(demo_run), "--input", str(path)], capsys)
+    assert code == 0 and [row["id"] for row in rows] == [1, 4]  # ids default to the line number
+    assert rows[0]["prob_machine"] == pytest.approx(rows[1]["prob_machine"])  # `body` is a text field too
+    logged = caplog.text
+    assert f"{path}:2: skipped (text_missing)" in logged and f"{path}:3: skipped (malformed_json)" in logged
+    assert "2 rows skipped" in logged

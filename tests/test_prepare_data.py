@@ -10,7 +10,7 @@ from conftest import write_jsonl
 
 import prepare_data
 from data_loaders import load_corpus
-from text_cleaning import clean_text, unescape_entities
+from m4_training.cleaning import clean_text, unescape_entities
 
 
 @pytest.mark.parametrize(

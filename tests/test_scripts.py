@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import demo
+from m4_training import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_GPU = "NVIDIA Fake A6000, 49140 MiB, 550.54"

@@ -15,10 +15,10 @@ from torch.utils.data import RandomSampler
 from transformers import AutoTokenizer
 
 import chunking
-import data_cache
-import modeling
-import speed_settings
 import train
+from m4_training import data_cache, modeling
+from m4_training.config import parse_train_args, preparation_settings
+from weighted_trainer import WeightedTrainer
 
 # ----------------------------------------------------------------------------------------- dynamic padding
 
@@ -31,22 +31,21 @@ def test_dynamic_padding_gives_the_loss_of_padding_to_512(tiny_model_dir, tiny_t
         for i, (ids, label) in enumerate(zip(tiny_tokenizer(texts)["input_ids"], [0, 1, 1]))
     ]
     longest = max(f["length"] for f in features)
-    dynamic_args = train.parse_args(["--max_length", "512"])
-    fixed_args = train.parse_args(["--max_length", "512", "--pad_to_max_length"])
-    dynamic = speed_settings.chunk_collator(tiny_tokenizer, dynamic_args)(features)
-    fixed = speed_settings.chunk_collator(tiny_tokenizer, fixed_args)(features)
+    dynamic_collator = chunking.chunk_collator(tiny_tokenizer, 512, pad_to_multiple_of=8, pad_to_max_length=False)
+    dynamic = dynamic_collator(features)
+    fixed = chunking.chunk_collator(tiny_tokenizer, 512, pad_to_multiple_of=8, pad_to_max_length=True)(features)
     assert fixed["input_ids"].shape == (3, 512)
     assert dynamic["input_ids"].shape[1] == -(-longest // 8) * 8 < 512
     assert {"input_ids", "attention_mask", "labels"} <= set(dynamic) and not {"doc_id", "length"} & set(dynamic)
 
-    model = modeling.load_model(str(tiny_model_dir), 0.1, 512, attn_implementation).eval()
+    model = modeling.load_model(str(tiny_model_dir), 0.1, attn_implementation).eval()
     with torch.no_grad():
         out_dynamic = model(**dynamic)
         out_fixed = model(**fixed)
     torch.testing.assert_close(out_dynamic.logits, out_fixed.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out_dynamic.loss, out_fixed.loss, atol=1e-6, rtol=1e-6)
     # Padding really is masked: a batch of one chunk gives that chunk's logits.
-    alone = speed_settings.chunk_collator(tiny_tokenizer, dynamic_args)(features[:1])
+    alone = dynamic_collator(features[:1])
     with torch.no_grad():
         torch.testing.assert_close(model(**alone).logits[0], out_fixed.logits[0], atol=1e-5, rtol=1e-5)
 
@@ -71,52 +70,42 @@ def small_data(tmp_path):
     return data_dir, reddit
 
 
-def small_settings(small_data) -> data_cache.PreparationSettings:
+def small_config(small_data, *extra: str):
     data_dir, reddit = small_data
-    return data_cache.PreparationSettings(
-        data_dir=str(data_dir),
-        train_domains=("arxiv",),
-        train_generators=("chatGPT", "flant5"),
-        reddit_file=str(reddit),
-        normalize_digits=True,
-        stratified_split=True,
-        validation_split=0.25,
-        val_generator="flant5",
-        reddit_val_fraction=0.1,
-        seed=42,
-        max_train_samples=None,
-        max_val_samples=None,
-        max_length=32,
-        chunk_overlap=4,
-    )
+    return parse_train_args(
+        ["--data_dir", str(data_dir), "--train_domains", "arxiv", "--train_generators", "chatGPT", "flant5",
+         "--reddit_file", str(reddit), "--stratified_split", "--validation_split", "0.25", "--max_length", "32",
+         "--chunk_overlap", "4", *extra]
+    )  # fmt: skip
 
 
 def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tiny_tokenizer, tiny_model_dir, tmp_path):
-    settings = small_settings(small_data)
-    key = data_cache.cache_key(settings, tiny_tokenizer)
-    assert data_cache.cache_key(dataclasses.replace(settings), tiny_tokenizer) == key
+    config = small_config(small_data)
+    key = data_cache.cache_key(config, tiny_tokenizer)
+    assert data_cache.cache_key(small_config(small_data, "--num_proc", "1", "--no_cache", "--lr", "1"),
+                                tiny_tokenizer) == key  # fmt: skip
 
     other_dir = tmp_path / "copy_of_data"
-    shutil.copytree(settings.data_dir, other_dir)
+    shutil.copytree(config.data.data_dir, other_dir)
     variants = {
-        "data_dir": str(other_dir),
-        "train_domains": ("arxiv", "wikipedia"),
-        "train_generators": ("chatGPT",),
-        "reddit_file": None,
-        "normalize_digits": False,
-        "stratified_split": False,
-        "validation_split": 0.3,
-        "val_generator": "chatGPT",
-        "reddit_val_fraction": 0.2,
-        "seed": 7,
-        "max_train_samples": 10,
-        "max_val_samples": 5,
-        "max_length": 64,
-        "chunk_overlap": 8,
+        "data_dir": ["--data_dir", str(other_dir)],
+        "train_domains": ["--train_domains", "arxiv", "wikipedia"],
+        "train_generators": ["--train_generators", "chatGPT"],
+        "reddit_file": ["--reddit_file", "none"],
+        "normalize_digits": ["--no_normalize_digits"],
+        "stratified_split": ["--stratified_split", "false"],
+        "validation_split": ["--validation_split", "0.3"],
+        "val_generator": ["--val_generator", "chatGPT"],
+        "reddit_val_fraction": ["--reddit_val_fraction", "0.2"],
+        "seed": ["--seed", "7"],
+        "max_train_samples": ["--max_train_samples", "10"],
+        "max_val_samples": ["--max_val_samples", "5"],
+        "max_length": ["--max_length", "64"],
+        "chunk_overlap": ["--chunk_overlap", "8"],
     }
-    assert set(variants) == {f.name for f in dataclasses.fields(settings)}, "every setting needs a variant here"
-    keys = {name: data_cache.cache_key(dataclasses.replace(settings, **{name: value}), tiny_tokenizer)
-            for name, value in variants.items()}  # fmt: skip
+    assert set(variants) == set(preparation_settings(config)), "every setting needs a variant here"
+    keys = {name: data_cache.cache_key(small_config(small_data, *flags), tiny_tokenizer)
+            for name, flags in variants.items()}  # fmt: skip
     assert key not in keys.values()
     assert len(set(keys.values())) == len(variants)
 
@@ -125,23 +114,23 @@ def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tin
     content = path.read_bytes()
     path.write_bytes(content.replace(b"number 3 ", b"number 4 ", 1))
     assert path.stat().st_size == len(content)
-    assert data_cache.cache_key(settings, tiny_tokenizer) not in {key, *keys.values()}
+    assert data_cache.cache_key(config, tiny_tokenizer) not in {key, *keys.values()}
     path.write_bytes(content)
-    assert data_cache.cache_key(settings, tiny_tokenizer) == key
+    assert data_cache.cache_key(config, tiny_tokenizer) == key
 
     # A tokenizer with one more token; and a call that changes truncation state does not matter.
     tiny_tokenizer("x " * 500, truncation=True, max_length=20, stride=3, return_overflowing_tokens=True)
-    assert data_cache.cache_key(settings, tiny_tokenizer) == key
+    assert data_cache.cache_key(config, tiny_tokenizer) == key
     grown = AutoTokenizer.from_pretrained(tiny_model_dir)
     grown.add_tokens(["brandnewtoken"])
-    assert data_cache.cache_key(settings, grown) != key
+    assert data_cache.cache_key(config, grown) != key
 
 
 def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_tokenizer, tmp_path, monkeypatch):
-    settings = small_settings(small_data)
     cache_dir = tmp_path / "cache"
-    first = data_cache.prepare(settings, tiny_tokenizer, cache_dir)
-    uncached = data_cache.prepare(settings, tiny_tokenizer, None)
+    config = small_config(small_data, "--cache_dir", str(cache_dir))
+    first = data_cache.prepare(config, tiny_tokenizer)
+    uncached = data_cache.prepare(small_config(small_data, "--no_cache"), tiny_tokenizer)
     assert len(list(cache_dir.iterdir())) == 1
 
     def must_not_build(*args, **kwargs):
@@ -149,7 +138,7 @@ def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_token
 
     with monkeypatch.context() as patch:
         patch.setattr(data_cache, "build", must_not_build)
-        second = data_cache.prepare(settings, tiny_tokenizer, cache_dir)
+        second = data_cache.prepare(config, tiny_tokenizer)
     for result in (first, second):
         for side in ("train_chunks", "val_chunks"):
             assert getattr(result, side).to_dict() == getattr(uncached, side).to_dict()
@@ -162,18 +151,18 @@ def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_token
     assert len(first.train_chunks) > 0 and first.train_chunks.cache_files  # memory-mapped from the cache
 
     write_jsonl(tmp_path / "reddit.jsonl", [{"text": f"post {i} lol " * (2 + i)} for i in range(14)])
-    changed = data_cache.prepare(settings, tiny_tokenizer, cache_dir)
+    changed = data_cache.prepare(config, tiny_tokenizer)
     assert len(list(cache_dir.iterdir())) == 2
     assert len(changed.corpus.documents) == len(first.corpus.documents) + 4
 
 
 def test_num_proc_prepares_the_same_chunks(small_data, tiny_tokenizer, tmp_path):
     """Tokenising in 2 processes (each writing its own Arrow shard) gives the chunks of one process."""
-    settings = small_settings(small_data)
-    single = data_cache.prepare(settings, tiny_tokenizer, None)
-    multi = data_cache.prepare(settings, tiny_tokenizer, tmp_path / "cache", num_proc=2)
+    single = data_cache.prepare(small_config(small_data, "--no_cache"), tiny_tokenizer)
+    multi_config = small_config(small_data, "--cache_dir", str(tmp_path / "cache"), "--num_proc", "2")
+    multi = data_cache.prepare(multi_config, tiny_tokenizer)
     assert len(multi.train_chunks.cache_files) == 2
-    reread = data_cache.prepare(settings, tiny_tokenizer, tmp_path / "cache", num_proc=2)
+    reread = data_cache.prepare(multi_config, tiny_tokenizer)
     for result in (multi, reread):
         for side in ("train_chunks", "val_chunks"):
             assert getattr(result, side).to_dict() == getattr(single, side).to_dict()
@@ -203,10 +192,10 @@ def test_cached_dry_run_writes_identical_reports(demo_inputs, tmp_path, monkeypa
 
 
 def test_group_by_length_visits_every_chunk_once_per_epoch(demo_inputs, tiny_tokenizer, tmp_path):
-    args = train.parse_args(demo_argv(demo_inputs, tmp_path / "out", "--no_cache", "--batch_size", "4"))
-    data = train.prepare_data(args, tiny_tokenizer)
-    model = modeling.load_model(args.model, args.dropout, args.max_length, args.attn_implementation)
-    trainer = train.build_trainer(args, model, tiny_tokenizer, data)
+    config = parse_train_args(demo_argv(demo_inputs, tmp_path / "out", "--no_cache", "--batch_size", "4"))
+    data = train.prepare_data(config, tiny_tokenizer)
+    model = modeling.load_model(config.model.model, config.model.dropout)
+    trainer = train.build_trainer(config, model, tiny_tokenizer, data)
     lengths = chunking.column_array(data.train_chunks, "length")
     n = len(lengths)
     sampler = trainer._get_train_sampler()
@@ -226,18 +215,31 @@ def test_group_by_length_visits_every_chunk_once_per_epoch(demo_inputs, tiny_tok
     random_padded = sum(-(-int(batch.max()) // 8) * 8 * len(batch) for batch in random_batches)
     assert padded < random_padded
 
-    off = train.parse_args(demo_argv(demo_inputs, tmp_path / "out", "--no_group_by_length", "--pad_to_max_length"))
+    off = parse_train_args(demo_argv(demo_inputs, tmp_path / "out", "--no_group_by_length", "--pad_to_max_length"))
     trainer_off = train.build_trainer(off, model, tiny_tokenizer, data)
     assert isinstance(trainer_off._get_train_sampler(), RandomSampler)
     assert next(iter(trainer_off.get_train_dataloader()))["input_ids"].shape[1] == 128
 
 
-def test_tokenizer_threads_are_kept_for_preparation_and_quieted_only_for_forked_workers(monkeypatch):
+def test_the_private_sampler_hooks_still_exist():
+    """WeightedTrainer hands the length-grouped sampler its lengths through two private Trainer methods; if
+    transformers renames them, length grouping silently becomes slow again: fail here instead."""
+    for name in ("_get_train_sampler", "_get_eval_sampler"):
+        assert name in vars(WeightedTrainer), name
+        assert callable(getattr(super(WeightedTrainer, WeightedTrainer), name, None)), (
+            f"transformers.Trainer.{name} is gone: update WeightedTrainer's length-grouping hooks"
+        )
+
+
+def test_tokenizer_threads_are_kept_for_preparation_and_quieted_only_for_forked_workers(
+    demo_inputs, tiny_tokenizer, tmp_path, monkeypatch
+):
     monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
-    args = train.parse_args(["--data_dir", "d", "--dataloader_num_workers", "0"])
-    assert speed_settings.trainer_speed_arguments(args)["dataloader_num_workers"] == 0
-    assert "TOKENIZERS_PARALLELISM" not in os.environ
-    args = train.parse_args(["--data_dir", "d", "--dataloader_num_workers", "2"])
-    assert speed_settings.trainer_speed_arguments(args)["dataloader_num_workers"] == 2
+    config = parse_train_args(demo_argv(demo_inputs, tmp_path / "out", "--no_cache", "--dataloader_num_workers", "2"))
+    assert config.training.dataloader_num_workers == 2 and config.training.dataloader_persistent_workers
+    data = train.prepare_data(config, tiny_tokenizer)
+    assert "TOKENIZERS_PARALLELISM" not in os.environ  # preparation ran with the tokenizer's thread pool
+    train.build_trainer(config, modeling.load_model(config.model.model, None), tiny_tokenizer, data)
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    assert parse_train_args([]).training.dataloader_num_workers == 0  # CPU default
     assert "TOKENIZERS_PARALLELISM" not in (ROOT / "setup_runpod.sh").read_text()

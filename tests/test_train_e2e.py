@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from transformers import AutoModelForSequenceClassification
 
 import train
 from data_loaders import normalize_text
-from metrics import classification_metrics
+from m4_training.config import parse_train_args
+from m4_training.evaluation import classification_metrics
 
 
 def read_jsonl(path):
@@ -29,13 +31,24 @@ def raw_text(source):
 
 
 def test_demo_writes_every_output(demo_run):
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "training_config.json", "data_report.json",
-                 "splits.jsonl", "metrics.json", "eval_predictions.jsonl"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "training_config.json",
+        "data_report.json",
+        "splits.jsonl",
+        "metrics.json",
+        "eval_predictions.jsonl",
+    ):
         assert (demo_run / name).is_file(), name
     model = AutoModelForSequenceClassification.from_pretrained(demo_run)
     assert model.config.id2label == {0: "human", 1: "machine"}
     config = json.loads((demo_run / "training_config.json").read_text())
-    assert config["arguments"]["val_generator"] == "flant5" and config["arguments"]["max_length"] == 128
+    assert (
+        config["arguments"]["split"]["val_generator"] == "flant5"
+        and config["arguments"]["chunking"]["max_length"] == 128
+    )
     assert config["normalization"] == {"whitespace": True, "normalize_digits": True}
     assert set(config["versions"]) >= {"torch", "transformers", "datasets"}
 
@@ -45,7 +58,8 @@ def test_reports_agree_with_splits(demo_run):
     splits = read_jsonl(demo_run / "splits.jsonl")
     assert report["group_overlap"] == 0
     assert {g for s in splits if s["split"] == "train" for g in [s["group_id"]]}.isdisjoint(
-        {s["group_id"] for s in splits if s["split"] == "val"})
+        {s["group_id"] for s in splits if s["split"] == "val"}
+    )
     for side in ("train", "val"):
         docs = Counter(("human", "machine")[s["label"]] for s in splits if s["split"] == side)
         chunks = Counter()
@@ -57,7 +71,8 @@ def test_reports_agree_with_splits(demo_run):
     train_chunks = report["chunks"]["train"]
     n = sum(train_chunks.values())
     assert report["class_weights"] == pytest.approx(
-        {"human": n / (2 * train_chunks["human"]), "machine": n / (2 * train_chunks["machine"])})
+        {"human": n / (2 * train_chunks["human"]), "machine": n / (2 * train_chunks["machine"])}
+    )
     # hold-out flow: flant5 only in validation, and every drop is counted
     assert not any(s["generator"] == "flant5" for s in splits if s["split"] == "train")
     assert report["documents_dropped_by_split"]["val_generator_in_training_group"] > 0
@@ -86,14 +101,17 @@ def test_every_raw_text_is_in_a_split_dropped_or_skipped(demo_run):
                     assert (entry["path"], number, field) in placed or number in skipped_lines, (entry["path"], number)
     assert sum(placed.values()) == sum(
         sum(f in json.loads(line) for f in ("human_text", "text", "machine_text"))
-        for entry in report["files"] for line in open(entry["path"], encoding="utf-8")
+        for entry in report["files"]
+        for line in open(entry["path"], encoding="utf-8")
     ) - sum(sum(entry["skipped"].values()) for entry in report["files"])
 
 
 def test_no_text_on_both_sides_checked_from_raw_files(demo_run):
     splits = read_jsonl(demo_run / "splits.jsonl")
-    texts = {side: {normalize_text(raw_text(src), False) for s in splits if s["split"] == side for src in s["sources"]}
-             for side in ("train", "val")}
+    texts = {
+        side: {normalize_text(raw_text(src), False) for s in splits if s["split"] == side for src in s["sources"]}
+        for side in ("train", "val")
+    }
     assert texts["train"] and texts["val"]
     assert texts["train"].isdisjoint(texts["val"])
 
@@ -122,10 +140,26 @@ def test_document_metrics_match_predictions(demo_run):
 
 def test_dry_run_on_shared_sample_matches_independent_counts(shared_data, tmp_path):
     output_dir = tmp_path / "dry"
-    argv = ["--dry_run", "--model", str(shared_data / "roberta-base-tokenizer"), "--data_dir",
-            str(shared_data / "m4_sample"), "--reddit_file", str(shared_data / "reddit" / "reddit_wsb_training.jsonl"),
-            "--train_domains", "arxiv", "wikipedia", "reddit", "wikihow", "--train_generators", "llama2",
-            "--stratified_split", "--use_class_weights", "--output_dir", str(output_dir)]
+    argv = [
+        "--dry_run",
+        "--model",
+        str(shared_data / "roberta-base-tokenizer"),
+        "--data_dir",
+        str(shared_data / "m4_sample"),
+        "--reddit_file",
+        str(shared_data / "reddit" / "reddit_wsb_training.jsonl"),
+        "--train_domains",
+        "arxiv",
+        "wikipedia",
+        "reddit",
+        "wikihow",
+        "--train_generators",
+        "llama2",
+        "--stratified_split",
+        "--use_class_weights",
+        "--output_dir",
+        str(output_dir),
+    ]
     assert train.main(argv) == 0
     assert not (output_dir / "config.json").exists()  # tokenizer only, no model
     report = json.loads((output_dir / "data_report.json").read_text())
@@ -160,19 +194,56 @@ def test_unloadable_model_and_missing_val_generator_exit_2(tmp_path, demo_inputs
     err = capsys.readouterr().err
     assert "could not load the tokenizer" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-    code = train.main(["--model", str(demo_inputs[2]), "--dry_run", "--train_domains", "arxiv", "reddit",
-                       "--train_generators", "chatgpt", "davinci", "--val_generator", "cohere", *common])
+    code = train.main(
+        [
+            "--model",
+            str(demo_inputs[2]),
+            "--dry_run",
+            "--train_domains",
+            "arxiv",
+            "reddit",
+            "--train_generators",
+            "chatgpt",
+            "davinci",
+            "--val_generator",
+            "cohere",
+            *common,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "arxiv: chatgpt, davinci; reddit: chatgpt, davinci" in err
 
 
 def test_demo_is_the_documented_default():
-    args = train.parse_args(["--demo"])
-    assert args.output_dir == "demo_output" and args.max_length == 128
-    assert train.parse_args(["--demo", "--max_length", "64"]).max_length == 64
-    defaults = train.parse_args([])
-    assert (defaults.model, defaults.max_length, defaults.chunk_overlap, defaults.val_generator) == (
-        "roberta-base", 512, 50, "flant5")
-    assert defaults.train_generators == ["chatGPT", "davinci", "cohere", "dolly", "flant5"]
-    assert Path(defaults.data_dir) == Path("M4_cleaned/data")
+    demo = parse_train_args(["--demo"])
+    assert demo.training.output_dir == "demo_output" and demo.chunking.max_length == 128
+    assert (demo.model.model, demo.data.data_dir, demo.data.reddit_file) == (None, None, None)  # generated inputs
+    assert parse_train_args(["--demo", "--max_length", "64"]).chunking.max_length == 64
+    defaults = parse_train_args([])
+    assert (defaults.model.model, defaults.chunking.max_length, defaults.chunking.chunk_overlap) == (
+        "roberta-base",
+        512,
+        50,
+    )
+    assert defaults.split.val_generator == "flant5" and defaults.model.attn_implementation is None
+    assert defaults.data.train_generators == ["chatGPT", "davinci", "cohere", "dolly", "flant5"]
+    assert Path(defaults.data.data_dir) == Path("M4_cleaned/data")
+    aliases = parse_train_args(["--lr", "3e-5", "--epochs", "2", "--batch_size", "4", "--eval_batch_size", "8"])
+    assert (aliases.training.learning_rate, aliases.training.num_train_epochs) == (3e-5, 2.0)
+    assert (aliases.training.per_device_train_batch_size, aliases.training.per_device_eval_batch_size) == (4, 8)
+    assert parse_train_args(["--use_wandb"]).training.report_to == ["wandb"]
+    assert parse_train_args(["--no_group_by_length"]).training.train_sampling_strategy == "random"
+
+
+def test_demo_trains_the_model_the_user_names(tmp_path, tiny_model_dir, monkeypatch):
+    """`--demo --model DIR` trains DIR on the generated sample (explicit flags win over the demo's defaults)."""
+    loaded = []
+    load_tokenizer = train.modeling.load_tokenizer
+    monkeypatch.setattr(train.modeling, "load_tokenizer", lambda name: loaded.append(name) or load_tokenizer(name))
+    named = tmp_path / "my-model"
+    shutil.copytree(tiny_model_dir, named)
+    assert train.main(["--demo", "--model", str(named), "--dry_run", "--output_dir", str(tmp_path / "out")]) == 0
+    assert loaded == [str(named)]
+    data_report = json.loads((tmp_path / "out" / "data_report.json").read_text())
+    assert all(str(tmp_path / "out" / "demo_inputs") in entry["path"] for entry in data_report["files"])

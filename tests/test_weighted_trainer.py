@@ -1,19 +1,21 @@
-"""Class weights from chunk counts, the weighted loss by hand, and gradient-accumulation equivalence."""
+"""Class weights from chunk counts, the weighted loss by hand, and the same step under gradient accumulation
+and under DDP as with one large batch."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
-from transformers import TrainingArguments
+from conftest import ROOT
+from ddp_one_step import LABELS, chunk_dataset, make_trainer, weight_delta
 
-import demo
 from chunking import ChunkCollator
-from errors import UserError
+from m4_training.cli import UserError
 from weighted_trainer import WeightedTrainer, compute_class_weights
-
-LABELS = [0, 1, 1, 1, 0, 1, 1, 1]
 
 
 def test_class_weights_are_n_over_two_n_c():
@@ -22,47 +24,6 @@ def test_class_weights_are_n_over_two_n_c():
     assert 2 * weights["human"] + 8 * weights["machine"] == pytest.approx(10)  # mean weight per chunk is 1
     with pytest.raises(UserError, match="only machine"):
         compute_class_weights([1, 1, 1])
-
-
-def tiny_model(tokenizer):
-    model = demo.build_tiny_model(len(tokenizer), seed=7)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return model
-
-
-def chunk_dataset(tokenizer):
-    texts = [" ".join(["word"] * (3 + 5 * i)) + f" sample {i}" for i in range(len(LABELS))]
-    encoded = tokenizer(texts, truncation=True, max_length=64)
-    return Dataset.from_dict({**encoded, "labels": LABELS, "doc_id": list(range(len(LABELS)))})
-
-
-def make_trainer(tmp_path, tokenizer, batch_size, accumulation, weights):
-    args = TrainingArguments(
-        output_dir=str(tmp_path / f"run_{batch_size}_{accumulation}"),
-        per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=accumulation,
-        max_steps=1,
-        learning_rate=0.5,
-        optim="sgd",
-        lr_scheduler_type="constant",
-        train_sampling_strategy="sequential",
-        remove_unused_columns=False,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        use_cpu=True,
-        seed=0,
-    )
-    return WeightedTrainer(
-        model=tiny_model(tokenizer),
-        args=args,
-        train_dataset=chunk_dataset(tokenizer),
-        data_collator=ChunkCollator(tokenizer),
-        processing_class=tokenizer,
-        class_weights=weights,
-    )
 
 
 def test_weighted_loss_matches_hand_computation(tmp_path, tiny_tokenizer):
@@ -86,16 +47,31 @@ def test_weighted_loss_matches_hand_computation(tmp_path, tiny_tokenizer):
 
 def test_gradient_accumulation_equals_larger_batch(tmp_path, tiny_tokenizer):
     weights = compute_class_weights(LABELS)
-    results = []
-    for batch_size, accumulation in ((8, 1), (4, 2), (2, 4)):
-        trainer = make_trainer(tmp_path, tiny_tokenizer, batch_size, accumulation, weights)
-        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-        trainer.train()
-        loss = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
-        delta = torch.cat([(p.detach() - before[n]).flatten() for n, p in trainer.model.named_parameters()])
-        results.append((loss, delta))
+    results = [
+        weight_delta(make_trainer(tmp_path, tiny_tokenizer, batch_size, accumulation, weights))
+        for batch_size, accumulation in ((8, 1), (4, 2), (2, 4))
+    ]
     (loss_big, delta_big), *others = results
     assert delta_big.abs().max() > 1e-4  # the step really moved the weights
     for loss, delta in others:
         assert loss == pytest.approx(loss_big, rel=1e-4)
         torch.testing.assert_close(delta, delta_big, rtol=1e-4, atol=1e-6)
+
+
+def test_two_ddp_processes_take_the_step_of_one_process_with_their_global_batch(tmp_path, tiny_tokenizer):
+    """2 gloo processes x 4 chunks == 1 process x 8 chunks. The loss is divided by the global chunk count while DDP
+    averages gradients over the processes, so it must be scaled back by the process count (the Trainer does it for
+    a `compute_loss_func`): without that the step is half as long."""
+    tokenizer_dir = tmp_path / "tokenizer"
+    tiny_tokenizer.save_pretrained(tokenizer_dir)
+    weights = compute_class_weights(LABELS)
+    _, single = weight_delta(make_trainer(tmp_path / "single", tiny_tokenizer, 8, 1, weights))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    script = [str(ROOT / "tests" / "ddp_one_step.py"), str(tokenizer_dir), str(tmp_path / "ddp")]
+    result = subprocess.run([*launcher, *script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    double = torch.load(tmp_path / "ddp" / "delta.pt")
+    assert single.abs().max() > 1e-4
+    torch.testing.assert_close(double, single, rtol=1e-4, atol=1e-6)

@@ -1,5 +1,4 @@
-"""What makes a run safe to start, continue and stop: argument checks, the output-directory guard, resume,
-early stopping.
+"""What makes a run safe to start, continue and stop: the output-directory guard, resume, early stopping.
 
 Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
 - a directory holding a training run (a `checkpoint-*` folder or `metrics.json`) is never trained or dry-run
@@ -12,9 +11,7 @@ Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
 
 from __future__ import annotations
 
-import argparse
 import logging
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,9 +19,8 @@ from typing import Any
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-import data_loaders
-import distributed
-from errors import UserError
+from m4_training.cli import UserError
+from m4_training.config import DetectorTrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -37,30 +33,13 @@ RESULT_FILES = (
     "confusion_matrix.png",
     "roc.png",
 )
-# The chunk-level validation loss decides early stopping and the checkpoint kept: it is the quantity
-# being optimised and, unlike accuracy at a threshold, it does not jump on a handful of documents.
-EARLY_STOPPING_METRIC = "eval_loss"
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    """Cross-argument checks that argparse cannot express; each failure is one line and exit code 2."""
-    data_loaders.check_validation_split(args.validation_split)
-    data_loaders.check_reddit_val_fraction(args.reddit_val_fraction)
-    if args.resume_from_checkpoint and args.overwrite_output_dir:
-        raise UserError("--resume_from_checkpoint continues a run and --overwrite_output_dir replaces it: pick one")
-    if args.early_stopping_patience is not None and args.early_stopping_patience < 1:
-        raise UserError(f"--early_stopping_patience must be at least 1, got {args.early_stopping_patience}")
-    if args.save_total_limit is not None and args.save_total_limit < 1:
-        raise UserError(f"--save_total_limit must be at least 1, got {args.save_total_limit}")
-    if not math.isfinite(args.lr) or args.lr <= 0:
-        raise UserError(f"--lr must be a positive number, got {args.lr}")
 
 
 def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir())
 
 
-def guard_output_dir(args: argparse.Namespace) -> None:
+def guard_output_dir(args: DetectorTrainingArguments) -> None:
     """Refuse to overwrite a training run by accident; with --overwrite_output_dir clear the old one (rank 0)."""
     output_dir = Path(args.output_dir)
     if not output_dir.is_dir() or args.resume_from_checkpoint:
@@ -76,7 +55,7 @@ def guard_output_dir(args: argparse.Namespace) -> None:
             f"--output_dir {output_dir} holds {state}; pass {advice}--overwrite_output_dir to replace it, "
             "or choose another --output_dir"
         )
-    if distributed.is_main_process():
+    if args.process_index == 0:
         for checkpoint in checkpoints:
             shutil.rmtree(checkpoint)
         for name in RESULT_FILES:
@@ -106,33 +85,26 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
     return str(path)
 
 
-def model_selection_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """TrainingArguments for early stopping: keep and finally load the checkpoint with the lowest eval loss."""
-    if args.early_stopping_patience is None:
-        return {}
-    return {"load_best_model_at_end": True, "metric_for_best_model": EARLY_STOPPING_METRIC, "greater_is_better": False}
-
-
-def callbacks(args: argparse.Namespace) -> list[TrainerCallback]:
+def callbacks(args: DetectorTrainingArguments) -> list[TrainerCallback]:
     if args.early_stopping_patience is None:
         return []
     logger.warning(
         "Early stopping on %s with patience %d: the kept checkpoint is chosen on the validation set, so the final "
         "validation metrics are slightly optimistic; judge the model on data it was not selected on",
-        EARLY_STOPPING_METRIC,
+        args.metric_for_best_model,
         args.early_stopping_patience,
     )
     return [EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)]
 
 
-def model_selection_summary(args: argparse.Namespace, trainer: Any) -> dict[str, Any] | None:
+def model_selection_summary(args: DetectorTrainingArguments, trainer: Any) -> dict[str, Any] | None:
     """For training_config.json: how the saved model was chosen (None: the last step's model)."""
     if args.early_stopping_patience is None:
         return None
     state = trainer.state
     return {
         "early_stopping_patience": args.early_stopping_patience,
-        "metric": EARLY_STOPPING_METRIC,
+        "metric": args.metric_for_best_model,
         "best_metric": state.best_metric,
         "best_checkpoint": state.best_model_checkpoint,
         "stopped_at_step": state.global_step,

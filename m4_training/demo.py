@@ -16,6 +16,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
+from m4_training.files import write_jsonl
+
 DEMO_DOMAINS = ("arxiv", "wikipedia", "reddit")
 # File-name spelling per generator, as in the real M4 release.
 DEMO_GENERATOR_FILES = {"chatgpt": "chatGPT", "davinci": "davinci", "dolly": "dolly2", "flant5": "flant5"}
@@ -135,12 +137,6 @@ def synthetic_text(rng: random.Random, topic: str, machine: bool, n_sentences: i
     return " ".join(_sentence(rng, own if rng.random() < 0.7 else other, topic, 0.15) for _ in range(n_sentences))
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def write_demo_data(
     directory: str | Path, seed: int = 0, rows_per_file: int = 30, reddit_posts: int = 160
 ) -> tuple[Path, Path]:
@@ -177,9 +173,9 @@ def write_demo_data(
                 if domain == "reddit" and generator == "davinci" and i == 5:
                     row["machine_text"] = row["machine_text"].split(". ")
                 rows.append(row)
-            _write_jsonl(data_dir / f"{domain}_{file_name}.jsonl", rows)
+            write_jsonl(data_dir / f"{domain}_{file_name}.jsonl", rows)
     reddit_file = Path(directory) / "reddit_posts.jsonl"
-    _write_jsonl(
+    write_jsonl(
         reddit_file,
         [
             {

@@ -9,12 +9,13 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from data_loaders import LABEL_NAMES
-from errors import UserError
+from m4_training.cli import UserError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +34,9 @@ PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "camembert", "data2vec-text
 
 
 def _cannot_load(what: str, name: str, error: Exception) -> UserError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return UserError(
         f"could not load the {what} '{name}': tried a local directory of that name and the Hugging Face hub "
-        f"(offline, or no such model?): {reason}"
+        f"(offline, or no such model?): {one_line(error)}"
     )
 
 
@@ -47,45 +47,32 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         raise _cannot_load("tokenizer", name, error) from error
 
 
-def position_limit(config: AutoConfig) -> int | None:
+def load_config(name: str) -> PretrainedConfig | None:
+    """The model's config, or None for a directory with tokenizer files only (enough for a dry run)."""
+    try:
+        return AutoConfig.from_pretrained(name, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
+    except Exception:  # no config to check against; load_model reports it if training needs one
+        return None
+
+
+def position_limit(config: PretrainedConfig | None) -> int | None:
     limit = getattr(config, "max_position_embeddings", None)
     if limit is not None and config.model_type in PADDING_OFFSET_FAMILIES:
         limit -= (config.pad_token_id or 0) + 1
     return limit
 
 
-def check_max_length(name: str, max_length: int) -> None:
-    """Fail before data preparation when --max_length exceeds the model's positions (needs only its config).
-
-    A directory with tokenizer files only (a dry run) has no config: then load_model checks later.
-    """
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except Exception:  # no config to check against; load_model reports it if training needs one
-        return
-    limit = position_limit(config)
-    if limit is not None and max_length > limit:
-        raise UserError(f"--max_length {max_length} exceeds the {limit} positions of {name}")
-
-
-def load_model(
-    name: str,
-    dropout: float | None,
-    max_length: int,
-    attn_implementation: str | None = None,
-) -> PreTrainedModel:
+def load_model(name: str, dropout: float | None, attn_implementation: str | None = None) -> PreTrainedModel:
     """A two-label classifier ("human", "machine") from a hub id or local directory."""
     try:
         config = AutoConfig.from_pretrained(name, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
     except Exception as error:
         raise _cannot_load("model config", name, error) from error
-    limit = position_limit(config)
-    if limit is not None and max_length > limit:
-        raise UserError(f"--max_length {max_length} exceeds the {limit} positions of {name}")
     if dropout is not None:
         for attribute in DROPOUT_ATTRIBUTES:
             if hasattr(config, attribute):
                 setattr(config, attribute, dropout)
+    # None lets transformers choose: SDPA where the architecture supports it, eager attention otherwise.
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         return AutoModelForSequenceClassification.from_pretrained(name, config=config, **kwargs)

@@ -1,0 +1,167 @@
+"""Train/validation splits that never separate a group: a human text and the machine texts made from it.
+
+Two flows: a grouped split stratified by label within each domain, and the generator hold-out, whose validation
+generator is never trained on (rules in TRAINING_GUIDE_COMPLETE.md). Both are seeded and deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from data_loaders import HUMAN, LABEL_NAMES, MACHINE, Corpus, Document, canonical_generator
+from m4_training.cli import UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    train: list[Document]
+    val: list[Document]
+    dropped: Counter = field(default_factory=Counter)
+    dropped_documents: list[tuple[str, Document]] = field(default_factory=list)
+    flow: str = "stratified"
+
+    def drop(self, document: Document, reason: str) -> None:
+        self.dropped[reason] += 1
+        self.dropped_documents.append((reason, document))
+
+
+def _groups(documents: list[Document]) -> dict[int, list[Document]]:
+    groups: dict[int, list[Document]] = defaultdict(list)
+    for doc in documents:
+        groups[doc.group_id].append(doc)
+    return dict(sorted(groups.items()))
+
+
+def stratified_group_split(documents: list[Document], validation_split: float, seed: int) -> Split:
+    """Whole groups go to one side; within each domain the validation side gets its share of each label.
+
+    Groups are visited in a seeded random order and a group joins validation when that brings the
+    domain's (human, machine) validation counts closer to their targets.
+    """
+    rng = random.Random(seed)
+    groups_by_domain: dict[str, list[list[Document]]] = defaultdict(list)
+    for members in _groups(documents).values():
+        groups_by_domain[members[0].domain].append(members)
+    val_group_ids: set[int] = set()
+    for domain in sorted(groups_by_domain):
+        groups = groups_by_domain[domain]
+        rng.shuffle(groups)
+        totals = Counter(doc.label for members in groups for doc in members)
+        target = {label: validation_split * totals[label] for label in (HUMAN, MACHINE)}
+        taken = Counter()
+        for members in groups:
+            counts = Counter(doc.label for doc in members)
+            before = sum(abs(taken[k] - target[k]) for k in target)
+            after = sum(abs(taken[k] + counts[k] - target[k]) for k in target)
+            if after < before:
+                taken.update(counts)
+                val_group_ids.add(members[0].group_id)
+    train = [doc for doc in documents if doc.group_id not in val_group_ids]
+    val = [doc for doc in documents if doc.group_id in val_group_ids]
+    return Split(train=train, val=val, flow="stratified")
+
+
+def generator_holdout_split(
+    corpus: Corpus, val_generator: str, validation_split: float, reddit_val_fraction: float, seed: int
+) -> Split:
+    """Validate on a generator never seen in training; see TRAINING_GUIDE_COMPLETE.md for the rules."""
+    val_generator = canonical_generator(val_generator)
+    found = corpus.generators_by_domain
+    if not any(val_generator in gens for gens in found.values()):
+        listing = "; ".join(f"{d}: {', '.join(g)}" for d, g in found.items()) or "none"
+        raise UserError(
+            f"--val_generator {val_generator} is not in the loaded data (add it to --train_generators, or pick "
+            f"one of the generators found per domain: {listing})"
+        )
+    rng = random.Random(seed)
+    groups = _groups(corpus.documents)
+    m4_group_ids = [gid for gid, members in groups.items() if any(corpus.from_m4(doc) for doc in members)]
+    # Per domain, so every domain is represented in validation as it is in the data.
+    val_group_ids: set[int] = set()
+    for domain in sorted({groups[gid][0].domain for gid in m4_group_ids}):
+        in_domain = [gid for gid in m4_group_ids if groups[gid][0].domain == domain]
+        candidates = [gid for gid in in_domain if any(d.generator == val_generator for d in groups[gid])]
+        n_val_groups = max(1, round(validation_split * len(in_domain)))
+        val_group_ids.update(rng.sample(candidates, n_val_groups) if len(candidates) > n_val_groups else candidates)
+
+    split = Split(train=[], val=[], flow="generator_holdout")
+    for gid in m4_group_ids:
+        for doc in groups[gid]:
+            is_val_generator = doc.generator == val_generator
+            if gid in val_group_ids:
+                if doc.label == HUMAN or is_val_generator:
+                    split.val.append(doc)
+                else:
+                    split.drop(doc, "other_generator_in_validation_group")
+            elif is_val_generator:
+                split.drop(doc, "val_generator_in_training_group")
+            else:
+                split.train.append(doc)
+    m4_group_set = set(m4_group_ids)
+    reddit_group_ids = [gid for gid in groups if gid not in m4_group_set]
+    rng.shuffle(reddit_group_ids)
+    n_reddit_val = round(reddit_val_fraction * len(reddit_group_ids))
+    for position, gid in enumerate(reddit_group_ids):
+        (split.val if position < n_reddit_val else split.train).extend(groups[gid])
+    split.train.sort(key=lambda doc: doc.doc_id)
+    split.val.sort(key=lambda doc: doc.doc_id)
+    return split
+
+
+def sample_groups(documents: list[Document], max_documents: int | None, seed: int) -> list[Document]:
+    """At most `max_documents` documents, drawn as whole groups in a seeded order."""
+    if max_documents is None or len(documents) <= max_documents:
+        return documents
+    groups = list(_groups(documents).values())
+    random.Random(seed).shuffle(groups)
+    chosen: set[int] = set()
+    total = 0
+    for members in groups:
+        if total + len(members) <= max_documents:
+            chosen.add(members[0].group_id)
+            total += len(members)
+    return [doc for doc in documents if doc.group_id in chosen]
+
+
+def split_corpus(
+    corpus: Corpus,
+    stratified: bool,
+    validation_split: float,
+    val_generator: str,
+    reddit_val_fraction: float,
+    seed: int,
+    max_train_samples: int | None = None,
+    max_val_samples: int | None = None,
+) -> Split:
+    """Split into train/val (grouped, leak-free), then sample the requested number of documents."""
+    if stratified:
+        split = stratified_group_split(corpus.documents, validation_split, seed)
+    else:
+        split = generator_holdout_split(corpus, val_generator, validation_split, reddit_val_fraction, seed)
+    split.train = sample_groups(split.train, max_train_samples, seed)
+    split.val = sample_groups(split.val, max_val_samples, seed + 1)
+    if not split.train or not split.val:
+        raise UserError(
+            f"the {split.flow} split left {len(split.train)} training and {len(split.val)} validation documents; "
+            "both need at least one (check --validation_split and the --max_*_samples flags)"
+        )
+    train_labels = Counter(doc.label for doc in split.train)
+    if len(train_labels) < 2:
+        (only,) = train_labels
+        raise UserError(
+            f"the training split has only {LABEL_NAMES[only]} documents ({train_labels[only]}); a detector needs "
+            "both human and machine texts (check --train_domains, --train_generators and the files' text fields)"
+        )
+    if len({doc.label for doc in split.val}) < 2:
+        logger.warning("The validation split has one class only: AUROC and F1 are undefined")
+    return split
+
+
+def group_overlap(split: Split) -> int:
+    """Number of groups with documents on both sides (0 for every split this module makes)."""
+    return len({doc.group_id for doc in split.train} & {doc.group_id for doc in split.val})
