@@ -15,92 +15,29 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 import data_loaders
 from data_loaders import HUMAN_GENERATOR
-from m4_training import evaluation, modeling, reports
-from m4_training.cli import UserError, one_line, run_cli, setup_logging
+from m4_training import evaluation, reports
+from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import PredictArguments, parse_predict_args
 from m4_training.files import write_json, write_jsonl
-from m4_training.scoring import autocast_dtype, score_texts
+from m4_training.scoring import Detector, autocast_dtype, load_detector
 
 logger = logging.getLogger("predict")
 
 DEFAULT_TARGET_FPR = 0.05
 
 
-@dataclass
-class Detector:
-    """A trained detector and the settings it was trained with, which scoring must repeat.
-
-    The weights are loaded when first used, so bad input is reported before that cost.
-    """
-
-    path: Path
-    tokenizer: PreTrainedTokenizerBase
-    normalize_digits: bool
-    max_length: int
-    chunk_overlap: int
-    threshold: float
-    target_fpr: float | None
-    domains: list[str] | None
-    generators: list[str] | None
-
-    @cached_property
-    def model(self) -> PreTrainedModel:
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(self.path)
-        except Exception as error:  # missing or corrupt weights raise many types
-            raise UserError(f"could not load the model in {self.path}: {one_line(error)}") from error
-        return model.to("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_detector(model_path: str | Path) -> Detector:
-    """The model directory written by train.py: tokenizer, training_config.json and (when used) the weights."""
-    model_path = Path(model_path)
-    if not model_path.is_dir():
-        raise UserError(f"model directory not found: {model_path}")
-    path = model_path / "training_config.json"
-    if not path.is_file():
-        raise UserError(f"{model_path} has no training_config.json; predict.py needs a directory written by train.py")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-        data = config.get("arguments", {}).get("data", {})
-        settings = {
-            "normalize_digits": bool(config["normalization"]["normalize_digits"]),
-            "max_length": int(config["chunking"]["max_length"]),
-            "chunk_overlap": int(config["chunking"]["chunk_overlap"]),
-            "threshold": float(config["threshold"]),
-            "target_fpr": config.get("target_fpr"),
-            "domains": data.get("train_domains"),
-            "generators": data.get("train_generators"),
-        }
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-        raise UserError(f"{path}: unreadable or incomplete training config ({error!r})") from error
-    return Detector(model_path, modeling.load_tokenizer(str(model_path)), **settings)
-
-
 def score_documents(documents: pd.DataFrame, detector: Detector, args: PredictArguments) -> pd.DataFrame:
     """Every document's `prob_machine` and `n_chunks` over chunks scored in batches that mix documents."""
-    scored, _, _ = score_texts(
-        documents["text"].tolist(),
-        detector.model,
-        detector.tokenizer,
-        detector.max_length,
-        detector.chunk_overlap,
-        args.batch_size,
-        autocast_dtype(args.precision),
-        args.aggregate,
-        args.num_proc,
+    scored, _, _ = detector.score(
+        documents["text"].tolist(), args.batch_size, autocast_dtype(args.precision), args.aggregate, args.num_proc
     )
     return documents.drop(columns=["text", "line"], errors="ignore").assign(
         prob_machine=scored["prob_machine"].to_numpy(), n_chunks=scored["n_chunks"].to_numpy()

@@ -9,7 +9,11 @@ documents by `doc_id`, never by position.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,9 +21,11 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 import chunking
+from m4_training import modeling
+from m4_training.cli import UserError, one_line
 from m4_training.config import resolve_precision
 from m4_training.evaluation import aggregate_documents
 
@@ -106,3 +112,75 @@ def score_texts(
     frame = pd.DataFrame({"doc_id": np.arange(len(texts))})
     scored, probs = score_chunks(model, tokenizer, chunks, frame, batch_size, dtype, aggregate)
     return scored, chunks, probs
+
+
+@dataclass
+class Detector:
+    """A trained detector and the settings it was trained with, which scoring must repeat.
+
+    The weights are loaded when first used, so bad input is reported before that cost.
+    """
+
+    path: Path
+    tokenizer: PreTrainedTokenizerBase
+    normalize_digits: bool
+    max_length: int
+    chunk_overlap: int
+    threshold: float
+    target_fpr: float | None
+    domains: list[str] | None
+    generators: list[str] | None
+
+    def score(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        dtype: torch.dtype | None = None,
+        aggregate: str = "mean",
+        num_proc: int | None = None,
+    ) -> tuple[pd.DataFrame, Dataset, np.ndarray]:
+        """`score_texts` with this detector's model, tokenizer and window (texts already normalised)."""
+        return score_texts(
+            texts,
+            self.model,
+            self.tokenizer,
+            self.max_length,
+            self.chunk_overlap,
+            batch_size,
+            dtype,
+            aggregate,
+            num_proc,
+        )
+
+    @cached_property
+    def model(self) -> PreTrainedModel:
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(self.path)
+        except Exception as error:  # missing or corrupt weights raise many types
+            raise UserError(f"could not load the model in {self.path}: {one_line(error)}") from error
+        return model.to("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_detector(model_path: str | Path) -> Detector:
+    """The model directory written by train.py: tokenizer, training_config.json and (when used) the weights."""
+    model_path = Path(model_path)
+    if not model_path.is_dir():
+        raise UserError(f"model directory not found: {model_path}")
+    path = model_path / "training_config.json"
+    if not path.is_file():
+        raise UserError(f"{model_path} has no training_config.json; predict.py needs a directory written by train.py")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        data = config.get("arguments", {}).get("data", {})
+        settings = {
+            "normalize_digits": bool(config["normalization"]["normalize_digits"]),
+            "max_length": int(config["chunking"]["max_length"]),
+            "chunk_overlap": int(config["chunking"]["chunk_overlap"]),
+            "threshold": float(config["threshold"]),
+            "target_fpr": config.get("target_fpr"),
+            "domains": data.get("train_domains"),
+            "generators": data.get("train_generators"),
+        }
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{path}: unreadable or incomplete training config ({error!r})") from error
+    return Detector(model_path, modeling.load_tokenizer(str(model_path)), **settings)
