@@ -7,12 +7,14 @@ tokenised again, and no token passes through Python one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+import datasets
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset, Features, List, Value
@@ -26,6 +28,8 @@ from m4_training.config import check_window
 
 TEXT_SCHEMA = pa.schema([("doc_id", pa.int64()), ("text", pa.string()), ("label", pa.int64())])
 TEXT_BATCH = 1000
+# Below this many documents chunking takes a blink and a progress bar is only noise.
+SHOW_PROGRESS_FROM_DOCUMENTS = 1000
 # Declared, so that `datasets` need not scan every token list to infer the schema.
 CHUNK_FEATURES = Features(
     {"input_ids": List(Value("int32")), "doc_id": Value("int64"), "labels": Value("int64"), "length": Value("int32")}
@@ -158,6 +162,19 @@ def window_token_ids(token_ids: list[list[int]], spec: WindowSpec) -> tuple[pa.L
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(windows)), owners
 
 
+@contextlib.contextmanager
+def progress_bars(show: bool) -> Iterator[None]:
+    """`datasets` progress bars off for the block unless `show` (and left as they were afterwards)."""
+    hide = not show and not datasets.are_progress_bars_disabled()
+    if hide:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hide:
+            datasets.enable_progress_bars()
+
+
 def chunk_documents(
     documents: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -190,18 +207,19 @@ def chunk_documents(
         )
 
     # Arrow in and out: the texts are read and the windows written without converting tokens to Python.
-    chunks = documents.with_format("arrow").map(
-        tokenize,
-        batched=True,
-        remove_columns=documents.column_names,
-        num_proc=num_proc,
-        desc=desc,
-        cache_file_name=cache_file_name,
-        load_from_cache_file=False,
-        # Naming the result spares `datasets` from pickling the tokenizer to hash the closure (seconds).
-        new_fingerprint=uuid.uuid4().hex,
-        features=CHUNK_FEATURES,
-    )
+    with progress_bars(len(documents) >= SHOW_PROGRESS_FROM_DOCUMENTS):
+        chunks = documents.with_format("arrow").map(
+            tokenize,
+            batched=True,
+            remove_columns=documents.column_names,
+            num_proc=num_proc,
+            desc=desc,
+            cache_file_name=cache_file_name,
+            load_from_cache_file=False,
+            # Naming the result spares `datasets` from pickling the tokenizer to hash the closure (seconds).
+            new_fingerprint=uuid.uuid4().hex,
+            features=CHUNK_FEATURES,
+        )
     return chunks.with_format(None)
 
 

@@ -229,8 +229,14 @@ def parse_m4_filename(path: Path) -> tuple[str, str] | None:
     return domain.lower(), canonical_generator(generator)
 
 
-def find_m4_files(data_dir: Path, domains: list[str], generators: list[str]) -> list[tuple[Path, str, str]]:
-    """The M4 files for the requested domains and generators, matched case-insensitively and by alias."""
+def find_m4_files(
+    data_dir: Path, domains: list[str], generators: list[str], warn_missing: bool = True
+) -> list[tuple[Path, str, str]]:
+    """The M4 files for the requested domains and generators, matched case-insensitively and by alias.
+
+    `warn_missing` logs the requested pairs that have no file; a second look-up in the same run (the data
+    cache's key is computed first) passes False, so the warning is printed once.
+    """
     if not data_dir.is_dir():
         raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
     available = [(p, *parsed) for p in sorted(data_dir.glob("*.jsonl")) if (parsed := parse_m4_filename(p))]
@@ -251,7 +257,7 @@ def find_m4_files(data_dir: Path, domains: list[str], generators: list[str]) -> 
         for g in wanted_generators
         if not any(sd == d and sg == g for _, sd, sg in selected)
     )
-    if missing:
+    if missing and warn_missing:
         logger.warning("No M4 file for %d requested domain/generator pairs: %s", len(missing), ", ".join(missing))
     return selected
 
@@ -423,10 +429,12 @@ def load_corpus(
     generators: list[str],
     reddit_file: str | Path | None,
     normalize_digits: bool,
+    warn_missing: bool = True,
 ) -> Corpus:
     """Read every selected M4 file and the Reddit file into one de-duplicated, grouped corpus."""
     builder = _CorpusBuilder(normalize_digits)
-    files = [read_m4_file(builder, p, d, g) for p, d, g in find_m4_files(Path(data_dir), domains, generators)]
+    selected = find_m4_files(Path(data_dir), domains, generators, warn_missing)
+    files = [read_m4_file(builder, p, d, g) for p, d, g in selected]
     if reddit_file:
         reddit_path = Path(reddit_file)
         if not reddit_path.is_file():

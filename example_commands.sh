@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Named training recipes: `bash example_commands.sh list`, `bash example_commands.sh <recipe> [extra flags]`,
-# `bash example_commands.sh --print <recipe>` to show the command instead of running it.
-# Paths come from the environment: DATA_DIR, REDDIT_FILE, OUTPUT_ROOT, NGPU, PYTHON, ACCELERATE_CONFIG.
+# Named training recipes: `bash example_commands.sh list`, `bash example_commands.sh <recipe> [extra flags]`;
+# `--print` anywhere on the line shows the command instead of running it.
+# Paths come from the environment: DATA_DIR, REDDIT_FILE, OUTPUT_ROOT, NGPU, PYTHON, ACCELERATE_CONFIG,
+# LAPTOP_MODEL.
 # Extra flags after the recipe name are appended, so they override the recipe's (argparse keeps the last).
 set -euo pipefail
 
@@ -9,6 +10,8 @@ DATA_DIR=${DATA_DIR:-M4_cleaned/data}
 REDDIT_FILE=${REDDIT_FILE:-reddit_training_60k.jsonl}
 OUTPUT_ROOT=${OUTPUT_ROOT:-outputs}
 PYTHON=${PYTHON:-python3}
+# A small encoder for CPU runs (22M parameters); any hub id or local model directory works.
+LAPTOP_MODEL=${LAPTOP_MODEL:-sentence-transformers/all-MiniLM-L6-v2}
 
 RECIPES=(
     "base:recommended run: roberta-base, grouped stratified split, class weights"
@@ -20,11 +23,12 @@ RECIPES=(
     "multi-gpu-accelerate:the base run with accelerate launch (ACCELERATE_CONFIG for FSDP/DeepSpeed)"
     "prepare-m4:clean a raw M4 directory (RAW_M4_DIR) into DATA_DIR"
     "prepare-reddit:turn a Reddit dump (REDDIT_DUMP) into REDDIT_FILE (60k posts before 2022-11-30)"
+    "laptop:minutes on a laptop CPU: small model (LAPTOP_MODEL), 100 steps, 200 validation documents"
     "demo:offline end-to-end run on a generated sample with a tiny model"
 )
 
 usage() {
-    echo "Usage: bash example_commands.sh [--print] <recipe> [extra flags] | list | --help"
+    echo "Usage: bash example_commands.sh <recipe> [extra flags] [--print] | list | --help"
     echo "Environment: DATA_DIR=$DATA_DIR REDDIT_FILE=$REDDIT_FILE OUTPUT_ROOT=$OUTPUT_ROOT PYTHON=$PYTHON"
 }
 
@@ -61,6 +65,13 @@ build_command() {
         dry-run)
             cmd=("$PYTHON" train.py --dry_run --model roberta-base "${data[@]}" --use_class_weights --stratified_split
                 --output_dir "$OUTPUT_ROOT/dry-run") ;;
+        laptop)
+            # The samples cap documents, and a document can make many windows, so --max_steps bounds the training
+            # (100 steps of 16 windows). The Trainer's own chunk-level evaluation and checkpoints are skipped: the
+            # validation documents are scored once, at the end.
+            cmd=("$PYTHON" train.py --model "$LAPTOP_MODEL" "${data[@]}" --use_class_weights --stratified_split
+                --max_train_samples 400 --max_val_samples 200 --max_length 128 --chunk_overlap 16 --max_steps 100
+                --lr 1e-4 --logging_steps 10 --eval_strategy no --save_strategy no --output_dir "$OUTPUT_ROOT/laptop") ;;
         resume) cmd=("$PYTHON" "${base[@]}" --resume_from_checkpoint auto) ;;
         multi-gpu) cmd=(torchrun --standalone --nproc_per_node "$(gpu_count)" "${base[@]}") ;;
         multi-gpu-accelerate)
@@ -80,11 +91,17 @@ build_command() {
     esac
 }
 
+# `--print` may stand anywhere on the line (train.py has no flag of that name).
 print_only=0
-if [[ ${1:-} == --print ]]; then
-    print_only=1
-    shift
-fi
+arguments=()
+for argument in "$@"; do
+    if [[ $argument == --print ]]; then
+        print_only=1
+    else
+        arguments+=("$argument")
+    fi
+done
+set -- ${arguments[@]+"${arguments[@]}"}
 case ${1:-} in
     "" | -h | --help) usage; echo "Recipes:"; list_recipes; exit 0 ;;
     list) list_recipes; exit 0 ;;

@@ -66,7 +66,9 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def evaluate(predictions: pd.DataFrame, detector: Detector, threshold: float) -> tuple[dict[str, Any], pd.DataFrame]:
+def evaluate(
+    predictions: pd.DataFrame, detector: Detector, threshold: float, threshold_given: bool = False
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics of labelled predictions at the model's threshold (and 0.5), with the baseline when present."""
     labelled = predictions.assign(label=data_loaders.labels_of(predictions))
     for column in ("domain", "generator"):
@@ -76,7 +78,7 @@ def evaluate(predictions: pd.DataFrame, detector: Detector, threshold: float) ->
     default_generator = np.where(labelled["label"] == 0, HUMAN_GENERATOR, "unknown")
     labelled["generator"] = labelled["generator"].where(labelled["generator"].notna(), default_generator)
     target_fpr = detector.target_fpr if detector.target_fpr is not None else DEFAULT_TARGET_FPR
-    return evaluation.evaluate_predictions(labelled, target_fpr, threshold), labelled
+    return evaluation.evaluate_predictions(labelled, target_fpr, threshold, threshold_given), labelled
 
 
 def read(source: str, input_format: str, detector: Detector, args: PredictArguments) -> pd.DataFrame:
@@ -94,8 +96,21 @@ def read(source: str, input_format: str, detector: Detector, args: PredictArgume
 
 
 def baseline_probs(args: PredictArguments, detector: Detector, documents: pd.DataFrame) -> np.ndarray:
-    train = read(args.baseline_train, "auto", detector, args)
-    labels = data_loaders.labels_of(train)
+    """The TF-IDF baseline fitted on --baseline_train, scored on the documents; run before the model, so a bad
+    --baseline_train stops the run before any scoring.
+
+    --baseline_train is read on its own: --domains, --generators and --reddit_file select the --input documents
+    and do not apply to it; an M4 directory there is read with the training run's domains and generators.
+    """
+    try:
+        train, report = data_loaders.read_documents(
+            args.baseline_train, "auto", detector.normalize_digits, detector.domains, detector.generators, None
+        )
+        labels = data_loaders.labels_of(train)
+    except UserError as error:
+        raise UserError(f"--baseline_train {args.baseline_train}: {error}") from error
+    if report is not None and report.skipped:
+        logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
     if labels.nunique() < 2:
         raise UserError(f"--baseline_train {args.baseline_train}: needs human and machine documents")
     return evaluation.tfidf_baseline_probs(train["text"].tolist(), labels.tolist(), documents["text"].tolist())
@@ -107,15 +122,16 @@ def predict(args: PredictArguments) -> int:
     documents = read(args.input, args.input_format, detector, args)
     if args.eval:
         data_loaders.labels_of(documents)  # fail on unlabelled input before the model runs
+    baseline = baseline_probs(args, detector, documents) if args.eval and args.baseline_train else None
     predictions = score_documents(documents, detector, args)
-    if args.eval and args.baseline_train:
-        predictions[evaluation.BASELINE_COLUMN] = baseline_probs(args, detector, documents)
+    if baseline is not None:
+        predictions[evaluation.BASELINE_COLUMN] = baseline
     rows = output_rows(predictions, threshold)
     logger.info(
         "Scored %d documents (%d chunks) at threshold %.4f", len(rows), predictions["n_chunks"].sum(), threshold
     )
     if args.eval:
-        metrics, labelled = evaluate(predictions, detector, threshold)
+        metrics, labelled = evaluate(predictions, detector, threshold, threshold_given=args.threshold is not None)
         report_dir = Path(args.report_dir)
         write_json(report_dir / "metrics.json", metrics)
         write_jsonl(report_dir / "predictions.jsonl", rows)

@@ -5,6 +5,7 @@
 #   bash setup_runpod.sh --data_dir /workspace/M4_cleaned/data --reddit_file /workspace/reddit_training_60k.jsonl
 #   bash setup_runpod.sh --wandb --no_smoke                # W&B login from $WANDB_API_KEY, skip the smoke run
 #   bash setup_runpod.sh ... -- --max_length 256           # flags after `--` go to both train.py runs
+#   bash setup_runpod.sh --allow_cpu                       # rehearse every step on a laptop, without a GPU
 #
 # Steps: 1 nvidia-smi, 2 data files, 3 pip install (keeps the pod's CUDA torch), 4 torch sees the GPU / bf16,
 # 5 optional W&B login, 6 train.py --dry_run, 7 a short smoke training. Stops at the first problem with a
@@ -21,11 +22,12 @@ Options (each also settable by the environment variable in brackets):
   --reddit_file FILE    Reddit training file, or 'none' [REDDIT_FILE] (default: reddit_training_60k.jsonl)
   --model NAME          hub id or local model directory [MODEL] (default: roberta-base)
   --output_dir DIR      where the dry and smoke runs write [OUTPUT_DIR] (default: outputs/setup_check)
-  --smoke_samples N     training documents of the smoke run [SMOKE_SAMPLES] (default: 200)
+  --smoke_samples N     training documents of the smoke run [SMOKE_SAMPLES] (default: 200; 20 on CPU)
   --no_smoke            skip the smoke training [SMOKE=0]
   --skip_install        do not pip install anything [SKIP_INSTALL=1]
   --wandb               log in to Weights & Biases with $WANDB_API_KEY [WANDB_LOGIN=1]
-  --allow_cpu           warn instead of failing when torch sees no CUDA GPU [ALLOW_CPU=1]
+  --allow_cpu           rehearse on a machine without a GPU: warn instead of failing when there is no
+                        nvidia-smi or torch sees no CUDA GPU; the smoke run is then 2 optimizer steps [ALLOW_CPU=1]
   --python PATH         Python interpreter [PYTHON] (default: python3)
   -h, --help            show this help
 Exit codes: 0 ready; 1 a check failed (message says which); 2 bad option.
@@ -36,7 +38,7 @@ DATA_DIR=${DATA_DIR:-M4_cleaned/data}
 REDDIT_FILE=${REDDIT_FILE:-reddit_training_60k.jsonl}
 MODEL=${MODEL:-roberta-base}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/setup_check}
-SMOKE_SAMPLES=${SMOKE_SAMPLES:-200}
+SMOKE_SAMPLES=${SMOKE_SAMPLES:-}
 SMOKE=${SMOKE:-1}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 WANDB_LOGIN=${WANDB_LOGIN:-0}
@@ -71,7 +73,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-[[ $SMOKE_SAMPLES =~ ^[1-9][0-9]*$ ]] || { echo "setup_runpod.sh: --smoke_samples must be a positive integer" >&2; exit 2; }
+[[ -z $SMOKE_SAMPLES || $SMOKE_SAMPLES =~ ^[1-9][0-9]*$ ]] || { echo "setup_runpod.sh: --smoke_samples must be a positive integer" >&2; exit 2; }
 
 # No prompts anywhere: pip, apt and the hub client must never wait for a TTY.
 export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
@@ -86,9 +88,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 step() { echo; echo "==> [$1/7] $2"; }
 
 step 1 "GPU visible to the driver (nvidia-smi)"
-command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this pod has no NVIDIA driver (pick a GPU pod template)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader </dev/null \
-    || die "nvidia-smi failed: the GPU is not usable (restart the pod)"
+if ! command -v nvidia-smi >/dev/null; then
+    [[ $ALLOW_CPU == 1 ]] || die "nvidia-smi not found: this pod has no NVIDIA driver (pick a GPU pod template)"
+    echo "warning: nvidia-smi not found; rehearsing on CPU (--allow_cpu)"
+elif ! nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader </dev/null; then
+    [[ $ALLOW_CPU == 1 ]] || die "nvidia-smi failed: the GPU is not usable (restart the pod)"
+    echo "warning: nvidia-smi failed; rehearsing on CPU (--allow_cpu)"
+fi
 
 step 2 "data files"
 [[ -d $DATA_DIR ]] || die "data directory not found: $DATA_DIR (set --data_dir; prepare it with prepare_data.py m4)"
@@ -125,6 +131,7 @@ fi
 
 step 4 "torch sees the GPU, precision"
 gpu_status=0
+on_cpu=0
 "$PYTHON" - <<'EOF' || gpu_status=$?
 try:
     import torch
@@ -142,6 +149,7 @@ if [[ $gpu_status == 3 ]]; then
     die "$NO_TORCH"
 elif [[ $gpu_status != 0 && $ALLOW_CPU == 1 ]]; then
     echo "warning: torch sees no CUDA GPU; continuing on CPU (--allow_cpu)"
+    on_cpu=1
 elif [[ $gpu_status != 0 ]]; then
     die "torch sees no CUDA GPU (CPU-only torch build, or driver/CUDA mismatch); --allow_cpu to continue anyway"
 fi
@@ -162,10 +170,17 @@ step 6 "dry run: load, split and chunk the data"
     || die "the dry run failed (message above); fix the data or flags before training"
 
 step 7 "smoke training"
+smoke_flags=(--epochs 1)
+if [[ $on_cpu == 1 ]]; then
+    # A rehearsal: every stage of a training run (steps, evaluation, saving, reports), in minutes on a CPU.
+    smoke_flags=(--max_steps 2)
+    SMOKE_SAMPLES=${SMOKE_SAMPLES:-20}
+fi
+SMOKE_SAMPLES=${SMOKE_SAMPLES:-200}
 if [[ $SMOKE == 1 ]]; then
     "$PYTHON" train.py --overwrite_output_dir --model "$MODEL" --data_dir "$DATA_DIR" \
         --reddit_file "$REDDIT_FILE" --use_class_weights --stratified_split \
-        --max_train_samples "$SMOKE_SAMPLES" --max_val_samples "$SMOKE_SAMPLES" --epochs 1 \
+        --max_train_samples "$SMOKE_SAMPLES" --max_val_samples "$SMOKE_SAMPLES" "${smoke_flags[@]}" \
         --output_dir "$OUTPUT_DIR/smoke" "${EXTRA_ARGS[@]}" </dev/null \
         || die "the smoke training failed (message above)"
     [[ -s $OUTPUT_DIR/smoke/metrics.json ]] || die "the smoke training wrote no $OUTPUT_DIR/smoke/metrics.json"

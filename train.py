@@ -25,7 +25,7 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, set_seed
 
 import chunking
-from m4_training import data_cache, demo, evaluation, modeling, reports, run_control
+from m4_training import data_cache, demo, evaluation, modeling, progress, reports, run_control
 from m4_training.cli import UserError, one_line, run_cli, setup_logging
 from m4_training.config import TrainConfig, check_positions, check_window, parse_train_args
 from m4_training.data_cache import PreparedChunks
@@ -59,7 +59,12 @@ def use_demo_inputs(config: TrainConfig) -> None:
     )
     config.data.data_dir = config.data.data_dir or str(data_dir)
     config.data.reddit_file = config.data.reddit_file or str(reddit_file)
-    config.model.model = config.model.model or str(model_dir)
+    if config.model.model is None:
+        config.model.model = str(model_dir)
+        if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+            # A 64-wide model gains nothing from a second thread, and on a busy CPU the threads' spin-waiting
+            # makes each step up to 10x slower; one thread also makes a seed give the same model on every run.
+            torch.set_num_threads(1)
     logger.info("Demo: data in %s, model %s", config.data.data_dir, config.model.model)
 
 
@@ -100,7 +105,7 @@ def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: Prepare
         # saying so stops tokenizers from warning in each of them. Only now: preparation needs the pool (set
         # earlier, tokenisation runs single-threaded, 1.7x slower on 2 cores and far more on a GPU pod).
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return WeightedTrainer(
+    trainer = WeightedTrainer(
         model=model,
         args=config.training,
         train_dataset=data.train_chunks,
@@ -113,6 +118,8 @@ def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: Prepare
         class_weights=data.class_weights,
         callbacks=run_control.callbacks(config.training),
     )
+    progress.use_training_progress(trainer)
+    return trainer
 
 
 def model_for_evaluation(trainer: WeightedTrainer) -> torch.nn.Module:
@@ -202,7 +209,9 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
         output_dir, trainer.model.config, metrics, predictions, data.report, settings["arguments"]
     )
     write_json(output_dir / "metrics.json", metrics)  # last: it marks the run as finished
-    print(reports.format_metrics_summary(metrics))
+    print(reports.format_metrics_summary(metrics, "Validation documents"))
+    if config.run.demo:
+        print(demo.TOY_NOTE)
     logger.info("Model, tokenizer and reports written to %s", output_dir)
 
 
@@ -217,6 +226,7 @@ def train(config: TrainConfig) -> int:
         data = prepare_data(config, tokenizer)
     if args.process_index == 0:
         print(reports.format_data_summary(data.report))
+        print(progress.format_training_plan(len(data.train_chunks), args))
     if config.run.dry_run:
         logger.info("Dry run: data reports written to %s", args.output_dir)
         return 0

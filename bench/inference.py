@@ -35,7 +35,7 @@ from m4_training.config import resolve_precision  # noqa: E402
 from m4_training.evaluation import aggregate_documents  # noqa: E402
 from m4_training.scoring import autocast_dtype, predict_chunk_probs  # noqa: E402
 
-SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "m4_sample"
+SHARED_SAMPLE = Path(os.environ.get("M4_SHARED_DATA", ROOT.parent / "shared" / "data")) / "m4_sample"
 ENGLISH_DOMAINS = ["arxiv", "wikipedia", "reddit", "wikihow"]
 
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("M4_SHARED_DATA", ROOT.parent / "shared" / "data"))  # sample data, for development
 SHARED_DOMAINS = ["arxiv", "wikipedia", "reddit", "wikihow"]
 UPSTREAM_TOKENIZATION_BATCH = 1000
 # Dense bf16 tensor-core peak FLOP/s by GPU name (vendor data sheets); matched in order, first hit wins.

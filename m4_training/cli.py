@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import huggingface_hub
+import transformers
 from transformers import HfArgumentParser
 
 EXIT_USAGE = 2  # bad arguments, bad or missing input, model/tokenizer not loadable
@@ -79,6 +81,17 @@ def run_cli(body: Callable[[], int]) -> int:
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(format=LOG_FORMAT, datefmt="%H:%M:%S", level=level)
+    quiet_library_progress()
+
+
+def quiet_library_progress() -> None:
+    """transformers' own progress bars off: "Loading weights" and "Writing model shards" (at every checkpoint)
+    flash by in a blink and bury the log. The hub's download bars, which transformers shares, stay on: a
+    download of hundreds of MB is worth watching."""
+    download_bars = not huggingface_hub.utils.are_progress_bars_disabled()
+    transformers.utils.logging.disable_progress_bar()
+    if download_bars:
+        huggingface_hub.utils.enable_progress_bars()
 
 
 def flag_rows(parser: argparse.ArgumentParser, dests: Iterable[str]) -> list[tuple[str, str, str]]:

@@ -96,8 +96,12 @@ class DataArguments:
         default_factory=lambda: list(DEFAULT_GENERATORS), **_help("M4 generators to load")
     )
     normalize_digits: bool = field(default=True, **_help("map every digit to 0 (training and prediction)"))
-    max_train_samples: int | None = field(default=None, **_help("at most N training documents, as whole groups"))
-    max_val_samples: int | None = field(default=None, **_help("at most N validation documents, as whole groups"))
+    max_train_samples: int | None = field(
+        default=None, **_help("at most N training documents (not chunks; the dry run prints both), as whole groups")
+    )
+    max_val_samples: int | None = field(
+        default=None, **_help("at most N validation documents (not chunks), as whole groups")
+    )
     num_proc: int | None = field(default=None, **_help("processes for tokenisation"))
     cache_dir: str = field(
         default=DEFAULT_CACHE_DIR,
@@ -364,7 +368,7 @@ DEMO_DEFAULTS = {
     "chunk_overlap": 16,
     "validation_split": 0.25,
     "reddit_val_fraction": 0.25,
-    "num_train_epochs": 5.0,
+    "num_train_epochs": 3.0,
     "per_device_train_batch_size": 16,
     "learning_rate": 1e-3,
     "use_class_weights": True,

@@ -95,7 +95,12 @@ def build(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, chunk_dir: Pa
     """Load, de-duplicate, split and chunk. With `chunk_dir` the chunks are written there as Arrow files."""
     data, split_args, window = config.data, config.split, config.chunking
     corpus = data_loaders.load_corpus(
-        data.data_dir, data.train_domains, data.train_generators, data.reddit_file, data.normalize_digits
+        data.data_dir,
+        data.train_domains,
+        data.train_generators,
+        data.reddit_file,
+        data.normalize_digits,
+        warn_missing=data.cache is None,  # with a cache, cache_key has looked the files up (and warned) already
     )
     split = splits.split_corpus(
         corpus,

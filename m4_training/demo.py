@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import json
 import random
+import string
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
 from m4_training.files import write_jsonl
 
+TOY_NOTE = (
+    "This was the demo: a generated toy sample, whose machine texts are written in stock phrases of their own, "
+    "and a tiny model trained for seconds. Its scores show that the pipeline works end to end, not how well "
+    "machine text can be detected: real M4 text needs a real encoder and real data (README, Quick start)."
+)
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 DEMO_DOMAINS = ("arxiv", "wikipedia", "reddit")
 # File-name spelling per generator, as in the real M4 release.
 DEMO_GENERATOR_FILES = {"chatgpt": "chatGPT", "davinci": "davinci", "dolly": "dolly2", "flant5": "flant5"}
@@ -53,6 +62,11 @@ DEMO_TOPICS = (
     "ancient roads",
     "wind turbines",
 )
+# Each class writes in its own register: the human texts casual and first-person, the machine texts formal
+# and formulaic, each generator with a few pet phrases of its own on top of the shared machine style. The two
+# registers share no word (only NEUTRAL_WORDS and the topics are common), and a text borrows from the other
+# register only now and then, so a 2-layer model learns the difference in seconds, including for a
+# generator held out of training. A toy: real machine text is far harder to tell apart.
 HUMAN_PHRASES = (
     "honestly i think",
     "tbh",
@@ -65,15 +79,17 @@ HUMAN_PHRASES = (
     "kinda",
     "no idea if",
     "we measured",
-    "our data show",
-    "ran it twice and",
-    "weird thing is",
+    "ran twice and",
+    "weird thing tho",
     "imo",
-    "back in the day",
+    "ages ago",
     "i read somewhere",
     "turns out",
     "fwiw",
-    "the numbers look off",
+    "numbers look way off",
+    "my old prof",
+    "gonna try again",
+    "ugh",
 )
 MACHINE_PHRASES = (
     "furthermore",
@@ -82,7 +98,6 @@ MACHINE_PHRASES = (
     "overall",
     "additionally",
     "this highlights",
-    "delve into",
     "a comprehensive overview of",
     "plays a crucial role in",
     "in summary",
@@ -94,7 +109,14 @@ MACHINE_PHRASES = (
     "ultimately",
     "the multifaceted nature of",
     "in today's world",
+    "various factors",
 )
+GENERATOR_PHRASES = {
+    "chatgpt": ("delve into", "a rich tapestry of", "navigate the complexities"),
+    "davinci": ("in this article", "as mentioned above", "the following points"),
+    "dolly": ("according to experts", "generally speaking", "a key consideration"),
+    "flant5": ("the answer is", "this is because", "in other words"),
+}
 NEUTRAL_WORDS = (
     "the",
     "system",
@@ -119,22 +141,35 @@ NEUTRAL_WORDS = (
     "region",
     "growth",
 )
+TEXT_SENTENCES = (2, 3, 5, 8)  # sentences of an M4 text (a few need two windows of 128 tokens)
+POST_SENTENCES = (1, 2, 3, 5)  # ... of a Reddit post
+OWN_PHRASE_SHARE = 0.35  # share of a sentence's words that are phrases of its own register
+BORROWED_PHRASE_SHARE = 0.02  # ... and of the other register
 
 
-def _sentence(rng: random.Random, phrases: tuple[str, ...], topic: str, share: float) -> str:
+def _sentence(rng: random.Random, own: tuple[str, ...], other: tuple[str, ...], topic: str, ending: str) -> str:
     words = []
-    for _ in range(rng.randint(6, 16)):
-        words.append(rng.choice(phrases) if rng.random() < share else rng.choice(NEUTRAL_WORDS))
+    for _ in range(rng.randint(5, 12)):
+        draw = rng.random()
+        if draw < OWN_PHRASE_SHARE:
+            words.append(rng.choice(own))
+        elif draw < OWN_PHRASE_SHARE + BORROWED_PHRASE_SHARE:
+            words.append(rng.choice(other))
+        else:
+            words.append(rng.choice(NEUTRAL_WORDS))
     words.insert(rng.randint(0, len(words)), topic)
     if rng.random() < 0.3:
         words.append(str(rng.randint(2, 2024)))
-    return " ".join(words).capitalize() + "."
+    return " ".join(words).capitalize() + ending
 
 
-def synthetic_text(rng: random.Random, topic: str, machine: bool, n_sentences: int) -> str:
-    """Each sentence leans to its class's phrases but borrows the other class's now and then."""
-    own, other = (MACHINE_PHRASES, HUMAN_PHRASES) if machine else (HUMAN_PHRASES, MACHINE_PHRASES)
-    return " ".join(_sentence(rng, own if rng.random() < 0.7 else other, topic, 0.15) for _ in range(n_sentences))
+def synthetic_text(rng: random.Random, topic: str, generator: str | None, n_sentences: int) -> str:
+    """A text on `topic` in the human register (`generator` None) or in the machine register of `generator`."""
+    if generator is None:
+        own, other, endings = HUMAN_PHRASES, MACHINE_PHRASES, (".", "!", "...", "?")
+    else:
+        own, other, endings = MACHINE_PHRASES + GENERATOR_PHRASES[generator], HUMAN_PHRASES, (".", ".", ";")
+    return " ".join(_sentence(rng, own, other, topic, rng.choice(endings)) for _ in range(n_sentences))
 
 
 def write_demo_data(
@@ -146,7 +181,7 @@ def write_demo_data(
     data_dir.mkdir(parents=True, exist_ok=True)
     for domain in DEMO_DOMAINS:
         human_texts = [
-            synthetic_text(rng, DEMO_TOPICS[i % len(DEMO_TOPICS)], False, rng.choice((2, 4, 8, 20)))
+            synthetic_text(rng, DEMO_TOPICS[i % len(DEMO_TOPICS)], None, rng.choice(TEXT_SENTENCES))
             for i in range(rows_per_file)
         ]
         for generator, file_name in DEMO_GENERATOR_FILES.items():
@@ -156,7 +191,7 @@ def write_demo_data(
                 row = {
                     "prompt": f"Write about {topic}.",
                     "human_text": human_text,
-                    "machine_text": synthetic_text(rng, topic, True, rng.choice((2, 4, 8, 20))),
+                    "machine_text": synthetic_text(rng, topic, generator, rng.choice(TEXT_SENTENCES)),
                     "model": file_name,
                     "source": domain,
                 }
@@ -179,7 +214,7 @@ def write_demo_data(
         reddit_file,
         [
             {
-                "text": synthetic_text(rng, rng.choice(DEMO_TOPICS), False, rng.choice((1, 3, 6, 15))),
+                "text": synthetic_text(rng, rng.choice(DEMO_TOPICS), None, rng.choice(POST_SENTENCES)),
                 "label": 0,
                 "source": "reddit_demo",
                 "timestamp": 1600000000 + 3600 * i,
@@ -191,14 +226,33 @@ def write_demo_data(
     return data_dir, reddit_file
 
 
-def train_demo_tokenizer(texts: list[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
-    """A small BERT-style WordPiece tokenizer trained on the given texts (offline stand-in for a hub one)."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+def demo_vocabulary(texts: Iterable[str], vocab_size: int = 1000) -> dict[str, int]:
+    """WordPiece vocabulary: special tokens, single characters (so no ASCII word is unknown), then whole words.
+
+    Words are counted after the tokenizer's own normalisation and pre-tokenisation and taken by count, ties by
+    spelling: the same texts always give the same vocabulary (the tokenizers WordPiece trainer breaks ties
+    differently from one run to the next, and so would change the model).
+    """
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    characters = sorted(set(string.ascii_lowercase + string.digits + string.punctuation).union(*counts))
+    vocabulary = [*SPECIAL_TOKENS, *characters, *(f"##{character}" for character in characters)]
+    known = set(vocabulary)
+    ranked = sorted((word for word in counts if word not in known), key=lambda word: (-counts[word], word))
+    vocabulary += ranked[: max(0, vocab_size - len(vocabulary))]
+    return {token: index for index, token in enumerate(vocabulary)}
+
+
+def train_demo_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
+    """A small BERT-style WordPiece tokenizer whose vocabulary comes from the given texts (offline stand-in
+    for a hub one); deterministic."""
+    tokenizer = Tokenizer(models.WordPiece(demo_vocabulary(texts, vocab_size), unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 BASELINE_NAME = "tfidf_logreg"
 BASELINE_COLUMN = "baseline_prob_machine"
+# metrics["threshold"]["chosen_on"]: where the decision threshold came from.
+THRESHOLD_CHOSEN_HERE = "these documents"
+THRESHOLD_FROM_TRAINING = "the training run's validation documents"
+THRESHOLD_GIVEN = "the command line (--threshold)"
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
@@ -185,13 +189,14 @@ def _scored(predictions: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def evaluate_predictions(
-    predictions: pd.DataFrame, target_fpr: float, threshold: float | None = None
+    predictions: pd.DataFrame, target_fpr: float, threshold: float | None = None, threshold_given: bool = False
 ) -> dict[str, Any]:
     """Metrics of labelled document predictions (`prob_machine`, optional `baseline_prob_machine`).
 
     Without `threshold` the threshold is chosen on these documents for `target_fpr` (training); with it
-    (prediction) the saved threshold is applied. The baseline's threshold is always chosen on these documents
-    for the same target, so both models are compared at the same false-positive budget, and also at 0.5.
+    (prediction) the saved threshold is applied, or one the user gave (`threshold_given`). The baseline's
+    threshold is always chosen on these documents for the same target, so both models are compared at the same
+    false-positive budget, and also at 0.5.
     """
     chosen_here = threshold is None
     if chosen_here:
@@ -202,7 +207,9 @@ def evaluate_predictions(
         "threshold": {
             "value": threshold,
             "target_fpr": target_fpr,
-            "chosen_on": "these documents" if chosen_here else "the training run's validation documents",
+            "chosen_on": THRESHOLD_CHOSEN_HERE
+            if chosen_here
+            else (THRESHOLD_GIVEN if threshold_given else THRESHOLD_FROM_TRAINING),
         },
         "document": document_metrics(predictions, threshold),
         "document_at_0.5": document_metrics(predictions, 0.5),
@@ -214,7 +221,7 @@ def evaluate_predictions(
         )
         result["baseline"] = {
             "name": BASELINE_NAME,
-            "threshold": {"value": baseline_threshold, "target_fpr": target_fpr, "chosen_on": "these documents"},
+            "threshold": {"value": baseline_threshold, "target_fpr": target_fpr, "chosen_on": THRESHOLD_CHOSEN_HERE},
             "document": document_metrics(baseline, baseline_threshold),
             "document_at_0.5": document_metrics(baseline, 0.5),
         }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
+import transformers
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -74,10 +76,33 @@ def load_model(name: str, dropout: float | None, attn_implementation: str | None
                 setattr(config, attribute, dropout)
     # None lets transformers choose: SDPA where the architecture supports it, eager attention otherwise.
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    # transformers' load report is a coloured table that asks the user to train the new head; this run does
+    # exactly that, so the same facts are logged as one plain line instead.
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()
     try:
-        return AutoModelForSequenceClassification.from_pretrained(name, config=config, **kwargs)
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            name, config=config, output_loading_info=True, **kwargs
+        )
     except Exception as error:
         raise _cannot_load("model", name, error) from error
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
+    logger.info("%s", loading_summary(name, loading))
+    return model
+
+
+def loading_summary(name: str, loading: dict[str, Any]) -> str:
+    """One line for `from_pretrained`'s loading info: new (randomly initialised) and unused weights."""
+    parts = [f"Loaded {name}"]
+    if loading.get("missing_keys"):
+        parts.append(f"new weights, trained from scratch by this run: {', '.join(sorted(loading['missing_keys']))}")
+    if loading.get("mismatched_keys"):
+        names = sorted(key for key, *_ in loading["mismatched_keys"])
+        parts.append(f"re-initialised (shape differs from the checkpoint): {', '.join(names)}")
+    if loading.get("unexpected_keys"):
+        parts.append(f"{len(loading['unexpected_keys'])} checkpoint weights unused (its pre-training head)")
+    return "; ".join(parts)
 
 
 def _encoder_layers(base_model: torch.nn.Module) -> torch.nn.ModuleList | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -89,18 +91,38 @@ def tiny_tokenizer(tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """Output directory of one `train.py --demo` run (model, reports, demo_inputs/), shared by the session."""
-    import train
+    """Output directory of one `python train.py --demo` run (model, reports, demo_inputs/), shared by the session.
 
+    Run as a user runs it: its own process, the demo's own settings; what it printed is kept beside the output
+    directory (`demo_terminal`).
+    """
     output_dir = tmp_path_factory.mktemp("demo_run") / "out"
-    assert train.main(["--demo", "--output_dir", str(output_dir), "--epochs", "2"]) == 0
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("OMP_NUM_THREADS", None)  # the demo chooses its own thread count
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--demo", "--output_dir", str(output_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    (output_dir.parent / "terminal.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    assert result.returncode == 0, result.stderr[-3000:]
     return output_dir
+
+
+@pytest.fixture(scope="session")
+def demo_terminal(demo_run):
+    """Everything `python train.py --demo` printed (stdout, then stderr)."""
+    return (demo_run.parent / "terminal.log").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
 def shared_data():
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
+        pytest.skip(f"no sample data at {SHARED_DATA} (set M4_SHARED_DATA to its directory)")
     return SHARED_DATA
 
 

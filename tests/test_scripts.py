@@ -1,10 +1,11 @@
-"""setup_runpod.sh and example_commands.sh: help, list, --print, failures with clear messages, and a full
-setup run on the demo data with a fake `nvidia-smi` (CPU torch, so `--allow_cpu`)."""
+"""setup_runpod.sh and example_commands.sh: help, list, --print (anywhere on the line), failures with clear
+messages, and a full `--allow_cpu` rehearsal of the setup on the demo data on a machine without `nvidia-smi`."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,14 @@ def test_example_commands_print_uses_environment_and_extra_flags():
         *"py train.py --model roberta-base --data_dir /data/m4\\ dir --reddit_file /data/r.jsonl".split(),
         *"--use_class_weights --stratified_split --output_dir outputs/roberta-base --epochs 1".split(),
     ]
+    anywhere = run_script("example_commands.sh", "base", "--epochs", "1", "--print", env=env)
+    assert anywhere.returncode == 0 and anywhere.stdout == base.stdout  # printed, not run
+    laptop = run_script("example_commands.sh", "laptop", "--print", env={**env, "LAPTOP_MODEL": "/models/mini lm"})
+    laptop_args = shlex.split(laptop.stdout)  # the command as the shell would run it
+    assert laptop_args[:4] == ["py", "train.py", "--model", "/models/mini lm"]
+    for flag, value in (("--max_train_samples", "400"), ("--max_val_samples", "200"), ("--max_steps", "100")):
+        assert laptop_args[laptop_args.index(flag) + 1] == value
+    assert laptop_args[laptop_args.index("--eval_strategy") + 1] == "no"
     multi = run_script("example_commands.sh", "--print", "multi-gpu", env=env).stdout.split()
     assert multi[:4] == ["torchrun", "--standalone", "--nproc_per_node", "4"] and multi[4] == "train.py"
     resume = run_script("example_commands.sh", "--print", "resume", env=env).stdout.split()
@@ -121,25 +130,28 @@ def test_setup_fails_on_missing_or_empty_data(tmp_path, fake_gpu_env):
     assert empty_reddit.returncode == 1 and f"Reddit file is empty: {empty}" in empty_reddit.stderr
 
 
-def test_setup_full_run_on_demo_data(tmp_path, fake_gpu_env, tiny_model_dir):
-    """All seven steps on the demo sample with the tiny model: a dry run, then a smoke training."""
+@pytest.mark.skipif(shutil.which("nvidia-smi", path="/usr/bin:/bin") is not None, reason="a real nvidia-smi")
+def test_setup_rehearses_every_step_on_a_cpu_machine(tmp_path, fake_gpu_env, tiny_model_dir):
+    """With a GPU driver but CPU torch the script stops at step 4; with --allow_cpu and no nvidia-smi at all it
+    runs all seven steps on the demo sample and the tiny model: install check, dry run, a 2-step smoke training."""
     data_dir, reddit_file = demo.write_demo_data(tmp_path / "demo", rows_per_file=12, reddit_posts=40)
     out = tmp_path / "setup_out"
-    common = ["--skip_install", "--data_dir", str(data_dir), "--reddit_file", str(reddit_file)]
+    common = ["--data_dir", str(data_dir), "--reddit_file", str(reddit_file)]
     common += ["--model", str(tiny_model_dir), "--output_dir", str(out)]
-    # Few optimizer steps: the test checks the script's flow, not the model.
     train_flags = ["--", "--max_length", "128", "--chunk_overlap", "8", "--batch_size", "64", "--baseline", "none"]
     train_flags += ["--cache_dir", str(tmp_path / "cache"), "--train_generators", "chatGPT", "davinci", "flant5"]
 
-    no_cuda = run_script("setup_runpod.sh", *common, *train_flags, env=fake_gpu_env)
+    no_cuda = run_script("setup_runpod.sh", "--skip_install", *common, *train_flags, env=fake_gpu_env)
     assert no_cuda.returncode == 1 and "torch sees no CUDA GPU" in no_cuda.stderr
-    assert "[6/7]" not in no_cuda.stdout  # stopped at the first problem
+    assert FAKE_GPU in no_cuda.stdout and "[6/7]" not in no_cuda.stdout  # stopped at the first problem
 
-    result = run_script(
-        "setup_runpod.sh", *common, "--allow_cpu", "--smoke_samples", "20", *train_flags, env=fake_gpu_env, timeout=300
-    )
+    # No nvidia-smi on the PATH; pip may not reach an index, so the install step checks what is installed.
+    laptop_env = {**fake_gpu_env, "PATH": "/usr/bin:/bin", "PIP_NO_INDEX": "1"}
+    result = run_script("setup_runpod.sh", *common, "--allow_cpu", *train_flags, env=laptop_env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert FAKE_GPU in result.stdout and "Ready." in result.stdout
+    assert "warning: nvidia-smi not found; rehearsing on CPU (--allow_cpu)" in result.stdout
+    assert "requirements installed; torch kept at" in result.stdout
+    assert "warning: torch sees no CUDA GPU" in result.stdout and "Ready." in result.stdout
     report = json.loads((out / "dry_run" / "data_report.json").read_text())
     assert report["split_flow"] == "stratified" and report["group_overlap"] == 0
     assert report["class_weights"] is not None  # --use_class_weights is passed explicitly
@@ -147,7 +159,9 @@ def test_setup_full_run_on_demo_data(tmp_path, fake_gpu_env, tiny_model_dir):
         f"{d}_{g}.jsonl" for d in demo.DEMO_DOMAINS for g in ("chatGPT", "davinci", "flant5")
     }
     smoke_docs = [json.loads(line) for line in open(out / "smoke" / "splits.jsonl")]
-    assert 0 < sum(doc["split"] == "train" for doc in smoke_docs) <= 20
+    assert 0 < sum(doc["split"] == "train" for doc in smoke_docs) <= 20  # the CPU default of --smoke_samples
+    smoke = json.loads((out / "smoke" / "training_config.json").read_text())
+    assert smoke["arguments"]["training"]["max_steps"] == 2
     metrics = json.loads((out / "smoke" / "metrics.json").read_text())
     assert 0.0 <= metrics["document"]["accuracy"] <= 1.0
     assert (out / "smoke" / "config.json").is_file()
