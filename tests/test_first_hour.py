@@ -1,22 +1,26 @@
-"""What a new user meets first: a demo whose detector visibly works, a terminal that reads cleanly, the training
-plan before training, one line per library fact, and predict.py reports that say where the threshold came from."""
+"""What a new user meets first: a demo whose detector visibly works (and gives the same model on every run), a
+terminal that reads cleanly, the training plan before training, one line per library fact, --help with every
+default, predict.py reports that say where the threshold came from, and a README picture the demo made."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
 import re
+from dataclasses import fields
 
 import numpy as np
 import pytest
 from conftest import ROOT, tiny_train_args, write_jsonl
 from datasets import Dataset
-from transformers import Trainer
+from transformers import AutoModelForSequenceClassification, Trainer
 
 import predict
 import train
-from m4_training import demo, progress
+from m4_training import config, demo, progress
+from m4_training.cli import CommandLineParser
 from m4_training.config import parse_train_args
 from m4_training.evaluation import choose_threshold, classification_metrics
 
@@ -133,8 +137,6 @@ def test_demo_terminal_is_plain_and_says_what_it_did(demo_run, demo_terminal):
 
 
 def test_optimizer_steps_agree_with_the_trainer(tiny_model_dir, tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     cases = [
         (103, ["--batch_size", "8"]),
@@ -261,3 +263,37 @@ def test_readme_shows_a_picture_the_demo_made(demo_run):
     assert image[:8] == made[:8] == b"\x89PNG\r\n\x1a\n"
     assert image[16:24] == made[16:24]  # the same width and height: the demo's own roc.png
     assert "cp demo_output/roc.png " + picture.group(1) in readme
+
+
+# ----------------------------------------------------------------------------------------------- --help
+
+
+def help_parsers():
+    prepare = config.prepare_parser()
+    (commands,) = [a for a in prepare._actions if isinstance(a, argparse._SubParsersAction)]
+    return {
+        "train.py": (config.train_parser(), config.TRAIN_GROUPS),
+        "predict.py": (CommandLineParser([config.PredictArguments], prog="predict.py"), [config.PredictArguments]),
+        **{
+            f"prepare_data.py {name}": (commands.choices[name], [dataclass_type])
+            for name, (dataclass_type, _) in config.PREPARE_COMMANDS.items()
+        },
+    }
+
+
+@pytest.mark.parametrize("name", list(help_parsers()))
+def test_help_shows_every_default(name):
+    """Every setting of every tool is listed by --help with its default, as the parser holds it."""
+    parser, dataclass_types = help_parsers()[name]
+    text = "".join(parser.format_help().split())  # without whitespace: argparse wraps inside long paths
+    names = {f.name for dataclass_type in dataclass_types for f in fields(dataclass_type) if f.init}
+    shown = set()
+    for action in parser._actions:
+        if action.dest not in names or not action.option_strings or "==SUPPRESS==" in (action.help, action.default):
+            continue  # not a setting, or another spelling of one (`--use_wandb` for `--report_to wandb`)
+        if isinstance(action, argparse._StoreFalseAction):  # the `--no_X` complement of a switch that is on
+            continue
+        expected = "".join(f"{action.help % {}} (default: {action.default})".split())  # argparse's %% is %
+        assert expected in text, f"{name}: {action.option_strings[0]}"
+        shown.add(action.dest)
+    assert shown == names  # every setting
