@@ -20,7 +20,7 @@ import datasets
 import pandas as pd
 
 from m4_training import serving
-from m4_training.cli import UserError, one_line, run_cli, setup_logging
+from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import AppArguments, parse_app_args
 from m4_training.scoring import load_detector
 
@@ -150,8 +150,11 @@ def serve(settings: AppArguments) -> int:
             show_error=True,
             quiet=True,
         )
-    except OSError as error:
-        raise UserError(f"cannot listen on {settings.host}:{settings.port} ({one_line(error)}); try --port") from error
+    except OSError as error:  # Gradio's message for any failed bind names its own parameters, not our flags
+        raise UserError(
+            f"cannot listen on {settings.host}:{settings.port} (the port is taken, or the address is not this "
+            "machine's); choose another --port or --host"
+        ) from error
     return 0
 
 

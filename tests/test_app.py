@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -237,6 +238,20 @@ def test_unloadable_weights_fail_at_start_up(demo_run, tmp_path, capsys):
     (model / "model.safetensors").write_bytes(b"not weights")
     assert app.main(["--model_path", str(model), "--port", "1"]) == 2
     assert capsys.readouterr().err.startswith(f"error: could not load the model in {model}")
+
+
+def test_port_in_use_is_one_line_error(demo_run, capsys):
+    import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert app.main(["--model_path", str(demo_run), "--port", str(port)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port} (the port is taken, or the address is not this machine's); "
+        "choose another --port or --host"
+    )
 
 
 def test_help_lists_every_setting_with_its_default(capsys):
