@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset, Features, List, Value
 from datasets.table import InMemoryTable
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from data_loaders import Document
@@ -127,6 +127,34 @@ def window_spec(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: in
     return WindowSpec(content, overlap, tuple(prefix), tuple(suffix))
 
 
+def _window_layout(lengths: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For documents of `lengths` tokens: each window's document, first token and number of text tokens.
+
+    Windows advance by `content - overlap`; a document of n > content tokens gets 1 + ceil((n - content) / step)
+    windows, a shorter one (even an empty one) gets one.
+    """
+    step = spec.content - spec.overlap
+    n_windows = 1 + np.maximum(0, -(-(lengths - spec.content) // step))
+    owners = np.repeat(np.arange(len(lengths)), n_windows)
+    index_in_doc = np.arange(len(owners)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    window_starts = index_in_doc * step
+    return owners, window_starts, np.minimum(spec.content, lengths[owners] - window_starts)
+
+
+def window_token_ranges(n_tokens: int, spec: WindowSpec) -> np.ndarray:
+    """[start, end) of each window of one document of `n_tokens` text tokens, in the order they are chunked.
+
+    The same arithmetic as `window_token_ids`, so the ranges are exactly the windows `chunk_documents` makes.
+    """
+    _, starts, content_lengths = _window_layout(np.array([n_tokens], dtype=np.int64), spec)
+    return np.stack([starts, starts + content_lengths], axis=1)
+
+
+def encode_with_offsets(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[Encoding]:
+    """The texts' tokens as `chunk_documents` tokenises them (no special tokens), with character offsets."""
+    return plain_backend(tokenizer).encode_batch(list(texts), add_special_tokens=False)
+
+
 def window_token_ids(token_ids: list[list[int]], spec: WindowSpec) -> tuple[pa.ListArray, np.ndarray]:
     """Cut each document's tokens into windows; returns the windows and the index of each window's document.
 
@@ -137,12 +165,7 @@ def window_token_ids(token_ids: list[list[int]], spec: WindowSpec) -> tuple[pa.L
     lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
     tokens = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int32, count=int(lengths.sum()))
     doc_starts = np.cumsum(lengths) - lengths
-    step = spec.content - spec.overlap
-    n_windows = 1 + np.maximum(0, -(-(lengths - spec.content) // step))
-    owners = np.repeat(np.arange(len(lengths)), n_windows)
-    index_in_doc = np.arange(len(owners)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-    window_starts = index_in_doc * step
-    content_lengths = np.minimum(spec.content, lengths[owners] - window_starts)
+    owners, window_starts, content_lengths = _window_layout(lengths, spec)
 
     n_prefix, n_suffix = len(spec.prefix), len(spec.suffix)
     offsets = np.zeros(len(owners) + 1, dtype=np.int32)

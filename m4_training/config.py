@@ -1,4 +1,4 @@
-"""Every setting of train.py, predict.py and prepare_data.py, declared once and checked once.
+"""Every setting of train.py, predict.py, prepare_data.py and app.py, declared once and checked once.
 
 Each tool's settings are dataclasses parsed by `HfArgumentParser`; train.py's include a `TrainingArguments`
 subclass, so every transformers training flag passes straight through and only this tool's defaults and short
@@ -543,3 +543,49 @@ def parse_prepare_args(
         return namespace.command, dataclass_type(**values)
     except ValueError as error:
         raise UserError(str(error)) from error
+
+
+# ----------------------------------------------------------------------------------------------- app.py
+
+DEMO_MODEL_DIR = DEMO_DEFAULTS["output_dir"]
+
+
+@dataclass
+class AppArguments:
+    model_path: str | None = field(default=None, **_help("output directory of train.py (or use --demo)"))
+    demo: bool = field(
+        default=False,
+        **_help(f"serve the demo model in {DEMO_MODEL_DIR}/, training it first (train.py --demo) if it has none"),
+    )
+    host: str = field(default="127.0.0.1", **_help("address to listen on; 0.0.0.0 opens the page to the network"))
+    port: int = field(default=7860, **_help("port to listen on"))
+    max_chars: int = field(default=200_000, **_help("most characters of one page text or API call"))
+    max_upload_mb: float = field(default=2.0, **_help("largest file the page scores, in MB"))
+    max_batch_size: int = field(default=8, **_help("requests the queue merges into one scoring batch"))
+    batch_size: int = field(default=64, **_help("chunks per forward pass, across the texts of a batch"))
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(default="auto", **_help("GPU autocast"))
+    short_text_tokens: int = field(
+        default=50, **_help("texts with fewer tokens get a 'too short to judge reliably' note")
+    )
+
+    def __post_init__(self) -> None:
+        if self.demo and self.model_path:
+            raise UserError(f"--demo serves {DEMO_MODEL_DIR}/; give --model_path or --demo, not both")
+        if not self.demo and not self.model_path:
+            raise UserError("give --model_path DIR (an output directory of train.py) or --demo")
+        _require(1 <= self.port <= 65535, "port", "between 1 and 65535", self.port)
+        _require(self.max_chars >= 1, "max_chars", "at least 1", self.max_chars)
+        _require(
+            math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0,
+            "max_upload_mb",
+            "a positive number",
+            self.max_upload_mb,
+        )
+        _require(self.max_batch_size >= 1, "max_batch_size", "at least 1", self.max_batch_size)
+        _require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
+        _require(self.short_text_tokens >= 0, "short_text_tokens", "at least 0", self.short_text_tokens)
+
+
+def parse_app_args(argv: list[str] | None = None, description: str | None = None) -> AppArguments:
+    (arguments,) = CommandLineParser([AppArguments], prog="app.py", description=description).parse_dataclasses(argv)
+    return arguments

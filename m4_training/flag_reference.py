@@ -34,6 +34,7 @@ def _parsers() -> dict[str, tuple[CommandLineParser, list[str]]]:
     parsers = {"train.py": (config.train_parser(), _train_dests())}
     predict = CommandLineParser([config.PredictArguments])
     parsers["predict.py"] = (predict, field_names(config.PredictArguments))
+    parsers["app.py"] = (CommandLineParser([config.AppArguments]), field_names(config.AppArguments))
     for command, (dataclass_type, _) in config.PREPARE_COMMANDS.items():
         parsers[f"prepare_data.py {command}"] = (CommandLineParser([dataclass_type]), field_names(dataclass_type))
     return parsers

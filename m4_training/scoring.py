@@ -184,3 +184,61 @@ def load_detector(model_path: str | Path) -> Detector:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{path}: unreadable or incomplete training config ({error!r})") from error
     return Detector(model_path, modeling.load_tokenizer(str(model_path)), **settings)
+
+
+def covering_mean(window_tokens: np.ndarray, window_probs: np.ndarray, n_tokens: int) -> np.ndarray:
+    """Each token's mean P(machine) over the windows that cover it (windows as [start, end) token ranges)."""
+    sums, counts = np.zeros(n_tokens + 1), np.zeros(n_tokens + 1)
+    np.add.at(sums, window_tokens[:, 0], window_probs)
+    np.add.at(sums, window_tokens[:, 1], -window_probs)
+    np.add.at(counts, window_tokens[:, 0], 1)
+    np.add.at(counts, window_tokens[:, 1], -1)
+    return np.cumsum(sums)[:n_tokens] / np.cumsum(counts)[:n_tokens]
+
+
+@dataclass
+class WindowScores:
+    """One text as it was scored: its windows, each window's P(machine), and where its tokens are in the text."""
+
+    text: str  # the normalised text that was scored
+    prob_machine: float  # the document's P(machine): the mean over its windows, as predict.py reports it
+    window_probs: np.ndarray  # per window, in order
+    window_tokens: np.ndarray  # per window: [start, end) of its text tokens
+    token_spans: np.ndarray  # per token: [start, end) of its characters in `text`
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_spans)
+
+    def token_probs(self) -> np.ndarray:
+        return covering_mean(self.window_tokens, self.window_probs, self.n_tokens)
+
+
+def score_windows(
+    detector: Detector, texts: Sequence[str], batch_size: int = 64, dtype: torch.dtype | None = None
+) -> list[WindowScores]:
+    """`Detector.score` (mean aggregation) of normalised texts, with each text's windows laid over its characters.
+
+    The texts are tokenised again with character offsets; each window's tokens are checked against the chunk
+    that was scored, so a shaded passage is always the window the model saw.
+    """
+    scored, chunks, probs = detector.score(texts, batch_size, dtype, "mean")
+    spec = chunking.window_spec(detector.tokenizer, detector.max_length, detector.chunk_overlap)
+    doc_ids = chunking.column_array(chunks, "doc_id")
+    results = []
+    for doc_id, (text, encoding) in enumerate(zip(texts, chunking.encode_with_offsets(detector.tokenizer, texts))):
+        rows = np.flatnonzero(doc_ids == doc_id)
+        windows = chunking.window_token_ranges(len(encoding.ids), spec)
+        expected = [[*spec.prefix, *encoding.ids[start:end], *spec.suffix] for start, end in windows]
+        if expected != chunks.select(rows)["input_ids"][:]:
+            raise RuntimeError(f"text {doc_id}: the windows laid over the text differ from the chunks scored")
+        results.append(
+            WindowScores(
+                text=text,
+                prob_machine=float(scored["prob_machine"].iloc[doc_id]),
+                window_probs=probs[rows],
+                window_tokens=windows,
+                token_spans=np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2),
+            )
+        )
+    return results

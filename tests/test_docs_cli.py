@@ -23,7 +23,7 @@ from m4_training.flag_reference import guide_tables, tables
 
 DOCS = ("README.md", "TRAINING_GUIDE_COMPLETE.md")
 SHELL_SCRIPTS = ("example_commands.sh", "setup_runpod.sh")
-PYTHON_SCRIPTS = ("train.py", "predict.py", "prepare_data.py")
+PYTHON_SCRIPTS = ("train.py", "predict.py", "prepare_data.py", "app.py")
 COMMAND_ENDS = {"&&", "||", "|", ";", ">", ">>", "2>&1", "<", "then", "do"}
 # Flags of the launchers and tools the docs show next to our scripts (checked nowhere else).
 OTHER_TOOL_FLAGS = {
@@ -50,6 +50,7 @@ def script_parser(script: str) -> argparse.ArgumentParser:
         "train.py": config.train_parser,
         "predict.py": lambda: CommandLineParser([config.PredictArguments]),
         "prepare_data.py": config.prepare_parser,
+        "app.py": lambda: CommandLineParser([config.AppArguments]),
     }
     if script not in parsers:
         pytest.fail(f"the docs use {script}, which has no parser")

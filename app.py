@@ -1,0 +1,169 @@
+"""The detector page and its HTTP API: paste a text or upload a file, see P(machine) and where it comes from.
+
+    python app.py --model_path outputs/roberta-base        # then open http://127.0.0.1:7860
+    python app.py --demo                                   # the demo model (trained first if needed), offline
+
+Texts are scored exactly as predict.py scores them (the model's normalisation, windows and threshold), and the
+page shades every passage by the P(machine) of the windows covering it. The API takes a list of texts and returns
+predict.py's rows (see the README's curl example); concurrent requests are batched by Gradio's queue. The server
+listens on 127.0.0.1 unless --host says otherwise and never opens a public share link.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import datasets
+import pandas as pd
+
+from m4_training import serving
+from m4_training.cli import UserError, run_cli, setup_logging
+from m4_training.config import AppArguments, parse_app_args
+from m4_training.scoring import load_detector
+
+logger = logging.getLogger("app")
+
+API_NAME = "predict"
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # the default theme would fetch web fonts
+MONOSPACE_FONTS = ["ui-monospace", "Consolas", "monospace"]
+
+
+def len_or_zero(request: Any) -> int:
+    return len(request) if isinstance(request, list) else 0
+
+
+def build_page(service: serving.DetectorService) -> Any:
+    """The page (a gradio.Blocks) with its batched API endpoint."""
+    import gradio as gr  # here, so that --help and a bad setting answer without loading the web framework
+
+    settings = service.settings
+    threshold = service.threshold
+    examples = serving.example_texts()
+
+    def score_texts(texts: list[str]) -> tuple[list[str], list[str]]:
+        """Batched: Gradio passes the texts of up to --max_batch_size waiting requests at once."""
+        results = service.score_page_texts(texts)
+        return (
+            [serving.result_html(r, threshold, settings.short_text_tokens) for r in results],
+            [serving.shaded_html(r, threshold) for r in results],
+        )
+
+    def score_file(path: str | None) -> tuple[pd.DataFrame | None, str | None, str]:
+        if not path:
+            return None, None, ""
+        try:
+            rows, output = service.score_upload(path)
+        except UserError as error:
+            return None, None, f"error: {error}"
+        n_machine = sum(row["label"] == "machine" for row in rows)
+        return pd.DataFrame(rows), str(output), f"{len(rows)} documents scored, {n_machine} labelled machine."
+
+    def predict_api(texts: list[Any]) -> list[dict[str, Any]]:
+        """Score a list of texts (or of objects with a `text`, like predict.py's JSONL input): one row per text as
+        predict.py writes it (id, prob_machine, label, num_chunks); {"error": ...} for a refused request.
+
+        The type hints describe one request, as the API documents it; with batch=True Gradio calls this with the
+        requests waiting in the queue and takes back a tuple holding one result per request.
+        """
+        logger.info("API batch of %d requests (%d items)", len(texts), sum(map(len_or_zero, texts)))
+        return (service.score_requests(texts),)
+
+    with gr.Blocks(title="Machine-generated text detector", analytics_enabled=False) as page:
+        gr.Markdown(
+            "# Machine-generated text detector\n"
+            f"P(machine) of a text as `predict.py` computes it; label **machine** at P(machine) ≥ {threshold:.4f} "
+            "(the threshold chosen at training). The shading shows which passages drive the score."
+        )
+        with gr.Tab("Text"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    text = gr.Textbox(label="Text", lines=8, max_lines=10, elem_id="m4-text")
+                    score = gr.Button("Score", variant="primary", elem_id="m4-score")
+                    gr.Examples(
+                        [[example] for example in examples.values()],
+                        inputs=text,
+                        example_labels=list(examples),
+                        label="Examples (written by the project's demo generator)",
+                    )
+                with gr.Column(scale=2):
+                    result = gr.HTML(elem_id="m4-result-box")
+            shaded = gr.HTML(elem_id="m4-shaded-box")
+            score.click(
+                score_texts,
+                inputs=text,
+                outputs=[result, shaded],
+                batch=True,
+                max_batch_size=settings.max_batch_size,
+                concurrency_id="detector",
+                api_visibility="undocumented",
+            )
+        with gr.Tab("File", elem_id="m4-file-tab"):
+            gr.Markdown(
+                f"A `.txt` (one document), `.jsonl` (a `text` field per line, or M4 rows) or `.csv` (a `text` "
+                f"column), read as `predict.py` reads it; up to {settings.max_upload_mb:g} MB."
+            )
+            upload = gr.File(label="File to score", file_types=list(serving.UPLOAD_SUFFIXES), elem_id="m4-upload")
+            file_message = gr.Markdown(elem_id="m4-file-message")
+            download = gr.File(label="predictions.jsonl (as predict.py --output writes it)", elem_id="m4-download")
+            table = gr.Dataframe(label="Predictions", elem_id="m4-table", wrap=True)
+            upload.upload(
+                score_file,
+                inputs=upload,
+                outputs=[table, download, file_message],
+                concurrency_id="detector",
+                api_visibility="undocumented",
+            )
+        with gr.Accordion("About this model", open=True, elem_id="m4-model"):
+            gr.Markdown(serving.model_description(service.detector))
+        gr.api(
+            predict_api,
+            api_name=API_NAME,
+            batch=True,
+            max_batch_size=settings.max_batch_size,
+            concurrency_id="detector",
+        )
+    return page
+
+
+def serve(settings: AppArguments) -> int:
+    model_path = serving.demo_model_dir() if settings.demo else settings.model_path
+    detector = load_detector(model_path)
+    detector.model  # noqa: B018  (load the weights now: a broken model is a start-up error, not a page error)
+    datasets.disable_progress_bars()  # one "Chunking" bar per request would flood the log
+    service = serving.DetectorService(detector, settings)
+    page = build_page(service)
+    page.queue(default_concurrency_limit=1)
+    from gradio.themes import Default
+
+    logger.info("Serving %s on http://%s:%d (Ctrl+C stops)", model_path, settings.host, settings.port)
+    try:
+        page.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            share=False,
+            max_file_size=int(settings.max_upload_mb * 1_000_000),
+            theme=Default(font=SYSTEM_FONTS, font_mono=MONOSPACE_FONTS),
+            css=serving.PAGE_CSS,
+            show_error=True,
+            quiet=True,
+        )
+    except OSError as error:  # Gradio's message for any failed bind names its own parameters, not our flags
+        raise UserError(
+            f"cannot listen on {settings.host}:{settings.port} (the port is taken, or the address is not this "
+            "machine's); choose another --port or --host"
+        ) from error
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry, no version check
+    setup_logging()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes of the server
+    return run_cli(lambda: serve(parse_app_args(argv, description=__doc__)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""What the detector page and its HTTP API compute, apart from the web framework (app.py holds the Gradio part).
+
+Everything is scored by predict.py's path: texts normalised with the model's settings, cut into the windows of its
+training_config.json, scored by `Detector.score` and averaged; uploads are read by predict.py's reader and
+written as its rows. A text typed on the page is scored by `score_windows`, the same call with each window laid
+over the text, so the page can shade the passages that drive the score.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import random
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import predict
+import train
+from data_loaders import normalize_text
+from m4_training import demo, evaluation
+from m4_training.cli import UserError
+from m4_training.config import DEMO_MODEL_DIR, AppArguments, PredictArguments
+from m4_training.files import write_jsonl
+from m4_training.reports import format_table
+from m4_training.scoring import Detector, WindowScores, autocast_dtype, score_windows
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_SUFFIXES = (".txt", ".jsonl", ".csv")
+MACHINE_RGB = (220, 38, 38)
+MAX_SHADE_ALPHA = 0.6  # darker red would hide black text
+
+
+def demo_model_dir(directory: str | Path = DEMO_MODEL_DIR) -> Path:
+    """The demo model, trained first with `train.py --demo` defaults when `directory` holds no finished run."""
+    directory = Path(directory)
+    if not (directory / "metrics.json").is_file():  # written last by train.py: the mark of a finished run
+        logger.info("No finished demo model in %s: training it (train.py --demo, about a minute on a CPU)", directory)
+        code = train.main(["--demo", "--output_dir", str(directory)])
+        if code != 0:
+            raise UserError(f"training the demo model failed (train.py --demo exited with {code})", code)
+    return directory
+
+
+def example_texts(seed: int = 11) -> dict[str, str]:
+    """Texts to try, written by the demo sample's generator (no text from elsewhere)."""
+    rng = random.Random(seed)
+    human = demo.synthetic_text(rng, "bird migration", False, 3)
+    machine = demo.synthetic_text(rng, "solar wind", True, 3)
+    long_machine = demo.synthetic_text(rng, "coral reefs", True, 40)
+    mixed = " ".join(
+        [
+            demo.synthetic_text(rng, "rail networks", False, 14),
+            demo.synthetic_text(rng, "rail networks", True, 14),
+            demo.synthetic_text(rng, "rail networks", False, 14),
+        ]
+    )
+    return {
+        "Short human post": human,
+        "Short machine paragraph": machine,
+        "Long machine-written text": long_machine,
+        "Human text with a machine-written middle": mixed,
+    }
+
+
+@dataclass
+class TextResult:
+    """What the page shows for one text: a message instead of a result when it was not scored."""
+
+    message: str | None = None
+    prob_machine: float | None = None
+    label: str | None = None
+    windows: WindowScores | None = None
+    display_text: str = ""  # the scored text with its original digits (same length: digits map one to one)
+    too_short: bool = False
+
+
+class DetectorService:
+    """A loaded detector and the app's settings: scores page texts, API requests and uploaded files."""
+
+    def __init__(self, detector: Detector, settings: AppArguments) -> None:
+        self.detector = detector
+        self.settings = settings
+        self.dtype = autocast_dtype(settings.precision)
+        # predict.py's settings, so uploads and API calls are read and scored exactly as predict.py does.
+        self.predict_args = PredictArguments(
+            model_path=str(detector.path), input="-", batch_size=settings.batch_size, precision=settings.precision
+        )
+        self.workdir = Path(tempfile.mkdtemp(prefix="m4-detector-app-"))
+
+    @property
+    def threshold(self) -> float:
+        return self.detector.threshold
+
+    def label(self, prob_machine: float) -> str:
+        return evaluation.label_name(prob_machine >= self.threshold)
+
+    def too_long(self, n_chars: int) -> str | None:
+        if n_chars > self.settings.max_chars:
+            return (
+                f"The input has {n_chars:,} characters; this server scores at most {self.settings.max_chars:,} "
+                "in one request (app.py --max_chars). Split it, or score the file with predict.py."
+            )
+        return None
+
+    # ------------------------------------------------------------------------------------------- page text
+
+    def score_page_texts(self, texts: Sequence[str]) -> list[TextResult]:
+        """One result per text; the texts that can be scored share one `score_windows` call."""
+        results = [TextResult() for _ in texts]
+        todo = []
+        for i, text in enumerate(texts):
+            text = text or ""
+            if not text.strip():
+                results[i].message = "Type or paste a text, or pick an example, then press Score."
+            elif message := self.too_long(len(text)):
+                results[i].message = message
+            else:
+                todo.append(i)
+        normalised = [normalize_text(texts[i], self.detector.normalize_digits) for i in todo]
+        scored = score_windows(self.detector, normalised, self.settings.batch_size, self.dtype) if todo else []
+        for i, windows in zip(todo, scored):
+            results[i] = TextResult(
+                prob_machine=windows.prob_machine,
+                label=self.label(windows.prob_machine),
+                windows=windows,
+                display_text=normalize_text(texts[i], False),
+                too_short=windows.n_tokens < self.settings.short_text_tokens,
+            )
+        return results
+
+    # ------------------------------------------------------------------------------------------- API
+
+    def score_requests(self, requests: Sequence[Any]) -> list[list[dict[str, Any]] | dict[str, str]]:
+        """Each request (a list of texts, or of JSONL-style objects with `text`) -> predict.py's rows for it.
+
+        A request is read as predict.py reads a JSONL file of its items (so a row's `id` is the item's own or
+        its position from 1, and an empty text is skipped as predict.py skips it); the valid requests are
+        scored together, so concurrent callers share forward passes. A refused request gets {"error": ...}.
+        """
+        results: list[Any] = [None] * len(requests)
+        documents = []
+        for i, request in enumerate(requests):
+            try:
+                documents.append((i, self._request_documents(request, i)))
+            except UserError as error:
+                results[i] = {"error": str(error)}
+        if documents:
+            merged = pd.concat([frame for _, frame in documents], ignore_index=True)
+            predictions = predict.score_documents(merged, self.detector, self.predict_args)
+            start = 0
+            for i, frame in documents:
+                part = predictions.iloc[start : start + len(frame)]
+                results[i] = predict.output_rows(part, self.threshold)
+                start += len(frame)
+        return results
+
+    def _request_documents(self, request: Any, index: int) -> pd.DataFrame:
+        if not isinstance(request, list) or not request:
+            raise UserError('send a non-empty JSON list of texts: {"data": [["first text", "second text"]]}')
+        items = []
+        for position, item in enumerate(request, start=1):
+            if isinstance(item, str):
+                item = {"text": item}
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise UserError(f"item {position} is neither a text nor an object with a `text` string")
+            items.append(item)
+        if message := self.too_long(sum(len(item["text"]) for item in items)):
+            raise UserError(message)
+        path = self.workdir / f"request-{index}.jsonl"
+        write_jsonl(path, items)
+        try:
+            return predict.read(str(path), "jsonl", self.detector, self.predict_args)
+        finally:
+            path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------------- uploads
+
+    def score_upload(self, path: str | Path) -> tuple[list[dict[str, Any]], Path]:
+        """predict.py's rows for an uploaded file, and the predictions JSONL predict.py --output would write."""
+        path = Path(path)
+        if path.suffix.lower() not in UPLOAD_SUFFIXES:
+            raise UserError(f"{path.name}: unsupported file type; upload {', '.join(UPLOAD_SUFFIXES)}")
+        size_mb = path.stat().st_size / 1e6
+        if size_mb > self.settings.max_upload_mb:
+            raise UserError(
+                f"{path.name} is {size_mb:.1f} MB; the page takes files up to {self.settings.max_upload_mb:g} MB "
+                "(app.py --max_upload_mb); score larger files with predict.py"
+            )
+        documents = predict.read(str(path), "auto", self.detector, self.predict_args)
+        predictions = predict.score_documents(documents, self.detector, self.predict_args)
+        rows = predict.output_rows(predictions, self.threshold)
+        output = Path(tempfile.mkdtemp(dir=self.workdir)) / f"{path.stem}.predictions.jsonl"
+        write_jsonl(output, rows)
+        return rows, output
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+
+
+def shading_segments(windows: WindowScores) -> list[tuple[int, int, float]]:
+    """(start, end, P(machine)) character ranges covering the whole text; each token takes the mean over the
+    windows covering it, and neighbours with the same value form one range (gaps go to the token before)."""
+    n_chars = len(windows.text)
+    if not windows.n_tokens:
+        return [(0, n_chars, windows.prob_machine)] if n_chars else []
+    probs = windows.token_probs()
+    starts = np.maximum.accumulate(windows.token_spans[:, 0])
+    first = np.flatnonzero(np.r_[True, probs[1:] != probs[:-1]])
+    bounds = [0, *starts[first[1:]].tolist(), n_chars]
+    return [(a, b, float(probs[k])) for a, b, k in zip(bounds[:-1], bounds[1:], first) if b > a]
+
+
+def _shade(prob: float) -> str:
+    red, green, blue = MACHINE_RGB
+    return f"rgba({red},{green},{blue},{MAX_SHADE_ALPHA * prob:.3f})"
+
+
+def result_html(result: TextResult, threshold: float, short_text_tokens: int) -> str:
+    if result.message:
+        return f'<div id="m4-result" class="m4-message">{html.escape(result.message)}</div>'
+    windows = result.windows
+    n_windows = len(windows.window_probs)
+    note = ""
+    if result.too_short:
+        note = (
+            f'<p class="m4-short">Too short to judge reliably: {windows.n_tokens} tokens (under '
+            f"{short_text_tokens}). Short texts carry little signal; treat this score as a guess.</p>"
+        )
+    return (
+        f'<div id="m4-result" data-prob="{result.prob_machine!r}" data-label="{result.label}">'
+        f'<div class="m4-verdict m4-{result.label}">{result.label}</div>'
+        f'<p>P(machine) <b class="m4-prob">{result.prob_machine:.4f}</b> · threshold {threshold:.4f} · '
+        f'<span class="m4-windows">{n_windows}</span> window{"s" if n_windows != 1 else ""} · '
+        f"{windows.n_tokens} tokens</p>{note}"
+        '<p class="m4-strip">P(machine) of each window, in order: '
+        + "".join(f'<span style="background:{_shade(p)}">{p:.2f}</span>' for p in windows.window_probs)
+        + "</p></div>"
+    )
+
+
+def shaded_html(result: TextResult, threshold: float) -> str:
+    """The text with every passage shaded by P(machine), a legend, and the table of windows."""
+    if result.windows is None:
+        return ""
+    windows = result.windows
+    spans = []
+    for start, end, prob in shading_segments(windows):
+        text = html.escape(result.display_text[start:end])
+        spans.append(
+            f'<span class="m4-w" style="background:{_shade(prob)}" title="P(machine) {prob:.3f}">{text}</span>'
+        )
+    ticks = "".join(f'<span style="background:{_shade(p)}">{p:.1f}</span>' for p in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{start}–{end}</td><td>{prob:.3f}</td><td>{evaluation.label_name(prob >= threshold)}"
+        "</td></tr>"
+        for i, ((start, end), prob) in enumerate(zip(windows.window_tokens.tolist(), windows.window_probs), start=1)
+    )
+    return (
+        '<div class="m4-legend">Shading: each token by the mean P(machine) of the windows covering it '
+        f"{ticks}</div>"
+        f'<div id="m4-shaded" class="m4-shaded">{"".join(spans)}</div>'
+        f"<details><summary>The {len(windows.window_probs)} windows (tokens, P(machine))</summary>"
+        '<table class="m4-windows-table"><tr><th>window</th><th>tokens</th><th>P(machine)</th><th>alone</th></tr>'
+        f"{rows}</table></details>"
+    )
+
+
+PAGE_CSS = """
+#m4-result .m4-verdict { font-size: 1.6em; font-weight: 700; text-transform: uppercase; }
+#m4-result .m4-machine { color: rgb(185, 28, 28); }
+#m4-result .m4-human { color: rgb(29, 78, 216); }
+.m4-short { color: rgb(146, 64, 14); font-weight: 600; }
+.m4-shaded { color: #111; background: #fff; line-height: 1.7; padding: 0.8em; border: 1px solid #ddd;
+  border-radius: 6px; max-height: 32em; overflow-y: auto; white-space: pre-wrap; }
+.m4-legend span, .m4-strip span { display: inline-block; padding: 0 0.4em; margin-left: 2px; color: #111;
+  border: 1px solid #eee; }
+.m4-windows-table td, .m4-windows-table th { padding: 0 0.8em; text-align: right; }
+"""
+
+
+# ----------------------------------------------------------------------------------------------- model panel
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def model_card_limits(model_dir: Path) -> list[str]:
+    """The bullets of the model card's "Intended use and limits" section (README.md written by train.py)."""
+    try:
+        card = (model_dir / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    section = re.split(r"^## Intended use and limits\s*$", card, maxsplit=1, flags=re.MULTILINE)
+    if len(section) < 2:
+        return []
+    body = re.split(r"^## ", section[1], maxsplit=1, flags=re.MULTILINE)[0]
+    return [line[2:].strip() for line in body.splitlines() if line.startswith("- ")]
+
+
+def model_description(detector: Detector) -> str:
+    """The panel that says what the model is: its data, threshold, validation metrics and limits (Markdown)."""
+    config = _read_json(detector.path / "training_config.json") or {}
+    metrics = _read_json(detector.path / "metrics.json") or config.get("final_metrics") or {}
+    arguments = config.get("arguments", {})
+    base = arguments.get("model", {}).get("model")
+    lines = [f"**Model** `{detector.path}`" + (f", fine-tuned from `{base}`" if base else "") + "."]
+    lines.append(
+        f"Scored in windows of {detector.max_length} tokens ({detector.chunk_overlap} shared), averaged per text; "
+        "whitespace normalised" + (", digits mapped to 0." if detector.normalize_digits else ".")
+    )
+    target = ""
+    if detector.target_fpr is not None:
+        target = f", chosen for a false-positive rate of at most {detector.target_fpr:g} on the validation human "
+        target += "documents of every domain"
+    lines.append(f"**Decision threshold** {detector.threshold:.4f} on P(machine){target}.")
+    summary = config.get("data_summary")
+    data = arguments.get("data", {})
+    if summary:
+        lines.append(
+            f"**Training data**: M4 domains {', '.join(data.get('train_domains') or ['?'])}; generators "
+            f"{', '.join(data.get('train_generators') or ['?'])}; split `{summary.get('split_flow')}`."
+        )
+        lines.append(
+            format_table(
+                ["", "train human", "train machine", "val human", "val machine"],
+                [
+                    [name, *(summary[name][side][label] for side in ("train", "val") for label in ("human", "machine"))]
+                    for name in ("documents", "chunks")
+                    if name in summary
+                ],
+                markdown=True,
+            )
+        )
+    if metrics.get("document"):
+        keys = ("n", "accuracy", "f1_macro", "auroc", "fpr_human", "recall")
+        points = [("at the threshold", metrics["document"]), ("at 0.5", metrics.get("document_at_0.5", {}))]
+        lines.append("**Validation metrics** (documents)")
+        lines.append(
+            format_table(
+                ["", "n", "accuracy", "F1 (macro)", "AUROC", "FPR (human)", "recall (machine)"],
+                [[name, *(m.get(key) for key in keys)] for name, m in points],
+                markdown=True,
+            )
+        )
+    else:
+        lines.append("**Validation metrics**: none recorded in this directory (no metrics.json).")
+    limits = model_card_limits(detector.path)
+    if limits:
+        lines.append("**Limits** (from the model card)\n\n" + "\n".join(f"- {limit}" for limit in limits))
+    return "\n\n".join(lines)
