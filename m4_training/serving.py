@@ -53,14 +53,14 @@ def demo_model_dir(directory: str | Path = DEMO_MODEL_DIR) -> Path:
 def example_texts(seed: int = 11) -> dict[str, str]:
     """Texts to try, written by the demo sample's generator (no text from elsewhere)."""
     rng = random.Random(seed)
-    human = demo.synthetic_text(rng, "bird migration", False, 3)
-    machine = demo.synthetic_text(rng, "solar wind", True, 3)
-    long_machine = demo.synthetic_text(rng, "coral reefs", True, 40)
+    human = demo.synthetic_text(rng, "bird migration", None, 3)
+    machine = demo.synthetic_text(rng, "solar wind", "chatgpt", 3)
+    long_machine = demo.synthetic_text(rng, "coral reefs", "davinci", 40)
     mixed = " ".join(
         [
-            demo.synthetic_text(rng, "rail networks", False, 14),
-            demo.synthetic_text(rng, "rail networks", True, 14),
-            demo.synthetic_text(rng, "rail networks", False, 14),
+            demo.synthetic_text(rng, "rail networks", None, 14),
+            demo.synthetic_text(rng, "rail networks", "dolly", 14),
+            demo.synthetic_text(rng, "rail networks", None, 14),
         ]
     )
     return {
