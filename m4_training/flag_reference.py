@@ -36,6 +36,7 @@ def _parsers() -> dict[str, tuple[CommandLineParser, list[str]]]:
     parsers["predict.py"] = (predict, field_names(config.PredictArguments))
     for command, (dataclass_type, _) in config.PREPARE_COMMANDS.items():
         parsers[f"prepare_data.py {command}"] = (CommandLineParser([dataclass_type]), field_names(dataclass_type))
+    parsers["summarize_runs"] = (CommandLineParser([config.SummarizeArguments]), field_names(config.SummarizeArguments))
     return parsers
 
 

@@ -9,15 +9,21 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from data_loaders import LABEL_NAMES, Corpus, Document
-from m4_training.evaluation import BASELINE_COLUMN
+from m4_training.evaluation import BASELINE_COLUMN, DEFAULT_THRESHOLD_SOURCE
 from m4_training.files import save_figure, write_text
 from m4_training.splits import Split, group_overlap
 
+FLOW_NAMES = {
+    "stratified": "stratified",
+    "generator_holdout": "generator hold-out",
+    "domain_holdout": "domain hold-out",
+}
 METRIC_COLUMNS = (
     ("n", "n"),
     ("accuracy", "accuracy"),
@@ -185,6 +191,40 @@ def format_metrics_summary(metrics: dict[str, Any]) -> str:
     return format_table(["documents", "n", "acc", "F1", "AUROC", "FPR"], rows)
 
 
+def format_test_data_summary(test_sets: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of the test sets: documents read, overlap removed, what is left to score."""
+    rows = [
+        [
+            name,
+            summary["documents_read"],
+            summary["test_overlap_removed_by_split"]["train"],
+            summary["test_overlap_removed_by_split"]["validation"],
+            summary["documents"]["human"],
+            summary["documents"]["machine"],
+        ]
+        for name, summary in test_sets.items()
+    ]
+    header = ["test set", "read", "removed: in train", "removed: in val", "human", "machine"]
+    return format_table(header, rows)
+
+
+def format_test_summary(metrics: dict[str, Any]) -> str:
+    """Each test set's document metrics at the validation threshold, overall and per domain and generator."""
+    rows = []
+    for name, result in metrics["test"].items():
+        if "document" not in result:
+            rows.append([f"{name}: nothing left after overlap removal", 0, None, None, None, None])
+            continue
+        entries = [(f"{name} (transformer)", result["document"])]
+        if "baseline" in result:
+            entries.append((f"{name} ({result['baseline']['name']})", result["baseline"]["document"]))
+        entries += [(f"  domain {k}", v) for k, v in result["document"]["by_domain"].items()]
+        entries += [(f"  generator {k}", v) for k, v in result["document"]["by_generator"].items()]
+        rows += [[label, m["n"], m["accuracy"], m["f1_macro"], m["auroc"], m["fpr_human"]] for label, m in entries]
+    table = format_table(["test documents", "n", "acc", "F1", "AUROC", "FPR"], rows)
+    return "Test sets (validation threshold; chose nothing):\n" + table
+
+
 # ----------------------------------------------------------------------------------------------- report.md
 
 
@@ -221,13 +261,23 @@ def _breakdown(metrics: dict[str, Any], key: str, title: str) -> str:
 def format_report(metrics: dict[str, Any], title: str) -> str:
     threshold = metrics["threshold"]
     metric_names = [name for _, name in METRIC_COLUMNS]
-    lines = [
-        f"# {title}",
-        "",
+    sentence = (
         f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine), chosen on "
         f"{threshold['chosen_on']} for a false-positive rate on human documents of at most "
         f"{threshold['target_fpr']:g} in every domain. A threshold chosen on the documents it is scored on is "
-        "optimistic: expect a somewhat higher FPR on new human writing.",
+        "optimistic: expect a somewhat higher FPR on new human writing."
+    )
+    if threshold["chosen_on"] == DEFAULT_THRESHOLD_SOURCE:
+        sentence = (
+            f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine): the "
+            "default for a model without training_config.json, chosen on no documents and for no false-positive "
+            "target; compare models by AUROC, or pass --threshold."
+        )
+    lines = [
+        f"# {title}",
+        "",
+        sentence,
+        *_selection_lines(metrics),
         "",
         "## All documents",
         "",
@@ -264,7 +314,65 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
         "",
         "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
     ]
+    lines += _test_set_lines(metrics)
     return "\n".join(lines) + "\n"
+
+
+def _selection_lines(metrics: dict[str, Any]) -> list[str]:
+    """What each set of documents was used for (train.py's reports; predict.py's have no `selection`)."""
+    selection = metrics.get("selection")
+    if not selection:
+        return []
+    return [
+        "",
+        "## What chose what",
+        "",
+        f"- Validation documents chose the decision threshold; checkpoint: {selection['checkpoint']}. The validation "
+        f"numbers below are therefore {selection['validation_metrics']}.",
+        f"- Validation predictions: {selection['validation_predictions']}.",
+        f"- Test sets: {selection['test_sets']}"
+        + (" (their numbers are the unbiased ones)." if "test" in metrics else "."),
+    ]
+
+
+def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
+    """One section per --test_data set: its counts, the models at the validation thresholds, the breakdowns."""
+    if "test" not in metrics:
+        return []
+    metric_names = [name for _, name in METRIC_COLUMNS]
+    lines = [
+        "",
+        "## Test sets (not used for any choice)",
+        "",
+        "Scored once after training at the thresholds chosen on validation (the transformer's and the baseline's); "
+        "documents whose text is also a training or validation document are removed first and counted.",
+    ]
+    for name, result in metrics["test"].items():
+        removed = result["test_overlap_removed_by_split"]
+        lines += [
+            "",
+            f"### Test set `{name}`",
+            "",
+            f"From `{result['source']}`: {result['documents_read']} documents read, "
+            f"{result['test_overlap_removed']} removed as overlap ({removed['train']} also in training, "
+            f"{removed['validation']} also in validation), {result['documents']['human']} human and "
+            f"{result['documents']['machine']} machine documents scored.",
+        ]
+        if "document" not in result:
+            continue
+        lines += [
+            "",
+            format_table(
+                ["model", "threshold", *metric_names],
+                [[model, f"{t:.4f}", *_metric_cells(m)] for model, m, t in _models(result)],
+                markdown=True,
+            ),
+            "",
+            _breakdown(result, "by_domain", "domain"),
+            "",
+            _breakdown(result, "by_generator", "generator"),
+        ]
+    return lines
 
 
 def write_plots(report_dir: Path, predictions: pd.DataFrame, metrics: dict[str, Any]) -> None:
@@ -308,6 +416,91 @@ def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: p
     write_text(report_dir / "report.md", format_report(metrics, title))
 
 
+# ----------------------------------------------------------------------------------------------- comparison
+
+
+def _compared(comparison: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, evaluation) of each compared model, then the baseline."""
+    entries = list(comparison["models"].items())
+    if "baseline" in comparison:
+        entries.append((comparison["baseline"]["name"], comparison["baseline"]))
+    return entries
+
+
+def format_comparison_summary(comparison: dict[str, Any]) -> str:
+    """A plain-text table: one row per model (and the baseline) on the same documents."""
+    rows = [
+        [name, f"{result['threshold']['value']:.4f}", *(result["document"][k] for k in ("n", "accuracy", "f1_macro"))]
+        + [result["document"]["auroc"], result["document"]["fpr_human"]]
+        for name, result in _compared(comparison)
+    ]
+    return format_table(["model", "threshold", "n", "acc", "F1", "AUROC", "FPR"], rows)
+
+
+def format_comparison_report(comparison: dict[str, Any], title: str) -> str:
+    metric_names = [name for _, name in METRIC_COLUMNS]
+    rows = []
+    for name, result in _compared(comparison):
+        window = result.get("window")
+        rows.append(
+            [
+                name,
+                f"{result['threshold']['value']:.4f}",
+                result["threshold"]["chosen_on"],
+                f"{window['max_length']} / {window['chunk_overlap']}" if window else "-",
+                *_metric_cells(result["document"]),
+            ]
+        )
+    lines = [
+        f"# {title}",
+        "",
+        "Every model scored the same documents, each with its own settings: a train.py model with its "
+        "training_config.json (normalisation, window, threshold chosen on its validation documents), any other "
+        "model with its texts as written, windows of its positions and threshold 0.5. The thresholds differ in "
+        "where they come from, so accuracy, F1 and FPR compare operating points; AUROC compares the models.",
+        "",
+        format_table(["model", "threshold", "threshold chosen on", "window / overlap", *metric_names], rows, True),
+    ]
+    entries = _compared(comparison)
+    for key, heading in (("by_domain", "domain"), ("by_generator", "generator")):
+        values = sorted({value for _, result in entries for value in result["document"][key]})
+        header = [heading, *(f"{name} {metric}" for name, _ in entries for metric in ("F1", "AUROC"))]
+        table_rows = [
+            [value]
+            + [
+                result["document"][key].get(value, {}).get(metric)
+                for _, result in entries
+                for metric in ("f1_macro", "auroc")
+            ]
+            for value in values
+        ]
+        lines += ["", f"## By {heading} (at each model's threshold)", "", format_table(header, table_rows, True)]
+    lines += ["", "Plot: `roc.png` (a curve per model)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison_report(
+    report_dir: str | Path,
+    comparison: dict[str, Any],
+    labels: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    title: str,
+) -> None:
+    """report.md with a row per model and roc.png with a curve per model, all on the same documents."""
+    report_dir = Path(report_dir)
+    figure = Figure(figsize=(5.5, 5))
+    axes = figure.subplots()
+    if 0 < labels.sum() < len(labels):
+        for name, probs in probabilities.items():
+            RocCurveDisplay.from_predictions(labels, probs, name=name, ax=axes)
+        axes.legend(loc="lower right", fontsize="small")
+    else:
+        axes.text(0.5, 0.5, "ROC needs human and machine documents", ha="center", va="center")
+    axes.set_title("Document ROC")
+    save_figure(figure, report_dir / "roc.png")
+    write_text(report_dir / "report.md", format_comparison_report(comparison, title))
+
+
 # ----------------------------------------------------------------------------------------------- model card
 
 
@@ -316,7 +509,7 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
     model, data, split, chunking = settings["model"], settings["data"], settings["split"], settings["chunking"]
     threshold = metrics["threshold"]["value"]
     documents, chunks = data_report["documents"], data_report["chunks"]
-    holdout = data_report["split_flow"] != "stratified"
+    flow = data_report["split_flow"]
     summary = format_report(metrics, "Validation metrics").split("## All documents", 1)[1].split("## By domain")[0]
     reddit_file = data["reddit_file"]
     lines = [
@@ -355,13 +548,12 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
         "",
         f"M4 domains {', '.join(data['train_domains'])}; generators {', '.join(data['train_generators'])}; "
         + (f"human posts from `{Path(str(reddit_file)).name}`. " if reddit_file else "no Reddit file. ")
-        + f"Split: {'generator hold-out' if holdout else 'stratified'}, grouped (no group of a human text "
+        + f"Split: {FLOW_NAMES.get(flow, flow)}, grouped (no group of a human text "
         "and the machine texts made from it is on both sides), "
-        + (
-            f"validation generator `{split['val_generator']}` never trained on."
-            if holdout
-            else f"{split['validation_split']:g} of the documents in validation."
-        ),
+        + {
+            "generator_holdout": f"validation generator `{split['val_generator']}` never trained on.",
+            "domain_holdout": f"validation domain `{split.get('val_domain')}` never trained on.",
+        }.get(flow, f"{split['validation_split']:g} of the documents in validation."),
         "",
         format_table(
             ["", "train human", "train machine", "val human", "val machine"],
@@ -375,7 +567,12 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
         "## Validation metrics (documents)",
         summary.rstrip(),
         "",
-        "Per domain and per generator: `report.md`; every number: `metrics.json`.",
+        *_card_test_lines(metrics),
+        "Per domain and per generator: `report.md`; every number: `metrics.json`. The validation documents chose "
+        "the threshold"
+        + (" and the checkpoint" if settings["training"].get("load_best_model_at_end") else "")
+        + ", so their numbers are optimistic"
+        + ("; the test sets chose nothing." if "test" in metrics else "."),
         "",
         "## Intended use and limits",
         "",
@@ -389,6 +586,19 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
         "- Trained on the domains listed above, mainly English: other languages and genres are out of scope.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _card_test_lines(metrics: dict[str, Any]) -> list[str]:
+    if "test" not in metrics:
+        return []
+    rows = [
+        [name, model, f"{t:.4f}", result["test_overlap_removed"], *_metric_cells(m)]
+        for name, result in metrics["test"].items()
+        if "document" in result
+        for model, m, t in _models(result)[::2]  # at the validation thresholds
+    ]
+    header = ["test set", "model", "threshold", "overlap removed", *(name for _, name in METRIC_COLUMNS)]
+    return ["## Test metrics (documents, held out)", "", format_table(header, rows, markdown=True), ""]
 
 
 def write_training_outputs(
