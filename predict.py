@@ -31,7 +31,7 @@ from m4_training import evaluation, reports
 from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import PredictArguments, parse_predict_args
 from m4_training.files import write_json, write_jsonl
-from m4_training.scoring import TRAINING_CONFIG, Detector, autocast_dtype, load_detector
+from m4_training.scoring import RUN_OF_CHECKPOINT, TRAINING_CONFIG, Detector, autocast_dtype, load_detector
 
 logger = logging.getLogger("predict")
 
@@ -121,7 +121,7 @@ def threshold_source(detector: Detector, args: PredictArguments) -> str | None:
     """Where the threshold of a model without --threshold came from, for the report (None: the default wording)."""
     if args.threshold is not None or detector.settings_from == TRAINING_CONFIG:
         return None
-    if detector.normalize_whitespace:
+    if detector.settings_from == RUN_OF_CHECKPOINT:
         return "the validation documents of this checkpoint's run (for its final model)"
     return evaluation.DEFAULT_THRESHOLD_SOURCE
 

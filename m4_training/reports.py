@@ -614,5 +614,7 @@ def write_training_outputs(
     model_config.detection_threshold = metrics["threshold"]["value"]
     model_config.detection_target_fpr = metrics["threshold"]["target_fpr"]
     model_config.save_pretrained(output_dir)
-    write_report(output_dir, metrics, predictions, "Validation report")
+    write_report(
+        output_dir, metrics, predictions, "Validation and test report" if "test" in metrics else "Validation report"
+    )
     write_text(output_dir / "README.md", format_model_card(metrics, data_report, settings))

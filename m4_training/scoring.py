@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 SHOW_PROGRESS_FROM_CHUNKS = 512
 TRAINING_CONFIG = "training_config.json"
+# Where a Detector's settings come from (`Detector.settings_from`).
+RUN_OF_CHECKPOINT = "training_config.json of the checkpoint's run"
+MODEL_DEFAULTS = "defaults for a model without training_config.json"
 # Words in id2label names that mark the machine class (and the human one) of published detectors:
 # "machine-generated", "AI", "Fake", "ChatGPT", ... ; LABEL_1 is transformers' name for an unnamed label 1.
 MACHINE_WORDS = {"machine", "ai", "fake", "generated", "chatgpt", "gpt", "llm", "synthetic", "artificial", "bot"}
@@ -265,7 +268,7 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
         raise UserError(f"{config_path}: unreadable or incomplete training config ({error!r})") from error
     model_config = modeling.load_pretrained_config(str(path))
     machine_index = machine_label_index(model_config.id2label, machine_label, str(path))
-    settings_from = TRAINING_CONFIG if run_dir == path else f"{config_path} (the run of this checkpoint)"
+    settings_from = TRAINING_CONFIG if run_dir == path else RUN_OF_CHECKPOINT
     tokenizer = _tokenizer(path, run_dir)
     return Detector(path, tokenizer, **settings, machine_index=machine_index, settings_from=settings_from)
 
@@ -337,5 +340,5 @@ def _external_detector(name: str, machine_label: str | None, max_length: int | N
         generators=None,
         machine_index=machine_index,
         normalize_whitespace=False,
-        settings_from="defaults for a model without training_config.json",
+        settings_from=MODEL_DEFAULTS,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from data_loaders import canonical_generator
 from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import parse_summarize_args
 from m4_training.files import write_text
@@ -53,14 +54,12 @@ def held_out(settings: dict[str, Any], flow: str) -> tuple[str | None, str | Non
     if flow == "domain_holdout":
         return "by_domain", split["val_domain"]
     if flow == "generator_holdout":
-        return "by_generator", split["val_generator"].strip().lower()
+        return "by_generator", canonical_generator(split["val_generator"])
     return None, None
 
 
 def _slice(document: dict[str, Any], key: str | None, value: str | None) -> dict[str, Any]:
-    if key is None:
-        return document
-    return document[key].get(value) or document[key].get(value.lower(), {})
+    return document if key is None else document[key].get(value, {})
 
 
 def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:

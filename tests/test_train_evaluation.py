@@ -299,3 +299,26 @@ def test_push_to_hub_without_token_or_offline_fails_before_training(demo_inputs,
     assert train.main(tiny_train_args(demo_inputs, output_dir, "--hub_model_id", "me/x")) == 2
     assert "--hub_model_id is used only with --push_to_hub" in capsys.readouterr().err
     assert not output_dir.exists()
+
+
+def test_bad_test_sets_fail_before_data_preparation(demo_inputs, tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    unlabelled = write_jsonl(tmp_path / "unlabelled.jsonl", [{"id": "a", "text": "some text", "label": 1},
+                                                             {"id": "b", "text": "more text"}])  # fmt: skip
+    cases = [
+        (["--test_data", str(tmp_path / "missing.jsonl")], f"--test_data {tmp_path / 'missing.jsonl'}: no such file"),
+        (
+            ["--test_data", str(unlabelled), "--test_domains", "arxiv"],
+            "--test_domains selects files of an M4 directory",
+        ),
+        (
+            ["--test_data", str(demo_inputs[0]), "--test_generators", "gpt9"],
+            "no <domain>_<generator>.jsonl file matches",
+        ),
+        (["--test_data", str(unlabelled)], "every document needs a label (0/1 or human/machine); none for ids ['b']"),
+    ]
+    for flags, expected in cases:
+        assert train.main(tiny_train_args(demo_inputs, output_dir, *flags)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and expected in err and len(err.strip().splitlines()) == 1, err
+        assert not (output_dir / "splits.jsonl").exists()  # stopped before preparing the data
