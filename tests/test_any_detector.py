@@ -105,6 +105,28 @@ def softmax_of(model_dir, text):
     return torch.softmax(logits, -1)[0].numpy()
 
 
+@pytest.mark.parametrize(
+    "id2label, machine",
+    [
+        ({0: "Fake", 1: "Real"}, 0),
+        ({0: "Human", 1: "ChatGPT"}, 1),
+        ({0: "LABEL_0", 1: "LABEL_1"}, 1),
+        ({0: "machine-generated", 1: "human-written"}, 0),
+        ({0: "real", 1: "AI"}, 1),
+        ({0: "generated", 1: "original"}, 0),
+    ],
+)
+def test_local_detector_directories_score_their_machine_label(id2label, machine, tiny_model_dir, tmp_path):
+    model_dir = build_detector(tmp_path / "detector", tiny_model_dir, id2label)
+    detector = load_detector(model_dir)
+    assert (
+        detector.machine_index == machine
+        and detector.settings_from == "defaults for a model without training_config.json"
+    )
+    scored, _, _ = detector.score([TEXTS[0]])
+    assert scored["prob_machine"][0] == pytest.approx(softmax_of(model_dir, TEXTS[0])[machine], abs=1e-5)
+
+
 def test_machine_probability_comes_from_the_machine_labels_index(published, tmp_path, capsys):
     path = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": t} for i, t in enumerate(TEXTS[:2])])
     _, fake_first, _ = run(["--model_path", str(published["fake_real"]), "--input", str(path)], capsys)
