@@ -1,6 +1,7 @@
 """The detector page and its HTTP API: paste a text or upload a file, see P(machine) and where it comes from.
 
     python app.py --model_path outputs/roberta-base        # then open http://127.0.0.1:7860
+    python app.py --model_path openai-community/roberta-base-openai-detector   # any text-classification detector
     python app.py --demo                                   # the demo model (trained first if needed), offline
 
 Texts are scored exactly as predict.py scores them (the model's normalisation, windows and threshold), and the
@@ -130,7 +131,7 @@ def build_page(service: serving.DetectorService) -> Any:
 
 def serve(settings: AppArguments) -> int:
     model_path = serving.demo_model_dir() if settings.demo else settings.model_path
-    detector = load_detector(model_path)
+    detector = load_detector(model_path, settings.machine_label, settings.max_length)
     detector.model  # noqa: B018  (load the weights now: a broken model is a start-up error, not a page error)
     datasets.disable_progress_bars()  # one "Chunking" bar per request would flood the log
     service = serving.DetectorService(detector, settings)

@@ -539,12 +539,15 @@ def read_documents(
     domains: list[str] | None = None,
     generators: list[str] | None = None,
     reddit_file: str | None = None,
+    normalize: bool = True,
 ) -> tuple[pd.DataFrame, FileReport | None]:
     """The documents to score in `source` (a file, '-' for stdin, or an M4 data directory), texts normalised.
 
     One row per document: `id`, `text` and, where the input has them, `input_label`, `domain`, `generator`,
     `corpus`. Returns the file's report of skipped rows too (None for an M4 directory, whose files are read
-    exactly as train.py reads them).
+    exactly as train.py reads them). `normalize=False` keeps a file's texts as written (for a model trained
+    without this project's normalisation); an M4 directory's documents are always whitespace-normalised, as
+    its de-duplication compares normalised texts.
     """
     if input_format == "m4_dir" or (input_format == "auto" and source != "-" and Path(source).is_dir()):
         return _m4_dir_documents(source, domains, generators, reddit_file, normalize_digits), None
@@ -573,7 +576,8 @@ def read_documents(
         raise UserError(f"{name}: no usable document in {report.rows} rows (skipped: {dict(report.skipped)})")
     report.documents = len(rows)
     frame = pd.DataFrame(rows, dtype=object)  # ids and labels pass through as given (no int -> float)
-    frame["text"] = [normalize_text(text, normalize_digits) for text in frame["text"]]
+    if normalize:
+        frame["text"] = [normalize_text(text, normalize_digits) for text in frame["text"]]
     return frame, report
 
 

@@ -2,8 +2,9 @@
 # Named training recipes: `bash example_commands.sh list`, `bash example_commands.sh <recipe> [extra flags]`;
 # `--print` anywhere on the line shows the command instead of running it.
 # Paths come from the environment: DATA_DIR, REDDIT_FILE, OUTPUT_ROOT, NGPU, PYTHON, ACCELERATE_CONFIG,
-# LAPTOP_MODEL.
-# Extra flags after the recipe name are appended, so they override the recipe's (argparse keeps the last).
+# LAPTOP_MODEL, HOLDOUT_DOMAINS and HOLDOUT_GENERATORS (the items of the two sweeps).
+# Extra flags after the recipe name are appended, so they override the recipe's (argparse keeps the last); a sweep
+# appends them to each of its runs.
 set -euo pipefail
 
 DATA_DIR=${DATA_DIR:-M4_cleaned/data}
@@ -12,6 +13,8 @@ OUTPUT_ROOT=${OUTPUT_ROOT:-outputs}
 PYTHON=${PYTHON:-python3}
 # A small encoder for CPU runs (22M parameters); any hub id or local model directory works.
 LAPTOP_MODEL=${LAPTOP_MODEL:-sentence-transformers/all-MiniLM-L6-v2}
+HOLDOUT_DOMAINS=${HOLDOUT_DOMAINS:-arxiv wikipedia reddit wikihow peerread}
+HOLDOUT_GENERATORS=${HOLDOUT_GENERATORS:-chatGPT davinci cohere dolly flant5}
 
 RECIPES=(
     "base:recommended run: roberta-base, grouped stratified split, class weights"
@@ -25,17 +28,20 @@ RECIPES=(
     "prepare-reddit:turn a Reddit dump (REDDIT_DUMP) into REDDIT_FILE (60k posts before 2022-11-30)"
     "laptop:minutes on a laptop CPU: small model (LAPTOP_MODEL), 100 steps, 200 validation documents"
     "demo:offline end-to-end run on a generated sample with a tiny model"
+    "leave-one-domain-out:one run per domain of HOLDOUT_DOMAINS held out for validation, then one summary table"
+    "leave-one-generator-out:one run per generator of HOLDOUT_GENERATORS held out, then one summary table"
 )
 
 usage() {
     echo "Usage: bash example_commands.sh <recipe> [extra flags] [--print] | list | --help"
     echo "Environment: DATA_DIR=$DATA_DIR REDDIT_FILE=$REDDIT_FILE OUTPUT_ROOT=$OUTPUT_ROOT PYTHON=$PYTHON"
+    echo "Sweeps: HOLDOUT_DOMAINS='$HOLDOUT_DOMAINS' HOLDOUT_GENERATORS='$HOLDOUT_GENERATORS'"
 }
 
 list_recipes() {
     local entry
     for entry in "${RECIPES[@]}"; do
-        printf '  %-22s %s\n' "${entry%%:*}" "${entry#*:}"
+        printf '  %-24s %s\n' "${entry%%:*}" "${entry#*:}"
     done
 }
 
@@ -91,6 +97,42 @@ build_command() {
     esac
 }
 
+# Prints the command in "$@" (--print) or runs it.
+run_or_print() {
+    if [[ $print_only == 1 ]]; then
+        printf '%q ' "$@"
+        echo
+    else
+        echo "+ $*" >&2
+        "$@"
+    fi
+}
+
+# One training per held-out item ($1: domain or generator), each into its own directory, then one table of all
+# of them; flags after the recipe name ("${@:2}") go to every run. A failed run does not stop the others.
+sweep() {
+    local kind=$1 flag items root item failed=()
+    shift
+    if [[ $kind == domain ]]; then
+        flag=--val_domain root=$OUTPUT_ROOT/leave-one-domain-out
+        read -r -a items <<<"$HOLDOUT_DOMAINS"
+    else
+        flag=--val_generator root=$OUTPUT_ROOT/leave-one-generator-out
+        read -r -a items <<<"$HOLDOUT_GENERATORS"
+    fi
+    local runs=()
+    for item in "${items[@]}"; do
+        run_or_print "$PYTHON" train.py --model roberta-base --data_dir "$DATA_DIR" --reddit_file "$REDDIT_FILE" \
+            --use_class_weights "$flag" "$item" --output_dir "$root/$item" "$@" || failed+=("$item")
+        runs+=("$root/$item")
+    done
+    run_or_print "$PYTHON" -m m4_training.summarize_runs --runs "${runs[@]}" --output "$root/summary.md"
+    if ((${#failed[@]})); then
+        echo "example_commands.sh: the runs holding out ${failed[*]} failed (see above)" >&2
+        exit 3
+    fi
+}
+
 # `--print` may stand anywhere on the line (train.py has no flag of that name).
 print_only=0
 arguments=()
@@ -108,6 +150,13 @@ case ${1:-} in
 esac
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
+case $1 in
+    leave-one-domain-out | leave-one-generator-out)
+        kind=${1#leave-one-}
+        shift
+        sweep "${kind%-out}" "$@"
+        exit 0 ;;
+esac
 cmd=()
 build_command "$1"
 shift

@@ -1,13 +1,17 @@
-"""Score documents with a detector trained by train.py: P(machine) per document, over all its chunks.
+"""Score documents with a detector: P(machine) per document, over all its chunks.
 
     python predict.py --model_path outputs/m4-detector --input texts.jsonl --output predictions.jsonl
     cat essay.txt | python predict.py --model_path outputs/m4-detector --input -
     python predict.py --model_path outputs/m4-detector --input M4_cleaned/data --domains arxiv \\
         --generators flant5 --eval --report_dir eval_flant5      # metrics, report.md and plots
+    python predict.py --model_path outputs/m4-detector Hello-SimpleAI/chatgpt-detector-roberta \\
+        --input test.jsonl --eval --report_dir comparison        # detectors side by side
 
 Inputs: JSONL with a `text` field (or M4 rows with human_text/machine_text), CSV with a `text` column, a plain
-text file (one document), '-' for stdin, or an M4 data directory. Texts are normalised and chunked with the
-settings saved in the model's training_config.json, so training and prediction cannot disagree.
+text file (one document), '-' for stdin, or an M4 data directory. A train.py output directory (or one of its
+checkpoint-N) normalises and chunks texts with the settings saved in its training_config.json, so training and
+prediction cannot disagree; any other sequence-classification model scores texts as written, in windows of its
+positions, at threshold 0.5, with its machine class found from id2label (--machine_label to name it).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +27,81 @@ import numpy as np
 import pandas as pd
 
 import data_loaders
-from data_loaders import HUMAN_GENERATOR
 from m4_training import evaluation, reports
 from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import PredictArguments, parse_predict_args
 from m4_training.files import write_json, write_jsonl
-from m4_training.scoring import Detector, autocast_dtype, load_detector
+from m4_training.scoring import RUN_OF_CHECKPOINT, TRAINING_CONFIG, Detector, autocast_dtype, load_detector
 
 logger = logging.getLogger("predict")
 
 DEFAULT_TARGET_FPR = 0.05
 
 
-def score_documents(documents: pd.DataFrame, detector: Detector, args: PredictArguments) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Reading:
+    """How the input is read: the normalisation every model shares (each model then applies the rest of its own)."""
+
+    normalize: bool
+    normalize_digits: bool
+    domains: list[str] | None
+    generators: list[str] | None
+
+    @classmethod
+    def for_detectors(cls, detectors: list[Detector], args: PredictArguments) -> Reading:
+        normalize = all(d.normalize_whitespace for d in detectors)
+        trained_domains, trained_generators = training_selection(detectors)
+        domains = args.domains or trained_domains
+        generators = args.generators or trained_generators
+        return cls(normalize, normalize and all(d.normalize_digits for d in detectors), domains, generators)
+
+
+def training_selection(detectors: list[Detector]) -> tuple[list[str] | None, list[str] | None]:
+    """The M4 domains and generators of the first training run among the detectors (None: no such run)."""
+    domains = next((d.domains for d in detectors if d.domains), None)
+    generators = next((d.generators for d in detectors if d.generators), None)
+    return domains, generators
+
+
+@dataclass
+class ScoredModel:
+    name: str
+    path: str
+    detector: Detector
+    threshold: float
+    predictions: pd.DataFrame
+
+
+def model_names(paths: list[str]) -> list[str]:
+    """A short name per --model_path for reports: the directory (run/checkpoint-N for a checkpoint) or hub id."""
+    names = []
+    for path in paths:
+        local = Path(path)
+        if local.is_dir():
+            name = f"{local.resolve().parent.name}/{local.name}" if local.name.startswith("checkpoint-") else local.name
+        else:
+            name = path
+        names.append(name if name not in names else f"{name} ({len(names) + 1})")
+    return names
+
+
+def score_documents(
+    documents: pd.DataFrame, detector: Detector, args: PredictArguments, reading: Reading | None = None
+) -> pd.DataFrame:
     """Every document's `prob_machine` and `n_chunks` over chunks scored in batches that mix documents."""
-    scored, _, _ = detector.score(
-        documents["text"].tolist(), args.batch_size, autocast_dtype(args.precision), args.aggregate, args.num_proc
-    )
+    texts = documents["text"].tolist()
+    if reading is not None and (reading.normalize, reading.normalize_digits) != (
+        detector.normalize_whitespace,
+        detector.normalize_digits,
+    ):
+        texts = [detector.normalize(text) for text in texts]
+    scored, _, _ = detector.score(texts, args.batch_size, autocast_dtype(args.precision), args.aggregate, args.num_proc)
     return documents.drop(columns=["text", "line"], errors="ignore").assign(
         prob_machine=scored["prob_machine"].to_numpy(), n_chunks=scored["n_chunks"].to_numpy()
     )
 
 
-def output_rows(predictions: pd.DataFrame, threshold: float) -> list[dict[str, Any]]:
+def output_rows(predictions: pd.DataFrame, threshold: float, model: str | None = None) -> list[dict[str, Any]]:
     passthrough = [c for c in ("input_label", "domain", "generator") if c in predictions.columns]
     rows = []
     for record in predictions.to_dict("records"):
@@ -54,6 +111,8 @@ def output_rows(predictions: pd.DataFrame, threshold: float) -> list[dict[str, A
             "label": evaluation.label_name(record["prob_machine"] >= threshold),
             "num_chunks": int(record["n_chunks"]),
         }
+        if model is not None:
+            row = {"model": model} | row
         rows.append(row | {c: _plain(record[c]) for c in passthrough if not _missing(record[c])})
     return rows
 
@@ -66,45 +125,59 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
+def threshold_source(detector: Detector, args: PredictArguments) -> str:
+    """Where the decision threshold applied to a model came from, for metrics.json and the report."""
+    if args.threshold is not None:
+        return evaluation.THRESHOLD_GIVEN
+    if detector.settings_from == TRAINING_CONFIG:
+        return evaluation.THRESHOLD_FROM_TRAINING
+    if detector.settings_from == RUN_OF_CHECKPOINT:
+        return "the validation documents of this checkpoint's run (for its final model)"
+    return evaluation.DEFAULT_THRESHOLD_SOURCE
+
+
 def evaluate(
-    predictions: pd.DataFrame, detector: Detector, threshold: float, threshold_given: bool = False
+    predictions: pd.DataFrame, detector: Detector, threshold: float, chosen_on: str | None = None
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics of labelled predictions at the model's threshold (and 0.5), with the baseline when present."""
-    labelled = predictions.assign(label=data_loaders.labels_of(predictions))
-    for column in ("domain", "generator"):
-        if column not in labelled:
-            labelled[column] = None
-    labelled["domain"] = labelled["domain"].fillna("unknown")
-    default_generator = np.where(labelled["label"] == 0, HUMAN_GENERATOR, "unknown")
-    labelled["generator"] = labelled["generator"].where(labelled["generator"].notna(), default_generator)
+    labelled = evaluation.labelled_predictions(predictions)
     target_fpr = detector.target_fpr if detector.target_fpr is not None else DEFAULT_TARGET_FPR
-    return evaluation.evaluate_predictions(labelled, target_fpr, threshold, threshold_given), labelled
+    return evaluation.evaluate_predictions(labelled, target_fpr, threshold, chosen_on=chosen_on), labelled
 
 
-def read(source: str, input_format: str, detector: Detector, args: PredictArguments) -> pd.DataFrame:
+def read(source: str, input_format: str, reading: Reading, args: PredictArguments) -> pd.DataFrame:
     documents, report = data_loaders.read_documents(
         source,
         input_format,
-        detector.normalize_digits,
-        args.domains or detector.domains,
-        args.generators or detector.generators,
+        reading.normalize_digits,
+        reading.domains,
+        reading.generators,
         args.reddit_file,
+        normalize=reading.normalize,
     )
     if report is not None and report.skipped:
         logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
     return documents
 
 
-def baseline_probs(args: PredictArguments, detector: Detector, documents: pd.DataFrame) -> np.ndarray:
-    """The TF-IDF baseline fitted on --baseline_train, scored on the documents; run before the model, so a bad
+def baseline_probs(
+    args: PredictArguments, reading: Reading, detectors: list[Detector], documents: pd.DataFrame
+) -> np.ndarray:
+    """The TF-IDF baseline fitted on --baseline_train, scored on the documents; run before the models, so a bad
     --baseline_train stops the run before any scoring.
 
-    --baseline_train is read on its own: --domains, --generators and --reddit_file select the --input documents
-    and do not apply to it; an M4 directory there is read with the training run's domains and generators.
+    --baseline_train is read on its own, with the documents' normalisation: --domains, --generators and
+    --reddit_file select the --input documents and do not apply to it; an M4 directory there is read with the
+    training run's domains and generators.
     """
     try:
         train, report = data_loaders.read_documents(
-            args.baseline_train, "auto", detector.normalize_digits, detector.domains, detector.generators, None
+            args.baseline_train,
+            "auto",
+            reading.normalize_digits,
+            *training_selection(detectors),
+            None,
+            normalize=reading.normalize,
         )
         labels = data_loaders.labels_of(train)
     except UserError as error:
@@ -116,32 +189,93 @@ def baseline_probs(args: PredictArguments, detector: Detector, documents: pd.Dat
     return evaluation.tfidf_baseline_probs(train["text"].tolist(), labels.tolist(), documents["text"].tolist())
 
 
+def load_detectors(args: PredictArguments) -> list[Detector]:
+    return [load_detector(path, args.machine_label_for(i), args.max_length) for i, path in enumerate(args.model_path)]
+
+
 def predict(args: PredictArguments) -> int:
-    detector = load_detector(args.model_path)
-    threshold = detector.threshold if args.threshold is None else args.threshold
-    documents = read(args.input, args.input_format, detector, args)
+    detectors = load_detectors(args)
+    reading = Reading.for_detectors(detectors, args)
+    documents = read(args.input, args.input_format, reading, args)
     if args.eval:
         data_loaders.labels_of(documents)  # fail on unlabelled input before the model runs
-    baseline = baseline_probs(args, detector, documents) if args.eval and args.baseline_train else None
-    predictions = score_documents(documents, detector, args)
-    if baseline is not None:
-        predictions[evaluation.BASELINE_COLUMN] = baseline
-    rows = output_rows(predictions, threshold)
-    logger.info(
-        "Scored %d documents (%d chunks) at threshold %.4f", len(rows), predictions["n_chunks"].sum(), threshold
-    )
+    baseline = baseline_probs(args, reading, detectors, documents) if args.eval and args.baseline_train else None
+    models = []
+    for name, path, detector in zip(model_names(args.model_path), args.model_path, detectors):
+        threshold = detector.threshold if args.threshold is None else args.threshold
+        models.append(ScoredModel(name, path, detector, threshold, score_documents(documents, detector, args, reading)))
+        logger.info(
+            "%s: scored %d documents (%d chunks) at threshold %.4f",
+            name,
+            len(documents),
+            models[-1].predictions["n_chunks"].sum(),
+            threshold,
+        )
+    if len(models) == 1:
+        rows = output_rows(models[0].predictions, models[0].threshold)
+        if args.eval:
+            evaluate_one(models[0], baseline, args)
+    else:
+        rows = [row for model in models for row in output_rows(model.predictions, model.threshold, model.name)]
+        if args.eval:
+            compare(models, baseline, args)
     if args.eval:
-        metrics, labelled = evaluate(predictions, detector, threshold, threshold_given=args.threshold is not None)
-        report_dir = Path(args.report_dir)
-        write_json(report_dir / "metrics.json", metrics)
-        write_jsonl(report_dir / "predictions.jsonl", rows)
-        reports.write_report(report_dir, metrics, labelled, f"Evaluation of {args.model_path} on {args.input}")
-        print(reports.format_metrics_summary(metrics), file=sys.stderr)
+        write_jsonl(Path(args.report_dir) / "predictions.jsonl", rows)
     if args.output not in (None, "-"):
         write_jsonl(args.output, rows)
     elif args.output == "-" or not args.eval:
         sys.stdout.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     return 0
+
+
+def evaluate_one(model: ScoredModel, baseline: np.ndarray | None, args: PredictArguments) -> None:
+    """--eval with one model: metrics.json, report.md and the plots."""
+    predictions = model.predictions
+    if baseline is not None:
+        predictions = predictions.assign(**{evaluation.BASELINE_COLUMN: baseline})
+    chosen_on = threshold_source(model.detector, args)
+    metrics, labelled = evaluate(predictions, model.detector, model.threshold, chosen_on)
+    report_dir = Path(args.report_dir)
+    write_json(report_dir / "metrics.json", metrics)
+    reports.write_report(report_dir, metrics, labelled, f"Evaluation of {model.path} on {args.input}")
+    print(reports.format_metrics_summary(metrics), file=sys.stderr)
+
+
+def compare(models: list[ScoredModel], baseline: np.ndarray | None, args: PredictArguments) -> None:
+    """--eval with several models: one metrics.json, report.md and roc.png with a row and a curve per model."""
+    results: dict[str, Any] = {}
+    labelled = {}
+    for model in models:
+        metrics, labelled[model.name] = evaluate(
+            model.predictions, model.detector, model.threshold, threshold_source(model.detector, args)
+        )
+        detector = model.detector
+        results[model.name] = {
+            "model_path": model.path,
+            "settings_from": detector.settings_from,
+            "window": {"max_length": detector.max_length, "chunk_overlap": detector.chunk_overlap},
+            "normalized": detector.normalize_whitespace,
+            "machine_label": detector.model.config.id2label[detector.machine_index],
+            **metrics,
+        }
+    comparison: dict[str, Any] = {"input": args.input, "models": results}
+    first = next(iter(labelled.values()))
+    if baseline is not None:
+        target_fpr = next((m.detector.target_fpr for m in models if m.detector.target_fpr is not None), None)
+        baseline_metrics = evaluation.evaluate_predictions(
+            first.assign(prob_machine=baseline), target_fpr or DEFAULT_TARGET_FPR
+        )
+        comparison["baseline"] = {"name": evaluation.BASELINE_NAME, "model_path": args.baseline_train} | {
+            key: baseline_metrics[key] for key in ("threshold", "document", "document_at_0.5")
+        }
+    report_dir = Path(args.report_dir)
+    write_json(report_dir / "metrics.json", comparison)
+    probabilities = {name: frame["prob_machine"].to_numpy() for name, frame in labelled.items()}
+    if baseline is not None:
+        probabilities[evaluation.BASELINE_NAME] = np.asarray(baseline)
+    title = f"Detectors compared on {args.input}"
+    reports.write_comparison_report(report_dir, comparison, first["label"].to_numpy(), probabilities, title)
+    print(reports.format_comparison_summary(comparison), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,25 +13,30 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pandas as pd
 import torch
 import transformers
 from datasets import Dataset
+from huggingface_hub import upload_folder
+from sklearn.pipeline import Pipeline
 from transformers import AutoModelForSequenceClassification, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import chunking
-from m4_training import data_cache, demo, evaluation, modeling, progress, reports, run_control
-from m4_training.cli import UserError, one_line, run_cli, setup_logging
+from m4_training import data_cache, demo, evaluation, heldout, modeling, progress, reports, run_control, tracking
+from m4_training.cli import EXIT_TRAINING, UserError, one_line, run_cli, setup_logging
 from m4_training.config import TrainConfig, check_positions, check_window, parse_train_args
 from m4_training.data_cache import PreparedChunks
 from m4_training.files import write_json, write_jsonl
-from m4_training.scoring import autocast_dtype, score_chunks
-from weighted_trainer import WeightedTrainer, compute_class_weights
+from m4_training.heldout import HeldOutSet
+from m4_training.scoring import autocast_dtype, predict_chunk_probs, score_texts
+from weighted_trainer import Evaluation, WeightedTrainer, compute_class_weights
 
 logger = logging.getLogger("train")
 
@@ -42,6 +47,7 @@ class PreparedData:
     val_documents: pd.DataFrame
     class_weights: dict[str, float] | None
     report: dict[str, Any]
+    test_sets: list[HeldOutSet] = field(default_factory=list)
 
     @property
     def train_chunks(self) -> Dataset:
@@ -69,13 +75,16 @@ def use_demo_inputs(config: TrainConfig) -> None:
 
 
 def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
-    """Load, de-duplicate, split and chunk; write data_report.json, splits.jsonl and dropped_documents.jsonl."""
+    """Load, de-duplicate, split and chunk; read the test sets and remove from them every text of the split;
+    write data_report.json, splits.jsonl and dropped_documents.jsonl."""
     window = config.chunking
     check_window(tokenizer, window.max_length, window.chunk_overlap)
     check_positions(
         window.max_length, modeling.position_limit(modeling.load_config(config.model.model)), config.model.model
     )
+    test_sets = heldout.read_test_sets(config.evaluation, config.data.normalize_digits)  # bad test input: now
     prepared = data_cache.prepare(config, tokenizer)
+    heldout.remove_overlap(test_sets, (d.text for d in prepared.split.train), (d.text for d in prepared.split.val))
     class_weights = None
     if config.training.use_class_weights:
         class_weights = compute_class_weights(chunking.column_array(prepared.train_chunks, "labels"))
@@ -85,6 +94,8 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
         "val": chunking.label_counts(prepared.val_chunks),
     }
     report = reports.build_data_report(prepared.corpus, prepared.split, chunk_counts, class_weights)
+    if test_sets:
+        report["test_sets"] = {test_set.name: test_set.summary() for test_set in test_sets}
     token_counts = {
         **chunking.document_token_counts(prepared.train_chunks, tokenizer, window.chunk_overlap),
         **chunking.document_token_counts(prepared.val_chunks, tokenizer, window.chunk_overlap),
@@ -95,7 +106,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
         write_jsonl(output_dir / "splits.jsonl", reports.split_rows(prepared.split, token_counts))
         write_jsonl(output_dir / "dropped_documents.jsonl", reports.dropped_rows(prepared.corpus, prepared.split))
     val_documents = evaluation.documents_frame(prepared.split.val, prepared.corpus)
-    return PreparedData(prepared, val_documents, class_weights, report)
+    return PreparedData(prepared, val_documents, class_weights, report, test_sets)
 
 
 def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: PreparedData) -> WeightedTrainer:
@@ -141,28 +152,119 @@ def model_for_evaluation(trainer: WeightedTrainer) -> torch.nn.Module:
     return model.to(trainer.args.device)
 
 
-def evaluate_documents(
-    trainer: WeightedTrainer, tokenizer: Any, data: PreparedData, config: TrainConfig
-) -> tuple[dict, pd.DataFrame]:
-    """Chunk probabilities -> mean per doc_id -> threshold, document metrics and the baseline beside them."""
-    split = data.prepared.split
-    predictions, probs = score_chunks(
-        model_for_evaluation(trainer),
-        tokenizer,
+def reusable_evaluation(trainer: WeightedTrainer, n_chunks: int) -> Evaluation | None:
+    """The Trainer's last validation predictions, if they were made with the weights the run ends with: at the
+    final step, and (when the best checkpoint is reloaded) with that checkpoint being the final one."""
+    record, state = trainer.last_evaluation, trainer.state
+    if record is None or record.step != state.global_step or len(record.order) != n_chunks:
+        return None
+    if trainer.args.load_best_model_at_end:
+        best = state.best_model_checkpoint
+        if best is None or Path(best).name != f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}":
+            return None
+    return record
+
+
+def validation_chunk_probs(
+    trainer: WeightedTrainer, model: torch.nn.Module | None, tokenizer: Any, data: PreparedData, config: TrainConfig
+) -> tuple[np.ndarray, str]:
+    """P(machine) of every validation chunk in dataset order, and how it was obtained: the Trainer's last
+    evaluation put back into dataset order when the weights have not changed since, else a sequential pass."""
+    record = reusable_evaluation(trainer, len(data.val_chunks))
+    if record is not None:
+        probs = np.empty(len(data.val_chunks))
+        probs[record.order] = evaluation.logits_to_prob_machine(record.logits)
+        return probs, f"the Trainer's evaluation at step {record.step} (the final weights), reused"
+    model = model if model is not None else model_for_evaluation(trainer)
+    probs = predict_chunk_probs(
+        model,
         data.val_chunks,
-        data.val_documents,
+        tokenizer,
         trainer.args.per_device_eval_batch_size,
         autocast_dtype(config.training.precision),
     )
-    if config.evaluation.baseline == "tfidf":
-        baseline_probs = evaluation.tfidf_baseline_probs(
-            [d.text for d in split.train], [d.label for d in split.train], [d.text for d in split.val]
-        )
+    return probs, "scored after training"
+
+
+def fit_baseline(data: PreparedData, config: TrainConfig) -> Pipeline | None:
+    """The TF-IDF baseline on the training documents (--baseline tfidf), for validation and every test set."""
+    if config.evaluation.baseline != "tfidf":
+        return None
+    train_documents = data.prepared.split.train
+    return evaluation.fit_baseline([d.text for d in train_documents], [d.label for d in train_documents])
+
+
+def evaluate_documents(
+    trainer: WeightedTrainer,
+    tokenizer: Any,
+    data: PreparedData,
+    config: TrainConfig,
+    baseline: Pipeline | None = None,
+    model: torch.nn.Module | None = None,
+) -> tuple[dict, pd.DataFrame]:
+    """Chunk probabilities -> mean per doc_id -> threshold, document metrics and the baseline beside them."""
+    split = data.prepared.split
+    probs, how = validation_chunk_probs(trainer, model, tokenizer, data, config)
+    doc_ids = chunking.column_array(data.val_chunks, "doc_id")
+    predictions = evaluation.aggregate_documents(doc_ids, probs, data.val_documents)
+    if baseline is not None:
+        baseline_probs = evaluation.baseline_machine_probs(baseline, [d.text for d in split.val])
         by_doc_id = pd.Series(baseline_probs, index=[d.doc_id for d in split.val])
         predictions[evaluation.BASELINE_COLUMN] = predictions["doc_id"].map(by_doc_id)
     result = evaluation.evaluate_predictions(predictions, config.evaluation.target_fpr)
     result["chunk"] = evaluation.classification_metrics(chunking.column_array(data.val_chunks, "labels"), probs)
+    result["selection"] = {"validation_predictions": how}
     return result, predictions
+
+
+def evaluate_test_sets(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: PreparedData,
+    config: TrainConfig,
+    metrics: dict[str, Any],
+    baseline: Pipeline | None,
+) -> dict[str, tuple[dict[str, Any], pd.DataFrame | None]]:
+    """Each test set at the thresholds chosen on validation (the model's and the baseline's): metrics, predictions."""
+    window, args = config.chunking, config.training
+
+    def score(texts: list[str]) -> pd.DataFrame:
+        dtype = autocast_dtype(args.precision)
+        batch = args.per_device_eval_batch_size
+        return score_texts(texts, model, tokenizer, window.max_length, window.chunk_overlap, batch, dtype)[0]
+
+    baseline_threshold = metrics["baseline"]["threshold"]["value"] if baseline is not None else None
+    return {
+        test_set.name: heldout.evaluate_test_set(
+            test_set,
+            score,
+            metrics["threshold"]["value"],
+            config.evaluation.target_fpr,
+            baseline,
+            baseline_threshold,
+        )
+        for test_set in data.test_sets
+    }
+
+
+def selection_summary(config: TrainConfig, trainer: WeightedTrainer) -> dict[str, Any]:
+    """Which numbers chose something (validation: threshold, checkpoint) and which chose nothing (test sets)."""
+    args = config.training
+    checkpoint = (
+        f"the checkpoint best on validation {args.metric_for_best_model} ({trainer.state.best_model_checkpoint}), "
+        "reloaded at the end"
+        if args.load_best_model_at_end
+        else "the model after the last step (no selection; --metric_for_best_model to select on validation)"
+    )
+    return {
+        "threshold": "chosen on the validation documents",
+        "checkpoint": checkpoint,
+        "validation_metrics": "optimistic: validation chose the threshold"
+        + (" and the checkpoint" if args.load_best_model_at_end else ""),
+        "test_sets": "chose nothing: scored once at the end with the validation threshold"
+        if config.evaluation.test_data
+        else "none given (--test_data)",
+    }
 
 
 def batch_sizes(args: Any) -> dict[str, int]:
@@ -184,7 +286,11 @@ def training_config(
         "chunking": {"max_length": config.chunking.max_length, "chunk_overlap": config.chunking.chunk_overlap},
         "threshold": metrics["document"]["threshold"],
         "target_fpr": config.evaluation.target_fpr,
-        "data_summary": {k: data.report[k] for k in ("split_flow", "documents", "chunks", "class_weights")},
+        "data_summary": {
+            k: data.report[k]
+            for k in ("split_flow", "documents", "chunks", "class_weights", "test_sets")
+            if k in data.report
+        },
         "final_metrics": metrics,
         "batch_size": batch_sizes(trainer.args),
         "model_selection": run_control.model_selection_summary(config.training, trainer),
@@ -199,20 +305,63 @@ def training_config(
 
 
 def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, data: PreparedData) -> None:
-    metrics, predictions = evaluate_documents(trainer, tokenizer, data, config)
+    baseline = fit_baseline(data, config)
+    model = model_for_evaluation(trainer) if data.test_sets else None
+    metrics, predictions = evaluate_documents(trainer, tokenizer, data, config, baseline, model)
+    metrics["selection"] = selection_summary(config, trainer) | metrics["selection"]
     output_dir = Path(config.training.output_dir)
     threshold = metrics["document"]["threshold"]
+    if data.test_sets:
+        metrics["test"] = {}
+        for name, (result, test_predictions) in evaluate_test_sets(
+            model, tokenizer, data, config, metrics, baseline
+        ).items():
+            metrics["test"][name] = result
+            if test_predictions is not None:
+                rows = heldout.prediction_rows(test_predictions, threshold)
+                write_jsonl(output_dir / heldout.PREDICTIONS_DIR / f"{name}.jsonl", rows)
     write_jsonl(output_dir / "eval_predictions.jsonl", reports.prediction_rows(predictions, threshold))
     settings = training_config(config, data, metrics, trainer)
     write_json(output_dir / "training_config.json", settings)
     reports.write_training_outputs(
         output_dir, trainer.model.config, metrics, predictions, data.report, settings["arguments"]
     )
+    tracking.log_final_metrics(trainer, metrics)
     write_json(output_dir / "metrics.json", metrics)  # last: it marks the run as finished
     print(reports.format_metrics_summary(metrics, "Validation documents"))
+    if "test" in metrics:
+        print(reports.format_test_summary(metrics))
     if config.run.demo:
         print(demo.TOY_NOTE)
     logger.info("Model, tokenizer and reports written to %s", output_dir)
+    if config.training.push_to_hub:
+        push_to_hub(trainer)
+
+
+def push_to_hub(trainer: WeightedTrainer) -> None:
+    """Upload the output directory (model, tokenizer, model card, reports; no checkpoints) to the Hub.
+
+    The Trainer has pushed the model already (`save_model` waits for its checkpoint uploads, so none can land
+    after this one); this commit adds the model card and reports written since. It is made on rank 0 alone, so
+    it is not `Trainer.push_to_hub`, which saves the model again and under FSDP needs every process for that.
+    """
+    args = trainer.args
+    try:
+        upload_folder(
+            repo_id=trainer.hub_model_id,
+            folder_path=args.output_dir,
+            commit_message="Detector, model card and reports",
+            token=args.hub_token,
+            revision=args.hub_revision,
+            ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"],  # as the Trainer's own uploads
+        )
+    except Exception as error:  # the hub client raises many types; the run itself is complete
+        raise UserError(
+            f"the upload to the Hub failed ({one_line(error)}); the run is complete in {trainer.args.output_dir}: "
+            f"upload it again with `hf upload {trainer.hub_model_id} {trainer.args.output_dir}`",
+            exit_code=EXIT_TRAINING,
+        ) from error
+    logger.info("Uploaded %s to the Hub as %s", trainer.args.output_dir, trainer.hub_model_id)
 
 
 def train(config: TrainConfig) -> int:
@@ -226,6 +375,8 @@ def train(config: TrainConfig) -> int:
         data = prepare_data(config, tokenizer)
     if args.process_index == 0:
         print(reports.format_data_summary(data.report))
+        if data.test_sets:
+            print(reports.format_test_data_summary(data.report["test_sets"]))
         print(progress.format_training_plan(len(data.train_chunks), args))
     if config.run.dry_run:
         logger.info("Dry run: data reports written to %s", args.output_dir)

@@ -20,8 +20,11 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 from datasets import config as datasets_config
+from huggingface_hub import get_token, is_offline_mode
 from transformers import PreTrainedTokenizerBase, TrainingArguments
+from transformers.integrations import get_available_reporting_integrations
 
+from data_loaders import canonical_generator
 from m4_training import demo
 from m4_training.cli import CommandLineParser, UserError
 
@@ -29,8 +32,27 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DOMAINS = ["arxiv", "wikipedia", "reddit", "wikihow", "peerread"]
 DEFAULT_GENERATORS = ["chatGPT", "davinci", "cohere", "dolly", "flant5"]
+DEFAULT_VAL_GENERATOR = "flant5"
 DEFAULT_CACHE_DIR = str(Path(datasets_config.HF_DATASETS_CACHE) / "m4_detector_prepared")
 MAX_AUTO_DATALOADER_WORKERS = 4
+# The chunk-level validation metrics the Trainer reports (evaluation.compute_chunk_metrics), for model selection.
+SELECTION_METRICS = ("loss", "f1_macro", "auroc", "accuracy", "precision", "recall", "fpr_human")
+LOWER_IS_BETTER = {"loss", "fpr_human"}
+# `--report_to` name -> the pip package that provides it.
+TRACKER_PACKAGES = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "clearml": "clearml",
+    "neptune": "neptune",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+    "trackio": "trackio",
+    "codecarbon": "codecarbon",
+    "dagshub": "dagshub",
+    "azure_ml": "azureml-core",
+}
 # Data and window settings that do not change the prepared data (so they stay out of the cache key).
 NOT_IN_CACHE_KEY = {"num_proc", "cache_dir", "no_cache", "pad_to_multiple_of", "pad_to_max_length"}
 
@@ -131,12 +153,49 @@ class SplitArguments:
     validation_split: float = field(
         default=0.1, **_help("validation share of documents (stratified) or of groups (hold-out)")
     )
-    val_generator: str = field(default="flant5", **_help("generator held out for validation (hold-out flow)"))
-    reddit_val_fraction: float = field(default=0.1, **_help("share of Reddit posts in validation (hold-out flow)"))
+    val_generator: str | None = field(
+        default=None,
+        **_help(
+            f"generator held out for validation, never trained on (generator hold-out flow; {DEFAULT_VAL_GENERATOR} "
+            "unless --stratified_split or --val_domain); its files are loaded even if not in --train_generators"
+        ),
+    )
+    val_domain: str | None = field(
+        default=None,
+        **_help(
+            "domain held out for validation, never trained on (leave-one-domain-out); its files are loaded even "
+            "if not in --train_domains"
+        ),
+    )
+    reddit_val_fraction: float = field(
+        default=0.1, **_help("share of Reddit posts in validation (generator and domain hold-out flows)")
+    )
 
     def __post_init__(self) -> None:
         _check_fraction("validation_split", self.validation_split, low_open=True)
         _check_fraction("reddit_val_fraction", self.reddit_val_fraction)
+        if self.val_domain is not None:
+            if self.stratified_split or self.val_generator is not None:
+                other = "--stratified_split" if self.stratified_split else f"--val_generator {self.val_generator}"
+                raise UserError(
+                    f"--val_domain {self.val_domain} and {other} choose different validation sets: pick one"
+                )
+            self.val_domain = self.val_domain.strip().lower()
+        elif self.stratified_split:
+            if self.val_generator is not None:
+                logger.warning(
+                    "--val_generator %s is unused: --stratified_split validates on a share of every generator",
+                    self.val_generator,
+                )
+        elif self.val_generator is None:
+            self.val_generator = DEFAULT_VAL_GENERATOR
+
+    @property
+    def flow(self) -> str:
+        """stratified, generator_holdout or domain_holdout (the names the reports use)."""
+        if self.val_domain is not None:
+            return "domain_holdout"
+        return "stratified" if self.stratified_split else "generator_holdout"
 
 
 @dataclass
@@ -165,9 +224,28 @@ class EvaluationArguments:
     baseline: Literal["tfidf", "none"] = field(
         default="tfidf", **_help("classical baseline fitted on the same split ('none' skips it)")
     )
+    test_data: list[str] | None = field(
+        default=None,
+        **_help(
+            "held-out test sets scored after training at the validation threshold: M4 directories, labelled "
+            "JSONL or CSV (texts also in the training or validation documents are removed and counted)"
+        ),
+    )
+    test_domains: list[str] | None = field(
+        default=None, **_help("M4 directories in --test_data: only these domains (default: every file there)")
+    )
+    test_generators: list[str] | None = field(
+        default=None, **_help("M4 directories in --test_data: only these generators (default: every file there)")
+    )
 
     def __post_init__(self) -> None:
         _check_fraction("target_fpr", self.target_fpr)
+        for path in self.test_data or []:
+            if not Path(path).exists():
+                raise UserError(f"--test_data {path}: no such file or directory")
+        if (self.test_domains or self.test_generators) and not any(Path(p).is_dir() for p in self.test_data or []):
+            flag = "--test_domains" if self.test_domains else "--test_generators"
+            raise UserError(f"{flag} selects files of an M4 directory; none of --test_data is a directory")
 
 
 @dataclass
@@ -236,8 +314,21 @@ class DetectorTrainingArguments(TrainingArguments):
     )
     use_class_weights: bool = field(default=False, **_help("weight the loss by N/(2*N_c) of the training chunks"))
     early_stopping_patience: int | None = field(
-        default=None, **_help("stop after N evaluations without a lower validation loss and keep the best checkpoint")
+        default=None,
+        **_help("stop after N evaluations without a better --metric_for_best_model and keep the best checkpoint"),
     )
+    metric_for_best_model: str | None = field(
+        default=None,
+        **_help(
+            f"keep the checkpoint best on this chunk-level validation metric ({', '.join(SELECTION_METRICS)}), "
+            "reloaded at the end; default: loss when early stopping is on, else the last step's model"
+        ),
+    )
+    push_to_hub: bool = field(
+        default=False, **_help("upload the model, model card and reports to the Hugging Face Hub (needs a token)")
+    )
+    hub_model_id: str | None = field(default=None, **_help("Hub repository (user/name); default: --output_dir's name"))
+    hub_private_repo: bool | None = field(default=None, **_help("create the Hub repository as private"))
 
     def __post_init__(self) -> None:
         self._check_values()
@@ -257,13 +348,58 @@ class DetectorTrainingArguments(TrainingArguments):
             self.save_steps = self.eval_steps
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not on_gpu:
             self.use_cpu = True  # distributed on CPU (gloo): without it every process would train on its own
-        if self.early_stopping_patience is not None and self.metric_for_best_model is None:
+        self._resolve_model_selection()
+        self._check_trackers_and_hub()
+        super().__post_init__()
+
+    def _resolve_model_selection(self) -> None:
+        """--metric_for_best_model (or early stopping) keeps the best checkpoint and reloads it at the end."""
+        if self.metric_for_best_model is None:
+            if self.early_stopping_patience is None:
+                return
             # The chunk-level validation loss is the quantity being optimised and does not jump on a handful of
             # documents the way accuracy at a threshold does.
-            self.load_best_model_at_end = True
-            self.metric_for_best_model = "eval_loss"
-            self.greater_is_better = False
-        super().__post_init__()
+            self.metric_for_best_model = "loss"
+        name = self.metric_for_best_model.removeprefix("eval_")
+        if name not in SELECTION_METRICS:
+            raise UserError(
+                f"--metric_for_best_model {self.metric_for_best_model}: the validation metrics are "
+                f"{', '.join(SELECTION_METRICS)} (chunk level)"
+            )
+        self.metric_for_best_model = f"eval_{name}"
+        if self.greater_is_better is None:
+            self.greater_is_better = name not in LOWER_IS_BETTER
+        self.load_best_model_at_end = True
+
+    def _check_trackers_and_hub(self) -> None:
+        """A tracker or Hub upload that cannot work fails now, not after hours of data preparation and training."""
+        requested = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to or [])
+        available = set(get_available_reporting_integrations())
+        for tracker in requested:
+            if tracker in ("none", "all") or tracker in available:
+                continue
+            if tracker not in TRACKER_PACKAGES:
+                raise UserError(
+                    f"--report_to {tracker}: not a tracker transformers knows; use one of "
+                    f"{', '.join(sorted(TRACKER_PACKAGES))} (or none)"
+                )
+            raise UserError(
+                f"--report_to {tracker}: the {tracker} package is not installed; "
+                f"run `pip install {TRACKER_PACKAGES[tracker]}`"
+            )
+        if not self.push_to_hub:
+            given = [f"--{name}" for name in ("hub_model_id", "hub_private_repo") if getattr(self, name) is not None]
+            if given:
+                raise UserError(
+                    f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} used only with --push_to_hub"
+                )
+            return
+        if not (self.hub_token or get_token()):
+            raise UserError(
+                "--push_to_hub needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN"
+            )
+        if is_offline_mode():
+            raise UserError("--push_to_hub cannot upload while HF_HUB_OFFLINE=1 is set")
 
     def _check_values(self) -> None:
         _require(self.per_device_train_batch_size >= 1, "batch_size", "at least 1", self.per_device_train_batch_size)
@@ -405,6 +541,22 @@ def preparation_settings(config: TrainConfig) -> dict[str, Any]:
     return settings | {"seed": config.training.seed}
 
 
+def loaded_selection(config: TrainConfig) -> tuple[list[str], list[str]]:
+    """The M4 domains and generators a run reads: --train_domains/--train_generators plus the held-out one.
+
+    The held-out domain or generator is validation data, so its files are read whether or not the training lists
+    name it (`--val_generator flant5 --train_generators chatGPT davinci` validates on flant5).
+    """
+    domains, generators = list(config.data.train_domains), list(config.data.train_generators)
+    held_out_domain, held_out_generator = config.split.val_domain, config.split.val_generator
+    if held_out_domain is not None and held_out_domain not in {d.lower() for d in domains}:
+        domains.append(held_out_domain)
+    if config.split.flow == "generator_holdout":
+        if canonical_generator(held_out_generator) not in {canonical_generator(g) for g in generators}:
+            generators.append(held_out_generator)
+    return domains, generators
+
+
 def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> int:
     """Validate the window against the tokenizer and return the number of text tokens per window."""
     if not getattr(tokenizer, "is_fast", False):
@@ -429,10 +581,20 @@ def check_positions(max_length: int, position_limit: int | None, model_name: str
 
 # ----------------------------------------------------------------------------------------------- predict.py
 
+# A model without training_config.json is scored with windows of its positions, at most this many tokens (the
+# length most published encoders were trained at), overlapping by EXTERNAL_CHUNK_OVERLAP tokens.
+EXTERNAL_MAX_LENGTH = 512
+EXTERNAL_CHUNK_OVERLAP = 50
+
 
 @dataclass
 class PredictArguments:
-    model_path: str = field(**_help("output directory of train.py"))
+    model_path: list[str] = field(
+        **_help(
+            "output directory of train.py (or one of its checkpoint-N), or any sequence-classification model "
+            "directory or hub id; several: scored side by side on the same documents"
+        )
+    )
     input: str = field(**_help("JSONL, CSV, .txt, an M4 data directory, or '-' (stdin)"))
     input_format: Literal["auto", "jsonl", "csv", "txt", "m4_dir"] = field(
         default="auto", **_help("auto: by the file name (and, for stdin, by the first character)")
@@ -456,19 +618,64 @@ class PredictArguments:
     baseline_train: str | None = field(
         default=None, **_help("labelled input to fit the TF-IDF baseline on, for a side-by-side comparison")
     )
+    machine_label: list[str] | None = field(
+        default=None,
+        **_help(
+            "models without training_config.json: the id2label name of the machine class (default: found from "
+            "names such as machine, ai, fake, generated, chatgpt, LABEL_1); one for all models or one per "
+            "--model_path ('auto' to detect)"
+        ),
+    )
+    max_length: int | None = field(
+        default=None,
+        **_help(
+            "models without training_config.json: tokens per window (default: the model's positions, at most "
+            f"{EXTERNAL_MAX_LENGTH})"
+        ),
+    )
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
         _require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "in [0, 1]", self.threshold)
+        _require(self.max_length is None or self.max_length >= 2, "max_length", "at least 2", self.max_length)
         self.num_proc = capped_num_proc(self.num_proc)
         if self.baseline_train and not self.eval:
             raise UserError("--baseline_train is used only with --eval")
+        if self.machine_label and len(self.machine_label) not in (1, len(self.model_path)):
+            raise UserError(
+                f"--machine_label takes one name for every model or one per --model_path ({len(self.model_path)}), "
+                f"got {len(self.machine_label)}"
+            )
+
+    def machine_label_for(self, index: int) -> str | None:
+        """The --machine_label of the index-th --model_path (None: detect it from id2label)."""
+        if not self.machine_label:
+            return None
+        name = self.machine_label[0 if len(self.machine_label) == 1 else index]
+        return None if name.lower() == "auto" else name
 
 
 def parse_predict_args(argv: list[str] | None = None, description: str | None = None) -> PredictArguments:
     (arguments,) = CommandLineParser([PredictArguments], prog="predict.py", description=description).parse_dataclasses(
         argv
     )
+    return arguments
+
+
+# ----------------------------------------------------------------------------------------------- summarize_runs
+
+
+@dataclass
+class SummarizeArguments:
+    runs: list[str] = field(**_help("output directories of train.py runs (e.g. one per held-out domain)"))
+    output: str | None = field(default=None, **_help("also write the Markdown tables to this file"))
+
+
+def parse_summarize_args(argv: list[str] | None = None, description: str | None = None) -> SummarizeArguments:
+    parser = CommandLineParser(
+        [SummarizeArguments], prog="python -m m4_training.summarize_runs", description=description
+    )
+    (arguments,) = parser.parse_dataclasses(argv)
     return arguments
 
 
@@ -552,7 +759,13 @@ DEMO_MODEL_DIR = DEMO_DEFAULTS["output_dir"]
 
 @dataclass
 class AppArguments:
-    model_path: str | None = field(default=None, **_help("output directory of train.py (or use --demo)"))
+    model_path: str | None = field(
+        default=None,
+        **_help(
+            "output directory of train.py (or one of its checkpoint-N), or any sequence-classification model "
+            "directory or hub id (or use --demo)"
+        ),
+    )
     demo: bool = field(
         default=False,
         **_help(f"serve the demo model in {DEMO_MODEL_DIR}/, training it first (train.py --demo) if it has none"),
@@ -566,6 +779,20 @@ class AppArguments:
     precision: Literal["auto", "bf16", "fp16", "fp32"] = field(default="auto", **_help("GPU autocast"))
     short_text_tokens: int = field(
         default=50, **_help("texts with fewer tokens get a 'too short to judge reliably' note")
+    )
+    machine_label: str | None = field(
+        default=None,
+        **_help(
+            "a model without training_config.json: the id2label name of its machine class (default: found from "
+            "names such as machine, ai, fake, generated, chatgpt, LABEL_1)"
+        ),
+    )
+    max_length: int | None = field(
+        default=None,
+        **_help(
+            "a model without training_config.json: tokens per window (default: the model's positions, at most "
+            f"{EXTERNAL_MAX_LENGTH})"
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -584,6 +811,7 @@ class AppArguments:
         _require(self.max_batch_size >= 1, "max_batch_size", "at least 1", self.max_batch_size)
         _require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
         _require(self.short_text_tokens >= 0, "short_text_tokens", "at least 0", self.short_text_tokens)
+        _require(self.max_length is None or self.max_length >= 2, "max_length", "at least 2", self.max_length)
 
 
 def parse_app_args(argv: list[str] | None = None, description: str | None = None) -> AppArguments:

@@ -28,7 +28,7 @@ import chunking
 import data_loaders
 from data_loaders import Corpus
 from m4_training import splits
-from m4_training.config import TrainConfig, preparation_settings
+from m4_training.config import TrainConfig, loaded_selection, preparation_settings
 from m4_training.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class PreparedChunks:
 def input_files(config: TrainConfig) -> list[Path]:
     """The files a preparation with these settings reads (the same selection load_corpus makes)."""
     data = config.data
-    found = data_loaders.find_m4_files(Path(data.data_dir), data.train_domains, data.train_generators)
+    found = data_loaders.find_m4_files(Path(data.data_dir), *loaded_selection(config))
     return [path for path, _, _ in found] + ([Path(data.reddit_file)] if data.reddit_file else [])
 
 
@@ -96,8 +96,7 @@ def build(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, chunk_dir: Pa
     data, split_args, window = config.data, config.split, config.chunking
     corpus = data_loaders.load_corpus(
         data.data_dir,
-        data.train_domains,
-        data.train_generators,
+        *loaded_selection(config),
         data.reddit_file,
         data.normalize_digits,
         warn_missing=data.cache is None,  # with a cache, cache_key has looked the files up (and warned) already
@@ -111,6 +110,7 @@ def build(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, chunk_dir: Pa
         config.training.seed,
         data.max_train_samples,
         data.max_val_samples,
+        split_args.val_domain,
     )
     train_chunks, val_chunks = (
         chunking.chunk_documents(

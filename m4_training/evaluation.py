@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.pipeline import Pipeline
 from transformers import EvalPrediction
 
-from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, Corpus, Document
+from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, Corpus, Document, labels_of
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ BASELINE_COLUMN = "baseline_prob_machine"
 THRESHOLD_CHOSEN_HERE = "these documents"
 THRESHOLD_FROM_TRAINING = "the training run's validation documents"
 THRESHOLD_GIVEN = "the command line (--threshold)"
+# The fixed 0.5 of a model without training_config.json (predict.py).
+DEFAULT_THRESHOLD_SOURCE = "no documents: 0.5, the default of a model without training_config.json"
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
@@ -161,16 +163,26 @@ def build_baseline(seed: int = 0) -> Pipeline:
     )
 
 
-def tfidf_baseline_probs(
-    train_texts: Sequence[str], train_labels: Sequence[int], eval_texts: Sequence[str], seed: int = 0
-) -> np.ndarray:
-    """P(machine) for each evaluation text from a baseline fitted on the training texts (same order as given)."""
+def fit_baseline(train_texts: Sequence[str], train_labels: Sequence[int], seed: int = 0) -> Pipeline:
+    """The baseline fitted on the training texts, to score any number of evaluation sets."""
     labels = np.asarray(train_labels, dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise ValueError("the baseline needs human and machine training documents")
     model = build_baseline(seed).fit(list(train_texts), labels)
     logger.info("TF-IDF baseline fitted on %d documents (%d features)", len(labels), len(model[0].vocabulary_))
-    return model.predict_proba(list(eval_texts))[:, list(model.classes_).index(1)]
+    return model
+
+
+def baseline_machine_probs(model: Pipeline, texts: Sequence[str]) -> np.ndarray:
+    """P(machine) of each text (same order as given) from a fitted baseline."""
+    return model.predict_proba(list(texts))[:, list(model.classes_).index(1)]
+
+
+def tfidf_baseline_probs(
+    train_texts: Sequence[str], train_labels: Sequence[int], eval_texts: Sequence[str], seed: int = 0
+) -> np.ndarray:
+    """P(machine) for each evaluation text from a baseline fitted on the training texts (same order as given)."""
+    return baseline_machine_probs(fit_baseline(train_texts, train_labels, seed), eval_texts)
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -184,44 +196,67 @@ def documents_frame(documents: list[Document], corpus: Corpus) -> pd.DataFrame:
     )
 
 
+def labelled_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Scored documents of a labelled input (`input_label`) with the columns the metrics group by: `label` as
+    0/1, `domain` ("unknown" where the input has none), `generator` (human, else "unknown" where it has none)."""
+    labelled = predictions.assign(label=labels_of(predictions))
+    for column in ("domain", "generator"):
+        if column not in labelled:
+            labelled[column] = None
+    labelled["domain"] = labelled["domain"].fillna("unknown")
+    default_generator = np.where(labelled["label"] == 0, HUMAN_GENERATOR, "unknown")
+    labelled["generator"] = labelled["generator"].where(labelled["generator"].notna(), default_generator)
+    return labelled
+
+
 def _scored(predictions: pd.DataFrame, column: str) -> pd.DataFrame:
     return predictions.drop(columns=["prob_machine"]).rename(columns={column: "prob_machine"})
 
 
 def evaluate_predictions(
-    predictions: pd.DataFrame, target_fpr: float, threshold: float | None = None, threshold_given: bool = False
+    predictions: pd.DataFrame,
+    target_fpr: float,
+    threshold: float | None = None,
+    baseline_threshold: float | None = None,
+    chosen_on: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of labelled document predictions (`prob_machine`, optional `baseline_prob_machine`).
 
     Without `threshold` the threshold is chosen on these documents for `target_fpr` (training); with it
-    (prediction) the saved threshold is applied, or one the user gave (`threshold_given`). The baseline's
-    threshold is always chosen on these documents for the same target, so both models are compared at the same
-    false-positive budget, and also at 0.5.
+    (prediction, test sets) the given one is applied, and `chosen_on` says where it came from (default: the
+    training run's validation documents; THRESHOLD_GIVEN for --threshold). The baseline's threshold is chosen on
+    these documents for the same target, so both models are compared at the same false-positive budget, and also
+    at 0.5; with `baseline_threshold` (test sets) that one is applied instead.
     """
     chosen_here = threshold is None
     if chosen_here:
         threshold = choose_threshold(
             predictions["label"], predictions["prob_machine"], target_fpr, predictions["domain"]
         )
+    applied_from = chosen_on or THRESHOLD_FROM_TRAINING
     result = {
         "threshold": {
             "value": threshold,
             "target_fpr": target_fpr,
-            "chosen_on": THRESHOLD_CHOSEN_HERE
-            if chosen_here
-            else (THRESHOLD_GIVEN if threshold_given else THRESHOLD_FROM_TRAINING),
+            "chosen_on": THRESHOLD_CHOSEN_HERE if chosen_here else applied_from,
         },
         "document": document_metrics(predictions, threshold),
         "document_at_0.5": document_metrics(predictions, 0.5),
     }
     if BASELINE_COLUMN in predictions.columns:
         baseline = _scored(predictions, BASELINE_COLUMN)
-        baseline_threshold = choose_threshold(
-            baseline["label"], baseline["prob_machine"], target_fpr, baseline["domain"]
-        )
+        baseline_chosen_here = baseline_threshold is None
+        if baseline_chosen_here:
+            baseline_threshold = choose_threshold(
+                baseline["label"], baseline["prob_machine"], target_fpr, baseline["domain"]
+            )
         result["baseline"] = {
             "name": BASELINE_NAME,
-            "threshold": {"value": baseline_threshold, "target_fpr": target_fpr, "chosen_on": THRESHOLD_CHOSEN_HERE},
+            "threshold": {
+                "value": baseline_threshold,
+                "target_fpr": target_fpr,
+                "chosen_on": THRESHOLD_CHOSEN_HERE if baseline_chosen_here else applied_from,
+            },
             "document": document_metrics(baseline, baseline_threshold),
             "document_at_0.5": document_metrics(baseline, 0.5),
         }

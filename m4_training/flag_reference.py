@@ -37,6 +37,7 @@ def _parsers() -> dict[str, tuple[CommandLineParser, list[str]]]:
     parsers["app.py"] = (CommandLineParser([config.AppArguments]), field_names(config.AppArguments))
     for command, (dataclass_type, _) in config.PREPARE_COMMANDS.items():
         parsers[f"prepare_data.py {command}"] = (CommandLineParser([dataclass_type]), field_names(dataclass_type))
+    parsers["summarize_runs"] = (CommandLineParser([config.SummarizeArguments]), field_names(config.SummarizeArguments))
     return parsers
 
 

@@ -57,6 +57,14 @@ def load_config(name: str) -> PretrainedConfig | None:
         return None
 
 
+def load_pretrained_config(name: str) -> PretrainedConfig:
+    """A model's config as saved (its own labels), from a hub id or local directory."""
+    try:
+        return AutoConfig.from_pretrained(name)
+    except Exception as error:
+        raise _cannot_load("model config", name, error) from error
+
+
 def position_limit(config: PretrainedConfig | None) -> int | None:
     limit = getattr(config, "max_position_embeddings", None)
     if limit is not None and config.model_type in PADDING_OFFSET_FAMILIES:

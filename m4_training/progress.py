@@ -72,12 +72,18 @@ class TrainingProgress(ProgressCallback):
     """The training bar, log lines with plain numbers, a projected time after the first logged training steps,
     and evaluation bars only for evaluations long enough to need one."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Set again when training begins; these serve a `Trainer.evaluate` run without training.
+        self.started, self.first_step, self.projected, self.trained = time.monotonic(), 0, False, False
+
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self.started = time.monotonic()
         self.first_step = state.global_step  # above 0 when resuming
         self.projected = False
+        self.trained = False
         if args.disable_tqdm:
             self.training_bar, self.current_step = None, 0
         else:
@@ -109,8 +115,8 @@ class TrainingProgress(ProgressCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not state.is_world_process_zero or not logs:
-            return
+        if not state.is_world_process_zero or not logs or self.trained:
+            return  # after training: the final numbers logged for the trackers, printed as the summary tables
         self.write(format_log(logs, state.global_step, state.max_steps))
         steps_done = state.global_step - self.first_step
         if not self.projected and "loss" in logs and steps_done > 0:
@@ -126,6 +132,7 @@ class TrainingProgress(ProgressCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self.trained = True
         if self.training_bar is not None:
             super().on_train_end(args, state, control, **kwargs)
 

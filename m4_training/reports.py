@@ -9,15 +9,26 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, Corpus, Document
-from m4_training.evaluation import BASELINE_COLUMN, THRESHOLD_CHOSEN_HERE, THRESHOLD_GIVEN
+from m4_training.evaluation import BASELINE_COLUMN, DEFAULT_THRESHOLD_SOURCE, THRESHOLD_CHOSEN_HERE, THRESHOLD_GIVEN
 from m4_training.files import save_figure, write_text
 from m4_training.splits import Split, group_overlap
 
+FLOW_NAMES = {
+    "stratified": "stratified",
+    "generator_holdout": "generator hold-out",
+    "domain_holdout": "domain hold-out",
+}
+# Columns of the terminal summaries (format_metrics_summary, format_test_summary), after the row name.
+SUMMARY_COLUMNS = ("n", "acc", "F1", "recall", "FPR", "AUROC")
+GENERATOR_ROWS_NOTE = (
+    "Each `generator X + all human` row holds that generator's machine documents and every human document."
+)
 METRIC_COLUMNS = (
     ("n", "n"),
     ("accuracy", "accuracy"),
@@ -182,16 +193,13 @@ def format_metrics_summary(metrics: dict[str, Any], title: str = "Documents") ->
     baseline = metrics.get("baseline")
     entries = [("all", "all", document)]
     entries += [(f"domain {k}", ("by_domain", k), v) for k, v in document["by_domain"].items()]
-    entries += [
-        (f"generator {k}" + (" (human only)" if k == HUMAN_GENERATOR else " + all human"), ("by_generator", k), v)
-        for k, v in document["by_generator"].items()
-    ]
-    header = ["documents", "n", "acc", "F1", "recall", "FPR", "AUROC"]
+    entries += [(_generator_row(k), ("by_generator", k), v) for k, v in document["by_generator"].items()]
+    header = ["documents", *SUMMARY_COLUMNS]
     if baseline:
         header += [f"{baseline['name']} F1", f"{baseline['name']} AUROC"]
     rows = []
     for name, key, part in entries:
-        row = [name, part["n"], part["accuracy"], part["f1_macro"], part["recall"], part["fpr_human"], part["auroc"]]
+        row = [name, *_summary_cells(part)]
         if baseline:
             other = baseline["document"] if key == "all" else baseline["document"][key[0]].get(key[1], {})
             row += [other.get("f1_macro"), other.get("auroc")]
@@ -200,7 +208,7 @@ def format_metrics_summary(metrics: dict[str, Any], title: str = "Documents") ->
         f"{title} at the decision threshold {threshold['value']:.4f} (P(machine) >= threshold means "
         f"machine; {_threshold_origin(threshold)}):",
         format_table(header, rows),
-        "Each `generator X + all human` row holds that generator's machine documents and every human document.",
+        GENERATOR_ROWS_NOTE,
     ]
     if baseline:
         lines.append(
@@ -210,12 +218,67 @@ def format_metrics_summary(metrics: dict[str, Any], title: str = "Documents") ->
     return "\n".join(lines)
 
 
+def _generator_row(generator: str) -> str:
+    """A summary row's name: a generator's machine documents with every human one (human: the human ones only)."""
+    return f"generator {generator}" + (" (human only)" if generator == HUMAN_GENERATOR else " + all human")
+
+
+def _summary_cells(part: dict[str, Any]) -> list[Any]:
+    return [part["n"], part["accuracy"], part["f1_macro"], part["recall"], part["fpr_human"], part["auroc"]]
+
+
 def _threshold_origin(threshold: dict[str, Any]) -> str:
     """Where a threshold came from, in words, from metrics["threshold"]."""
     chosen_on = threshold["chosen_on"]
     if chosen_on == THRESHOLD_GIVEN:
         return "given with --threshold"
+    if chosen_on == DEFAULT_THRESHOLD_SOURCE:
+        return "the default 0.5 of a model without training_config.json, for no FPR target"
     return f"chosen on {chosen_on} for a human FPR of at most {threshold['target_fpr']:g} in every domain"
+
+
+def format_test_data_summary(test_sets: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of the test sets: documents read, overlap removed, what is left to score."""
+    rows = [
+        [
+            name,
+            summary["documents_read"],
+            summary["test_overlap_removed_by_split"]["train"],
+            summary["test_overlap_removed_by_split"]["validation"],
+            summary["documents"]["human"],
+            summary["documents"]["machine"],
+        ]
+        for name, summary in test_sets.items()
+    ]
+    header = ["test set", "read", "removed: in train", "removed: in val", "human", "machine"]
+    return format_table(header, rows)
+
+
+def format_test_summary(metrics: dict[str, Any]) -> str:
+    """Each test set's document metrics at the validation thresholds: the transformer and the baseline overall,
+    then the transformer per domain and generator, in the columns of `format_metrics_summary`."""
+    rows = []
+    for name, result in metrics["test"].items():
+        if "document" not in result:
+            rows.append([f"{name}: nothing left after overlap removal", 0, *[None] * (len(SUMMARY_COLUMNS) - 1)])
+            continue
+        entries = [(f"{name} (transformer)", result["document"])]
+        if "baseline" in result:
+            entries.append((f"{name} ({result['baseline']['name']})", result["baseline"]["document"]))
+        entries += [(f"  domain {k}", v) for k, v in result["document"]["by_domain"].items()]
+        entries += [(f"  {_generator_row(k)}", v) for k, v in result["document"]["by_generator"].items()]
+        rows += [[label, *_summary_cells(m)] for label, m in entries]
+    thresholds = f"transformer {metrics['threshold']['value']:.4f}"
+    if "baseline" in metrics:
+        thresholds += f", {metrics['baseline']['name']} {metrics['baseline']['threshold']['value']:.4f}"
+    return "\n".join(
+        [
+            f"Test sets (validation threshold; chose nothing): each model at its threshold chosen on this run's "
+            f"validation documents ({thresholds}):",
+            format_table(["test documents", *SUMMARY_COLUMNS], rows),
+            GENERATOR_ROWS_NOTE,
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------------------------- report.md
@@ -257,8 +320,9 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
     lines = [
         f"# {title}",
         "",
-        f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine), "
+        f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
         + _threshold_sentence(threshold),
+        *_selection_lines(metrics),
         "",
         "## All documents",
         "",
@@ -295,6 +359,7 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
         "",
         "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
     ]
+    lines += _test_set_lines(metrics)
     return "\n".join(lines) + "\n"
 
 
@@ -302,16 +367,78 @@ def _threshold_sentence(threshold: dict[str, Any]) -> str:
     """The rest of report.md's threshold sentence, true to where the threshold came from."""
     target = f"for a false-positive rate on human documents of at most {threshold['target_fpr']:g} in every domain"
     if threshold["chosen_on"] == THRESHOLD_GIVEN:
-        return "given with --threshold."
+        return ", given with --threshold."
+    if threshold["chosen_on"] == DEFAULT_THRESHOLD_SOURCE:
+        return (
+            ": the default for a model without training_config.json, chosen on no documents and for no "
+            "false-positive target; compare models by AUROC, or pass --threshold."
+        )
     if threshold["chosen_on"] == THRESHOLD_CHOSEN_HERE:
         return (
-            f"chosen on these documents {target}. A threshold chosen on the documents it is scored on is "
+            f", chosen on these documents {target}. A threshold chosen on the documents it is scored on is "
             "optimistic: expect a somewhat higher FPR on new human writing."
         )
     return (
-        f"chosen on {threshold['chosen_on']} {target}, and applied here unchanged: the rates below are measured "
+        f", chosen on {threshold['chosen_on']} {target}, and applied here unchanged: the rates below are measured "
         "on these documents, not fitted to them."
     )
+
+
+def _selection_lines(metrics: dict[str, Any]) -> list[str]:
+    """What each set of documents was used for (train.py's reports; predict.py's have no `selection`)."""
+    selection = metrics.get("selection")
+    if not selection:
+        return []
+    return [
+        "",
+        "## What chose what",
+        "",
+        f"- Validation documents chose the decision threshold; checkpoint: {selection['checkpoint']}. The validation "
+        f"numbers below are therefore {selection['validation_metrics']}.",
+        f"- Validation predictions: {selection['validation_predictions']}.",
+        f"- Test sets: {selection['test_sets']}"
+        + (" (their numbers are the unbiased ones)." if "test" in metrics else "."),
+    ]
+
+
+def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
+    """One section per --test_data set: its counts, the models at the validation thresholds, the breakdowns."""
+    if "test" not in metrics:
+        return []
+    metric_names = [name for _, name in METRIC_COLUMNS]
+    lines = [
+        "",
+        "## Test sets (not used for any choice)",
+        "",
+        "Scored once after training at the thresholds chosen on validation (the transformer's and the baseline's); "
+        "documents whose text is also a training or validation document are removed first and counted.",
+    ]
+    for name, result in metrics["test"].items():
+        removed = result["test_overlap_removed_by_split"]
+        lines += [
+            "",
+            f"### Test set `{name}`",
+            "",
+            f"From `{result['source']}`: {result['documents_read']} documents read, "
+            f"{result['test_overlap_removed']} removed as overlap ({removed['train']} also in training, "
+            f"{removed['validation']} also in validation), {result['documents']['human']} human and "
+            f"{result['documents']['machine']} machine documents scored.",
+        ]
+        if "document" not in result:
+            continue
+        lines += [
+            "",
+            format_table(
+                ["model", "threshold", *metric_names],
+                [[model, f"{t:.4f}", *_metric_cells(m)] for model, m, t in _models(result)],
+                markdown=True,
+            ),
+            "",
+            _breakdown(result, "by_domain", "domain"),
+            "",
+            _breakdown(result, "by_generator", "generator"),
+        ]
+    return lines
 
 
 def write_plots(report_dir: Path, predictions: pd.DataFrame, metrics: dict[str, Any]) -> None:
@@ -355,6 +482,97 @@ def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: p
     write_text(report_dir / "report.md", format_report(metrics, title))
 
 
+# ----------------------------------------------------------------------------------------------- comparison
+
+
+def _compared(comparison: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, evaluation) of each compared model, then the baseline."""
+    entries = list(comparison["models"].items())
+    if "baseline" in comparison:
+        entries.append((comparison["baseline"]["name"], comparison["baseline"]))
+    return entries
+
+
+def format_comparison_summary(comparison: dict[str, Any]) -> str:
+    """A plain-text table: one row per model (and the baseline) on the same documents, each at its threshold."""
+    rows = [
+        [name, f"{result['threshold']['value']:.4f}", *_summary_cells(result["document"])]
+        for name, result in _compared(comparison)
+    ]
+    origins = [f"{name}: {_threshold_origin(result['threshold'])}" for name, result in _compared(comparison)]
+    return "\n".join(
+        [
+            "Documents at each model's decision threshold (P(machine) >= threshold means machine):",
+            format_table(["model", "threshold", *SUMMARY_COLUMNS], rows),
+            "Thresholds: " + "; ".join(origins) + ".",
+        ]
+    )
+
+
+def format_comparison_report(comparison: dict[str, Any], title: str) -> str:
+    metric_names = [name for _, name in METRIC_COLUMNS]
+    rows = []
+    for name, result in _compared(comparison):
+        window = result.get("window")
+        rows.append(
+            [
+                name,
+                f"{result['threshold']['value']:.4f}",
+                result["threshold"]["chosen_on"],
+                f"{window['max_length']} / {window['chunk_overlap']}" if window else "-",
+                *_metric_cells(result["document"]),
+            ]
+        )
+    lines = [
+        f"# {title}",
+        "",
+        "Every model scored the same documents, each with its own settings: a train.py model with its "
+        "training_config.json (normalisation, window, threshold chosen on its validation documents), any other "
+        "model with its texts as written, windows of its positions and threshold 0.5. The thresholds differ in "
+        "where they come from, so accuracy, F1 and FPR compare operating points; AUROC compares the models.",
+        "",
+        format_table(["model", "threshold", "threshold chosen on", "window / overlap", *metric_names], rows, True),
+    ]
+    entries = _compared(comparison)
+    for key, heading in (("by_domain", "domain"), ("by_generator", "generator")):
+        values = sorted({value for _, result in entries for value in result["document"][key]})
+        header = [heading, *(f"{name} {metric}" for name, _ in entries for metric in ("F1", "AUROC"))]
+        table_rows = [
+            [value]
+            + [
+                result["document"][key].get(value, {}).get(metric)
+                for _, result in entries
+                for metric in ("f1_macro", "auroc")
+            ]
+            for value in values
+        ]
+        lines += ["", f"## By {heading} (at each model's threshold)", "", format_table(header, table_rows, True)]
+    lines += ["", "Plot: `roc.png` (a curve per model)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison_report(
+    report_dir: str | Path,
+    comparison: dict[str, Any],
+    labels: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    title: str,
+) -> None:
+    """report.md with a row per model and roc.png with a curve per model, all on the same documents."""
+    report_dir = Path(report_dir)
+    figure = Figure(figsize=(5.5, 5))
+    axes = figure.subplots()
+    if 0 < labels.sum() < len(labels):
+        for name, probs in probabilities.items():
+            RocCurveDisplay.from_predictions(labels, probs, name=name, ax=axes)
+        axes.legend(loc="lower right", fontsize="small")
+    else:
+        axes.text(0.5, 0.5, "ROC needs human and machine documents", ha="center", va="center")
+    axes.set_title("Document ROC")
+    save_figure(figure, report_dir / "roc.png")
+    write_text(report_dir / "report.md", format_comparison_report(comparison, title))
+
+
 # ----------------------------------------------------------------------------------------------- model card
 
 
@@ -363,7 +581,7 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
     model, data, split, chunking = settings["model"], settings["data"], settings["split"], settings["chunking"]
     threshold = metrics["threshold"]["value"]
     documents, chunks = data_report["documents"], data_report["chunks"]
-    holdout = data_report["split_flow"] != "stratified"
+    flow = data_report["split_flow"]
     summary = format_report(metrics, "Validation metrics").split("## All documents", 1)[1].split("## By domain")[0]
     reddit_file = data["reddit_file"]
     lines = [
@@ -402,13 +620,12 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
         "",
         f"M4 domains {', '.join(data['train_domains'])}; generators {', '.join(data['train_generators'])}; "
         + (f"human posts from `{Path(str(reddit_file)).name}`. " if reddit_file else "no Reddit file. ")
-        + f"Split: {'generator hold-out' if holdout else 'stratified'}, grouped (no group of a human text "
+        + f"Split: {FLOW_NAMES.get(flow, flow)}, grouped (no group of a human text "
         "and the machine texts made from it is on both sides), "
-        + (
-            f"validation generator `{split['val_generator']}` never trained on."
-            if holdout
-            else f"{split['validation_split']:g} of the documents in validation."
-        ),
+        + {
+            "generator_holdout": f"validation generator `{split['val_generator']}` never trained on.",
+            "domain_holdout": f"validation domain `{split.get('val_domain')}` never trained on.",
+        }.get(flow, f"{split['validation_split']:g} of the documents in validation."),
         "",
         format_table(
             ["", "train human", "train machine", "val human", "val machine"],
@@ -422,7 +639,12 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
         "## Validation metrics (documents)",
         summary.rstrip(),
         "",
-        "Per domain and per generator: `report.md`; every number: `metrics.json`.",
+        *_card_test_lines(metrics),
+        "Per domain and per generator: `report.md`; every number: `metrics.json`. The validation documents chose "
+        "the threshold"
+        + (" and the checkpoint" if settings["training"].get("load_best_model_at_end") else "")
+        + ", so their numbers are optimistic"
+        + ("; the test sets chose nothing." if "test" in metrics else "."),
         "",
         "## Intended use and limits",
         "",
@@ -438,6 +660,19 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
     return "\n".join(lines) + "\n"
 
 
+def _card_test_lines(metrics: dict[str, Any]) -> list[str]:
+    if "test" not in metrics:
+        return []
+    rows = [
+        [name, model, f"{t:.4f}", result["test_overlap_removed"], *_metric_cells(m)]
+        for name, result in metrics["test"].items()
+        if "document" in result
+        for model, m, t in _models(result)[::2]  # at the validation thresholds
+    ]
+    header = ["test set", "model", "threshold", "overlap removed", *(name for _, name in METRIC_COLUMNS)]
+    return ["## Test metrics (documents, held out)", "", format_table(header, rows, markdown=True), ""]
+
+
 def write_training_outputs(
     output_dir: str | Path,
     model_config: Any,
@@ -451,5 +686,7 @@ def write_training_outputs(
     model_config.detection_threshold = metrics["threshold"]["value"]
     model_config.detection_target_fpr = metrics["threshold"]["target_fpr"]
     model_config.save_pretrained(output_dir)
-    write_report(output_dir, metrics, predictions, "Validation report")
+    write_report(
+        output_dir, metrics, predictions, "Validation and test report" if "test" in metrics else "Validation report"
+    )
     write_text(output_dir / "README.md", format_model_card(metrics, data_report, settings))

@@ -33,6 +33,7 @@ RESULT_FILES = (
     "confusion_matrix.png",
     "roc.png",
 )
+RESULT_DIRS = ("test_predictions",)
 
 
 def _checkpoints(output_dir: Path) -> list[Path]:
@@ -60,6 +61,8 @@ def guard_output_dir(args: DetectorTrainingArguments) -> None:
             shutil.rmtree(checkpoint)
         for name in RESULT_FILES:
             (output_dir / name).unlink(missing_ok=True)
+        for name in RESULT_DIRS:
+            shutil.rmtree(output_dir / name, ignore_errors=True)
         logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
 
 
@@ -99,7 +102,7 @@ def callbacks(args: DetectorTrainingArguments) -> list[TrainerCallback]:
 
 def model_selection_summary(args: DetectorTrainingArguments, trainer: Any) -> dict[str, Any] | None:
     """For training_config.json: how the saved model was chosen (None: the last step's model)."""
-    if args.early_stopping_patience is None:
+    if not args.load_best_model_at_end:
         return None
     state = trainer.state
     return {

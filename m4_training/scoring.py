@@ -1,16 +1,22 @@
-"""Scoring documents with a trained detector: chunk probabilities in dataset order, aggregated per document.
+"""Scoring documents with a detector: chunk probabilities in dataset order, aggregated per document.
 
 The one scoring path of the end-of-training evaluation, predict.py and the page. Predictions are made with a
 sequential loader this module owns, never with `Trainer.predict`: with length-grouped sampling transformers 5
 also reorders the evaluation sampler, and positions would no longer match documents. Chunks are matched to
 documents by `doc_id`, never by position.
+
+A detector is a train.py output directory (scored with its training_config.json), a checkpoint-N directory of
+one (scored with its run's settings) or any sequence-classification model, local or on the hub (scored with
+defaults, its machine class found from `id2label`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import logging
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,14 +28,33 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import chunking
+from data_loaders import normalize_text
 from m4_training import modeling
 from m4_training.cli import UserError, one_line
-from m4_training.config import resolve_precision
+from m4_training.config import (
+    EXTERNAL_CHUNK_OVERLAP,
+    EXTERNAL_MAX_LENGTH,
+    check_positions,
+    check_window,
+    resolve_precision,
+)
 from m4_training.evaluation import aggregate_documents
 
+logger = logging.getLogger(__name__)
+
 SHOW_PROGRESS_FROM_CHUNKS = 512
+TRAINING_CONFIG = "training_config.json"
+# Where a Detector's settings come from (`Detector.settings_from`).
+RUN_OF_CHECKPOINT = "training_config.json of the checkpoint's run"
+MODEL_DEFAULTS = "defaults for a model without training_config.json"
+# Words in id2label names that mark the machine class (and the human one) of published detectors:
+# "machine-generated", "AI", "Fake", "ChatGPT", ... ; LABEL_1 is transformers' name for an unnamed label 1.
+MACHINE_WORDS = {"machine", "ai", "fake", "generated", "chatgpt", "gpt", "llm", "synthetic", "artificial", "bot"}
+HUMAN_WORDS = {"human", "real", "original", "authentic", "genuine"}
+UNNAMED_LABELS = {"label_0": "human", "label_1": "machine"}
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -50,8 +75,9 @@ def predict_chunk_probs(
     batch_size: int = 64,
     dtype: torch.dtype | None = None,
     show_progress: bool | None = None,
+    machine_index: int = 1,
 ) -> np.ndarray:
-    """P(machine) for every chunk, in the dataset's order.
+    """P(machine) for every chunk, in the dataset's order: the softmax at the machine label's index.
 
     Chunks are run longest first so that batches hold similar lengths (little padding), and the results
     are put back into the dataset's order before they are returned.
@@ -73,7 +99,7 @@ def predict_chunk_probs(
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "labels"}
         with _autocast(device, dtype):
             logits = model(**batch).logits
-        probs.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
+        probs.append(torch.softmax(logits.float(), dim=-1)[:, machine_index].cpu().numpy())
     model.train(was_training)
     in_dataset_order = np.zeros(len(chunks))
     in_dataset_order[order] = np.concatenate(probs) if probs else []
@@ -88,9 +114,10 @@ def score_chunks(
     batch_size: int,
     dtype: torch.dtype | None,
     aggregate: str = "mean",
+    machine_index: int = 1,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Per document (a row of `documents` with its `doc_id`): `prob_machine` and `n_chunks`; plus chunk probs."""
-    probs = predict_chunk_probs(model, chunks, tokenizer, batch_size, dtype)
+    probs = predict_chunk_probs(model, chunks, tokenizer, batch_size, dtype, machine_index=machine_index)
     doc_ids = chunking.column_array(chunks, "doc_id")
     return aggregate_documents(doc_ids, probs, documents, how=aggregate), probs
 
@@ -105,23 +132,65 @@ def score_texts(
     dtype: torch.dtype | None = None,
     aggregate: str = "mean",
     num_proc: int | None = None,
+    machine_index: int = 1,
 ) -> tuple[pd.DataFrame, Dataset, np.ndarray]:
     """Chunk normalised texts and score them: per text (in order) `prob_machine` and `n_chunks`; the chunks
     (with their `doc_id` = position of the text) and each chunk's probability."""
     chunks = chunking.chunk_documents(chunking.text_dataset(list(texts)), tokenizer, max_length, overlap, num_proc)
     frame = pd.DataFrame({"doc_id": np.arange(len(texts))})
-    scored, probs = score_chunks(model, tokenizer, chunks, frame, batch_size, dtype, aggregate)
+    scored, probs = score_chunks(model, tokenizer, chunks, frame, batch_size, dtype, aggregate, machine_index)
     return scored, chunks, probs
+
+
+def _label_kind(name: str, n_labels: int) -> str | None:
+    """ "machine", "human" or None (cannot tell) for one id2label name."""
+    name = name.strip().lower()
+    if name in UNNAMED_LABELS:
+        return UNNAMED_LABELS[name] if n_labels == 2 else None
+    words = set(re.split(r"[^a-z0-9]+", name))
+    machine, human = bool(words & MACHINE_WORDS), bool(words & HUMAN_WORDS)
+    if machine == human:
+        return None
+    return "machine" if machine else "human"
+
+
+def machine_label_index(id2label: Mapping[int, str], machine_label: str | None = None, source: str = "") -> int:
+    """The index of the machine class in a model's id2label: the label named `machine_label` if given, else the
+    one label whose name says machine (or, with two labels, the other one of a single human-like label).
+
+    Anything ambiguous is a one-line error that lists id2label, so a score is never silently inverted.
+    """
+    labels = {int(index): str(name) for index, name in id2label.items()}
+    listing = "{" + ", ".join(f"{index}: {name}" for index, name in sorted(labels.items())) + "}"
+    where = f"{source}: " if source else ""
+    if machine_label is not None:
+        matches = [index for index, name in labels.items() if name.strip().lower() == machine_label.strip().lower()]
+        if len(matches) != 1:
+            raise UserError(
+                f"{where}--machine_label {machine_label} is not one of the model's labels: id2label {listing}"
+            )
+        return matches[0]
+    kinds = {index: _label_kind(name, len(labels)) for index, name in labels.items()}
+    machine = [index for index, kind in kinds.items() if kind == "machine"]
+    human = [index for index, kind in kinds.items() if kind == "human"]
+    if len(machine) == 1:
+        return machine[0]
+    if not machine and len(human) == 1 and len(labels) == 2:
+        return next(index for index in labels if index != human[0])
+    raise UserError(
+        f"{where}cannot tell which label is the machine class from id2label {listing}; name it with --machine_label"
+    )
 
 
 @dataclass
 class Detector:
-    """A trained detector and the settings it was trained with, which scoring must repeat.
+    """A detector and the settings scoring must repeat: those it was trained with (train.py) or defaults.
 
-    The weights are loaded when first used, so bad input is reported before that cost.
+    The weights are loaded when first used, so bad input is reported before that cost. `normalize_whitespace`
+    False (models not trained by train.py) means texts are scored as written: no normalisation at all.
     """
 
-    path: Path
+    path: Path | str
     tokenizer: PreTrainedTokenizerBase
     normalize_digits: bool
     max_length: int
@@ -130,6 +199,13 @@ class Detector:
     target_fpr: float | None
     domains: list[str] | None
     generators: list[str] | None
+    machine_index: int = 1
+    normalize_whitespace: bool = True
+    settings_from: str = TRAINING_CONFIG
+
+    def normalize(self, text: str) -> str:
+        """A text as this detector's training saw it (unchanged for a model not trained by train.py)."""
+        return normalize_text(text, self.normalize_digits) if self.normalize_whitespace else text
 
     def score(
         self,
@@ -150,6 +226,7 @@ class Detector:
             dtype,
             aggregate,
             num_proc,
+            self.machine_index,
         )
 
     @cached_property
@@ -161,16 +238,22 @@ class Detector:
         return model.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_detector(model_path: str | Path) -> Detector:
-    """The model directory written by train.py: tokenizer, training_config.json and (when used) the weights."""
-    model_path = Path(model_path)
-    if not model_path.is_dir():
-        raise UserError(f"model directory not found: {model_path}")
-    path = model_path / "training_config.json"
-    if not path.is_file():
-        raise UserError(f"{model_path} has no training_config.json; predict.py needs a directory written by train.py")
+def load_detector(model_path: str | Path, machine_label: str | None = None, max_length: int | None = None) -> Detector:
+    """A detector from a train.py output directory, a checkpoint-N directory of one, or any sequence-classification
+    model directory or hub id (tokenizer and settings now; the weights when first used).
+
+    `machine_label` names the machine class in id2label (default: detected); `max_length` sets the window of a
+    model without training_config.json (default: its positions, at most EXTERNAL_MAX_LENGTH).
+    """
+    path = Path(model_path)
+    run_dir = _run_directory(path)
+    if run_dir is None:
+        return _external_detector(str(model_path), machine_label, max_length)
+    if max_length is not None:
+        logger.warning("--max_length is ignored for %s: it is scored with the window it was trained with", path)
+    config_path = run_dir / TRAINING_CONFIG
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(config_path.read_text(encoding="utf-8"))
         data = config.get("arguments", {}).get("data", {})
         settings = {
             "normalize_digits": bool(config["normalization"]["normalize_digits"]),
@@ -182,8 +265,83 @@ def load_detector(model_path: str | Path) -> Detector:
             "generators": data.get("train_generators"),
         }
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-        raise UserError(f"{path}: unreadable or incomplete training config ({error!r})") from error
-    return Detector(model_path, modeling.load_tokenizer(str(model_path)), **settings)
+        raise UserError(f"{config_path}: unreadable or incomplete training config ({error!r})") from error
+    model_config = modeling.load_pretrained_config(str(path))
+    machine_index = machine_label_index(model_config.id2label, machine_label, str(path))
+    settings_from = TRAINING_CONFIG if run_dir == path else RUN_OF_CHECKPOINT
+    tokenizer = _tokenizer(path, run_dir)
+    return Detector(path, tokenizer, **settings, machine_index=machine_index, settings_from=settings_from)
+
+
+def _run_directory(path: Path) -> Path | None:
+    """The train.py run whose settings score `path`: itself, or the parent of a checkpoint-N; None for others."""
+    if (path / TRAINING_CONFIG).is_file():
+        return path
+    if path.is_dir() and path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and (path / "trainer_state.json").is_file():
+        if (path.parent / TRAINING_CONFIG).is_file():
+            return path.parent
+        raise UserError(
+            f"{path} is a checkpoint of a run that has not finished ({path.parent} has no {TRAINING_CONFIG} with "
+            "its threshold and window); finish or resume that run first"
+        )
+    return None
+
+
+def _tokenizer(path: Path, run_dir: Path) -> PreTrainedTokenizerBase:
+    """A checkpoint holds the tokenizer the Trainer saved with it; the run's directory has it too."""
+    has_own = any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+    return modeling.load_tokenizer(str(path if has_own else run_dir))
+
+
+def _external_detector(name: str, machine_label: str | None, max_length: int | None) -> Detector:
+    """Any sequence-classification model: its own window (capped), no normalisation, threshold 0.5."""
+    local = Path(name)
+    if local.exists() and not local.is_dir():
+        raise UserError(f"--model_path {name} is a file; pass a model directory or a hub id")
+    if not local.exists() and (local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1):
+        raise UserError(f"model directory not found: {name}")
+    config = modeling.load_pretrained_config(name)
+    architectures = list(getattr(config, "architectures", None) or [])
+    if not any(architecture.endswith("ForSequenceClassification") for architecture in architectures):
+        raise UserError(
+            f"{name} is not a sequence-classification model (architectures: {', '.join(architectures) or 'none'}); "
+            "pass a train.py output directory or a detector fine-tuned for text classification"
+        )
+    machine_index = machine_label_index(config.id2label, machine_label, name)
+    tokenizer = modeling.load_tokenizer(name)
+    positions = modeling.position_limit(config)
+    if max_length is None:
+        limits = [
+            EXTERNAL_MAX_LENGTH,
+            positions,
+            tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else None,
+        ]
+        max_length = min(limit for limit in limits if limit is not None)
+    check_positions(max_length, positions, name)
+    content = check_window(tokenizer, max_length, 0)
+    overlap = min(EXTERNAL_CHUNK_OVERLAP, content // 2)
+    logger.info(
+        "%s has no %s: windows of %d tokens (overlap %d), texts as written, threshold 0.5, machine label %r",
+        name,
+        TRAINING_CONFIG,
+        max_length,
+        overlap,
+        config.id2label[machine_index],
+    )
+    return Detector(
+        path=name,
+        tokenizer=tokenizer,
+        normalize_digits=False,
+        max_length=max_length,
+        chunk_overlap=overlap,
+        threshold=0.5,
+        target_fpr=None,
+        domains=None,
+        generators=None,
+        machine_index=machine_index,
+        normalize_whitespace=False,
+        settings_from=MODEL_DEFAULTS,
+    )
 
 
 def covering_mean(window_tokens: np.ndarray, window_probs: np.ndarray, n_tokens: int) -> np.ndarray:

@@ -1,9 +1,10 @@
 """What the detector page and its HTTP API compute, apart from the web framework (app.py holds the Gradio part).
 
-Everything is scored by predict.py's path: texts normalised with the model's settings, cut into the windows of its
-training_config.json, scored by `Detector.score` and averaged; uploads are read by predict.py's reader and
-written as its rows. A text typed on the page is scored by `score_windows`, the same call with each window laid
-over the text, so the page can shade the passages that drive the score.
+Everything is scored by predict.py's path: texts normalised as the model was trained (`Detector.normalize`: not at
+all for a model not trained by train.py), cut into the model's windows, scored by `Detector.score` at its machine
+label and averaged; uploads are read by predict.py's reader and written as its rows. A text typed on the page is
+scored by `score_windows`, the same call with each window laid over the text, so the page can shade the passages
+that drive the score.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ from m4_training.cli import UserError
 from m4_training.config import DEMO_MODEL_DIR, AppArguments, PredictArguments
 from m4_training.files import write_jsonl
 from m4_training.reports import format_table
-from m4_training.scoring import Detector, WindowScores, autocast_dtype, score_windows
+from m4_training.scoring import (
+    MODEL_DEFAULTS,
+    RUN_OF_CHECKPOINT,
+    TRAINING_CONFIG,
+    Detector,
+    WindowScores,
+    autocast_dtype,
+    score_windows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +101,9 @@ class DetectorService:
         self.dtype = autocast_dtype(settings.precision)
         # predict.py's settings, so uploads and API calls are read and scored exactly as predict.py does.
         self.predict_args = PredictArguments(
-            model_path=str(detector.path), input="-", batch_size=settings.batch_size, precision=settings.precision
+            model_path=[str(detector.path)], input="-", batch_size=settings.batch_size, precision=settings.precision
         )
+        self.reading = predict.Reading.for_detectors([detector], self.predict_args)
         self.workdir = Path(tempfile.mkdtemp(prefix="m4-detector-app-"))
 
     @property
@@ -125,17 +135,21 @@ class DetectorService:
                 results[i].message = message
             else:
                 todo.append(i)
-        normalised = [normalize_text(texts[i], self.detector.normalize_digits) for i in todo]
+        normalised = [self.detector.normalize(texts[i]) for i in todo]
         scored = score_windows(self.detector, normalised, self.settings.batch_size, self.dtype) if todo else []
         for i, windows in zip(todo, scored):
             results[i] = TextResult(
                 prob_machine=windows.prob_machine,
                 label=self.label(windows.prob_machine),
                 windows=windows,
-                display_text=normalize_text(texts[i], False),
+                display_text=self.display_text(texts[i]),
                 too_short=windows.n_tokens < self.settings.short_text_tokens,
             )
         return results
+
+    def display_text(self, text: str) -> str:
+        """The text as scored, with its original digits (digits map one to one, so the windows' offsets hold)."""
+        return normalize_text(text, False) if self.detector.normalize_whitespace else text
 
     # ------------------------------------------------------------------------------------------- API
 
@@ -178,7 +192,7 @@ class DetectorService:
         path = self.workdir / f"request-{index}.jsonl"
         write_jsonl(path, items)
         try:
-            return predict.read(str(path), "jsonl", self.detector, self.predict_args)
+            return predict.read(str(path), "jsonl", self.reading, self.predict_args)
         finally:
             path.unlink(missing_ok=True)
 
@@ -195,8 +209,8 @@ class DetectorService:
                 f"{path.name} is {size_mb:.1f} MB; the page takes files up to {self.settings.max_upload_mb:g} MB "
                 "(app.py --max_upload_mb); score larger files with predict.py"
             )
-        documents = predict.read(str(path), "auto", self.detector, self.predict_args)
-        predictions = predict.score_documents(documents, self.detector, self.predict_args)
+        documents = predict.read(str(path), "auto", self.reading, self.predict_args)
+        predictions = predict.score_documents(documents, self.detector, self.predict_args, self.reading)
         rows = predict.output_rows(predictions, self.threshold)
         output = Path(tempfile.mkdtemp(dir=self.workdir)) / f"{path.stem}.predictions.jsonl"
         write_jsonl(output, rows)
@@ -312,19 +326,36 @@ def model_card_limits(model_dir: Path) -> list[str]:
 
 def model_description(detector: Detector) -> str:
     """The panel that says what the model is: its data, threshold, validation metrics and limits (Markdown)."""
-    config = _read_json(detector.path / "training_config.json") or {}
-    metrics = _read_json(detector.path / "metrics.json") or config.get("final_metrics") or {}
+    path = Path(detector.path)
+    run_dir = path.parent if detector.settings_from == RUN_OF_CHECKPOINT else path
+    config = _read_json(run_dir / TRAINING_CONFIG) or {}
+    metrics = {}
+    if detector.settings_from == TRAINING_CONFIG:  # a run's metrics.json is its final model's, not a checkpoint's
+        metrics = _read_json(path / "metrics.json") or config.get("final_metrics") or {}
     arguments = config.get("arguments", {})
     base = arguments.get("model", {}).get("model")
-    lines = [f"**Model** `{detector.path}`" + (f", fine-tuned from `{base}`" if base else "") + "."]
+    if detector.settings_from == MODEL_DEFAULTS:
+        machine_label = detector.model.config.id2label[detector.machine_index]
+        lines = [
+            f"**Model** `{detector.path}`, not trained by train.py (no {TRAINING_CONFIG}); its machine class is "
+            f"the label `{machine_label}`."
+        ]
+        normalisation = "texts scored as written (no normalisation)."
+    else:
+        lines = [f"**Model** `{detector.path}`" + (f", fine-tuned from `{base}`" if base else "") + "."]
+        normalisation = "whitespace normalised" + (", digits mapped to 0." if detector.normalize_digits else ".")
     lines.append(
         f"Scored in windows of {detector.max_length} tokens ({detector.chunk_overlap} shared), averaged per text; "
-        "whitespace normalised" + (", digits mapped to 0." if detector.normalize_digits else ".")
+        + normalisation
     )
     target = ""
     if detector.target_fpr is not None:
         target = f", chosen for a false-positive rate of at most {detector.target_fpr:g} on the validation human "
         target += "documents of every domain"
+        if detector.settings_from == RUN_OF_CHECKPOINT:
+            target += " by the run this checkpoint belongs to (for its final model)"
+    elif detector.settings_from == MODEL_DEFAULTS:
+        target = ": the default for a model without training_config.json, chosen on no documents"
     lines.append(f"**Decision threshold** {detector.threshold:.4f} on P(machine){target}.")
     summary = config.get("data_summary")
     data = arguments.get("data", {})
@@ -356,8 +387,8 @@ def model_description(detector: Detector) -> str:
             )
         )
     else:
-        lines.append("**Validation metrics**: none recorded in this directory (no metrics.json).")
-    limits = model_card_limits(detector.path)
+        lines.append("**Validation metrics**: none recorded for this model (no metrics.json in its directory).")
+    limits = model_card_limits(path)
     if limits:
         lines.append("**Limits** (from the model card)\n\n" + "\n".join(f"- {limit}" for limit in limits))
     return "\n\n".join(lines)

@@ -1,7 +1,8 @@
 """Train/validation splits that never separate a group: a human text and the machine texts made from it.
 
-Two flows: a grouped split stratified by label within each domain, and the generator hold-out, whose validation
-generator is never trained on (rules in TRAINING_GUIDE_COMPLETE.md). Both are seeded and deterministic.
+Three flows: a grouped split stratified by label within each domain, the generator hold-out, whose validation
+generator is never trained on, and the domain hold-out (leave-one-domain-out), whose validation domain is never
+trained on (rules in TRAINING_GUIDE_COMPLETE.md). All are seeded and deterministic.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def generator_holdout_split(
     if not any(val_generator in gens for gens in found.values()):
         listing = "; ".join(f"{d}: {', '.join(g)}" for d, g in found.items()) or "none"
         raise UserError(
-            f"--val_generator {val_generator} is not in the loaded data (add it to --train_generators, or pick "
-            f"one of the generators found per domain: {listing})"
+            f"--val_generator {val_generator} is not in the loaded data (no <domain>_{val_generator}.jsonl file "
+            f"in --data_dir for --train_domains; generators found per domain: {listing})"
         )
     rng = random.Random(seed)
     groups = _groups(corpus.documents)
@@ -104,10 +105,51 @@ def generator_holdout_split(
                 split.train.append(doc)
     m4_group_set = set(m4_group_ids)
     reddit_group_ids = [gid for gid in groups if gid not in m4_group_set]
-    rng.shuffle(reddit_group_ids)
-    n_reddit_val = round(reddit_val_fraction * len(reddit_group_ids))
-    for position, gid in enumerate(reddit_group_ids):
-        (split.val if position < n_reddit_val else split.train).extend(groups[gid])
+    _split_reddit_groups(split, groups, reddit_group_ids, reddit_val_fraction, rng)
+    split.train.sort(key=lambda doc: doc.doc_id)
+    split.val.sort(key=lambda doc: doc.doc_id)
+    return split
+
+
+def _split_reddit_groups(
+    split: Split, groups: dict[int, list[Document]], group_ids: list[int], fraction: float, rng: random.Random
+) -> None:
+    """A seeded `fraction` of the Reddit-file posts (one group each) to validation, the rest to training."""
+    rng.shuffle(group_ids)
+    n_val = round(fraction * len(group_ids))
+    for position, gid in enumerate(group_ids):
+        (split.val if position < n_val else split.train).extend(groups[gid])
+
+
+def domain_holdout_split(corpus: Corpus, val_domain: str, reddit_val_fraction: float, seed: int) -> Split:
+    """Validate on a domain never seen in training (leave-one-domain-out); rules in TRAINING_GUIDE_COMPLETE.md.
+
+    Every group with a document of `val_domain` is validation, and only its `val_domain` documents are kept
+    there (any other is dropped, counted); the other M4 groups are training. The Reddit-file posts are split by
+    `reddit_val_fraction` as in the generator hold-out, unless they are the held-out domain themselves.
+    """
+    val_domain = val_domain.lower()
+    groups = _groups(corpus.documents)
+    domains = sorted({doc.domain for doc in corpus.documents})
+    if val_domain not in domains:
+        raise UserError(
+            f"--val_domain {val_domain} is not in the loaded data (no <domain>_<generator>.jsonl file of it in "
+            f"--data_dir for the loaded generators); domains found: {', '.join(domains) or 'none'}"
+        )
+    split = Split(train=[], val=[], flow="domain_holdout")
+    reddit_group_ids = []
+    for gid, members in groups.items():
+        if any(doc.domain == val_domain for doc in members):
+            for doc in members:
+                if doc.domain == val_domain:
+                    split.val.append(doc)
+                else:
+                    split.drop(doc, "other_domain_in_validation_group")
+        elif any(corpus.from_m4(doc) for doc in members):
+            split.train.extend(members)
+        else:
+            reddit_group_ids.append(gid)
+    _split_reddit_groups(split, groups, reddit_group_ids, reddit_val_fraction, random.Random(seed))
     split.train.sort(key=lambda doc: doc.doc_id)
     split.val.sort(key=lambda doc: doc.doc_id)
     return split
@@ -137,9 +179,12 @@ def split_corpus(
     seed: int,
     max_train_samples: int | None = None,
     max_val_samples: int | None = None,
+    val_domain: str | None = None,
 ) -> Split:
     """Split into train/val (grouped, leak-free), then sample the requested number of documents."""
-    if stratified:
+    if val_domain is not None:
+        split = domain_holdout_split(corpus, val_domain, reddit_val_fraction, seed)
+    elif stratified:
         split = stratified_group_split(corpus.documents, validation_split, seed)
     else:
         split = generator_holdout_split(corpus, val_generator, validation_split, reddit_val_fraction, seed)

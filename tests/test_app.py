@@ -192,6 +192,28 @@ def test_model_panel_shows_data_threshold_metrics_and_limits(service, demo_run):
     assert "Generators not in the training data" in panel
 
 
+def test_a_model_without_training_config_is_served_as_predict_scores_it(tiny_model_dir, tmp_path, capsys):
+    """Texts as written (no normalisation it was not trained with), P(machine) at its machine label's index."""
+    from test_any_detector import build_detector, softmax_of
+
+    model_dir = build_detector(tmp_path / "published", tiny_model_dir, {0: "Fake", 1: "Real"})
+    service = serving.DetectorService(load_detector(model_dir), AppArguments(model_path=str(model_dir)))
+    text = "Moreover  the city water system\n\nplays a crucial role in 1999"
+    (page,) = service.score_page_texts([text])
+    assert page.windows.text == text and page.display_text == text
+    assert page.prob_machine == pytest.approx(float(softmax_of(model_dir, text)[0]), abs=1e-5)
+    assert page.label == ("machine" if page.prob_machine >= 0.5 else "human")
+    upload = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": text}, {"text": LONG_TEXT}])
+    expected = predict_rows(model_dir, upload, capsys)
+    assert expected[0]["prob_machine"] == pytest.approx(page.prob_machine, abs=1e-7)
+    rows, output = service.score_upload(upload)
+    assert rows == expected and output.read_text().splitlines()[0] == json.dumps(expected[0])
+    assert service.score_requests([[text]])[0] == [expected[0] | {"id": 1}]
+    panel = serving.model_description(service.detector)
+    assert "its machine class is the label `Fake`" in panel and "texts scored as written" in panel
+    assert "**Decision threshold** 0.5000 on P(machine): the default for a model without" in panel
+
+
 def test_examples_are_written_by_the_project():
     examples = serving.example_texts()
     assert len(examples) == 4 and examples == serving.example_texts()  # seeded

@@ -24,6 +24,7 @@ from m4_training.flag_reference import guide_tables, tables
 DOCS = ("README.md", "TRAINING_GUIDE_COMPLETE.md")
 SHELL_SCRIPTS = ("example_commands.sh", "setup_runpod.sh")
 PYTHON_SCRIPTS = ("train.py", "predict.py", "prepare_data.py", "app.py")
+PYTHON_MODULES = ("m4_training.summarize_runs",)  # run as `python -m MODULE`
 COMMAND_ENDS = {"&&", "||", "|", ";", ">", ">>", "2>&1", "<", "then", "do"}
 # Flags of the launchers and tools the docs show next to our scripts (checked nowhere else).
 OTHER_TOOL_FLAGS = {
@@ -40,6 +41,7 @@ OTHER_TOOL_FLAGS = {
     "--mixed_precision",
 }
 FLAG = re.compile(r"^--[A-Za-z][\w-]*")
+SWEEP_RECIPES = {"leave-one-domain-out": "--val_domain", "leave-one-generator-out": "--val_generator"}
 
 
 # ----------------------------------------------------------------------------------------------- parsers
@@ -51,6 +53,7 @@ def script_parser(script: str) -> argparse.ArgumentParser:
         "predict.py": lambda: CommandLineParser([config.PredictArguments]),
         "prepare_data.py": config.prepare_parser,
         "app.py": lambda: CommandLineParser([config.AppArguments]),
+        "m4_training.summarize_runs": lambda: CommandLineParser([config.SummarizeArguments]),
     }
     if script not in parsers:
         pytest.fail(f"the docs use {script}, which has no parser")
@@ -117,7 +120,7 @@ def script_invocations(line: str) -> list[tuple[str, list[str]]]:
     found = []
     for index, token in enumerate(tokens):
         name = token.split("/")[-1].lstrip("(")
-        if name in PYTHON_SCRIPTS + SHELL_SCRIPTS:
+        if name in PYTHON_SCRIPTS + SHELL_SCRIPTS + PYTHON_MODULES:
             rest = []
             for item in tokens[index + 1 :]:
                 if item in COMMAND_ENDS:
@@ -143,7 +146,7 @@ def check_invocation(script: str, args: list[str], where: str) -> list[str]:
         )
         if printed.returncode != 0:
             return [f"{where}: example_commands.sh has no recipe {recipe_args[0]}"]
-        (target, target_args), *_ = script_invocations(printed.stdout)
+        (target, target_args), *_ = script_invocations(printed.stdout.splitlines()[0])  # a sweep prints several
         subcommand = [a for a in target_args[:1] if not a.startswith("-")]
         return check_invocation(target, subcommand + recipe_args[1:], where)
     if script in SHELL_SCRIPTS:
@@ -167,8 +170,8 @@ def file_command_lines(name: str) -> list[str]:
 
 def all_known_flags() -> set[str]:
     known = set(OTHER_TOOL_FLAGS)
-    for script in PYTHON_SCRIPTS:
-        if (ROOT / script).is_file():
+    for script in PYTHON_SCRIPTS + PYTHON_MODULES:
+        if script in PYTHON_MODULES or (ROOT / script).is_file():
             parser = script_parser(script)
             known |= set(parser._option_string_actions)
             for action in parser._actions:
@@ -210,12 +213,20 @@ def test_every_recipe_prints_a_valid_command():
         result = subprocess.run(
             ["bash", str(ROOT / "example_commands.sh"), "--print", name], capture_output=True, text=True, check=True
         )
-        invocations = script_invocations(result.stdout)
-        assert len(invocations) == 1, f"{name}: {result.stdout}"
-        script, args = invocations[0]
-        problems += check_invocation(script, args, f"recipe {name}")
-        if script == "train.py" and name not in ("demo", "holdout"):
-            assert {"--use_class_weights", "--stratified_split"} <= set(args), name
+        invocations = [found for line in result.stdout.splitlines() for found in script_invocations(line)]
+        if name in SWEEP_RECIPES:  # one training per held-out item, each holding out its own
+            flag = SWEEP_RECIPES[name]
+            *runs, (last, summary_args) = invocations
+            assert len(runs) >= 2 and all(script == "train.py" for script, _ in runs), name
+            held_out = [args[args.index(flag) + 1] for _, args in runs]
+            assert len(set(held_out)) == len(held_out), f"{name}: {held_out}"
+            assert last == "m4_training.summarize_runs" and summary_args.count("--runs") == 1, name
+        else:
+            assert len(invocations) == 1, f"{name}: {result.stdout}"
+        for script, args in invocations:
+            problems += check_invocation(script, args, f"recipe {name}")
+            if script == "train.py" and name not in ("demo", "holdout", *SWEEP_RECIPES):
+                assert {"--use_class_weights", "--stratified_split"} <= set(args), name
     assert not problems, "\n".join(problems)
 
 

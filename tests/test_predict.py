@@ -166,7 +166,7 @@ def test_hf_pipeline_returns_human_machine_labels(demo_run, tmp_path, capsys):
         ("empty_file", "empty input"),
         ("no_row_with_text", "no usable document in 2 rows (skipped: {'text_missing': 1, 'text_empty': 1})"),
         ("csv_without_text_column", "no text column (text, body, selftext) in the CSV header; columns: id, content"),
-        ("model_without_training_config", "has no training_config.json"),
+        ("model_without_classifier", "is not a sequence-classification model (architectures: BertModel)"),
         ("eval_without_labels", "--eval needs a label"),
     ],
 )
@@ -179,10 +179,12 @@ def test_bad_input_one_line_error_and_nothing_written(demo_run, tmp_path, capsys
     elif case == "csv_without_text_column":
         input_path = tmp_path / "rows.csv"
         input_path.write_text("id,content\n1,hello\n", encoding="utf-8")
-    elif case == "model_without_training_config":
+    elif case == "model_without_classifier":  # a base encoder: a classification head would be random
         model_path = tmp_path / "model"
         shutil.copytree(demo_run, model_path, ignore=shutil.ignore_patterns("checkpoint-*", "demo_inputs"))
         (model_path / "training_config.json").unlink()
+        config = json.loads((model_path / "config.json").read_text())
+        (model_path / "config.json").write_text(json.dumps(config | {"architectures": ["BertModel"]}))
         write_jsonl(input_path, [{"text": SHORT_TEXT}])
     elif case == "eval_without_labels":
         write_jsonl(input_path, [{"text": SHORT_TEXT}])

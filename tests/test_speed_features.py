@@ -96,6 +96,7 @@ def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tin
         "stratified_split": ["--stratified_split", "false"],
         "validation_split": ["--validation_split", "0.3"],
         "val_generator": ["--val_generator", "chatGPT"],
+        "val_domain": ["--stratified_split", "false", "--val_domain", "arxiv"],
         "reddit_val_fraction": ["--reddit_val_fraction", "0.2"],
         "seed": ["--seed", "7"],
         "max_train_samples": ["--max_train_samples", "10"],

@@ -1,0 +1,180 @@
+"""Held-out test sets (`train.py --test_data`): read as predict.py reads its input, cleaned of every text the run
+trained or validated on, and scored after training at the threshold chosen on validation, next to the baseline.
+
+Nothing about a test set feeds back into the run: the threshold, the checkpoint and the baseline's threshold are
+all chosen on validation, so the test numbers are the run's unbiased ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+import data_loaders
+from m4_training import evaluation
+from m4_training.cli import UserError
+from m4_training.config import EvaluationArguments
+
+logger = logging.getLogger(__name__)
+
+OVERLAP_SIDES = ("train", "validation")
+PREDICTIONS_DIR = "test_predictions"
+CHOSEN_ON_VALIDATION = "the validation documents of this run (never on the test set)"
+
+
+@dataclass
+class HeldOutSet:
+    name: str
+    source: str
+    documents: pd.DataFrame  # text, label, domain, generator (and id, corpus, ... as read), overlap removed
+    documents_read: int
+    overlap_removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OVERLAP_SIDES, 0))
+
+    def summary(self) -> dict[str, Any]:
+        """What data_report.json and metrics.json say about the set before any score."""
+        labels = self.documents["label"] if len(self.documents) else pd.Series(dtype="int64")
+        return {
+            "source": self.source,
+            "documents_read": self.documents_read,
+            "test_overlap_removed": sum(self.overlap_removed.values()),
+            "test_overlap_removed_by_split": dict(self.overlap_removed),
+            "documents": {"human": int((labels == 0).sum()), "machine": int((labels == 1).sum())},
+        }
+
+
+def set_names(paths: Sequence[str]) -> list[str]:
+    """A short unique name per path (its file stem or directory name), usable as a file name."""
+    names: list[str] = []
+    for path in paths:
+        base = re.sub(r"[^\w.-]+", "_", Path(path).stem or Path(path).resolve().name) or "test"
+        name, number = base, 2
+        while name in names:
+            name, number = f"{base}_{number}", number + 1
+        names.append(name)
+    return names
+
+
+def m4_selection(
+    directory: Path, domains: list[str] | None, generators: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """The domains and generators to read from an M4 test directory: every file's, or those the flags keep."""
+    found = [parsed for path in sorted(directory.glob("*.jsonl")) if (parsed := data_loaders.parse_m4_filename(path))]
+    wanted_domains = {d.lower() for d in domains} if domains else None
+    wanted_generators = {data_loaders.canonical_generator(g) for g in generators} if generators else None
+    kept = [
+        (domain, generator)
+        for domain, generator in found
+        if (wanted_domains is None or domain in wanted_domains)
+        and (wanted_generators is None or generator in wanted_generators)
+    ]
+    if not kept:
+        files = ", ".join(f"{d}_{g}" for d, g in found) or "none"
+        raise UserError(
+            f"--test_data {directory}: no <domain>_<generator>.jsonl file matches --test_domains/--test_generators "
+            f"(files there: {files})"
+        )
+    return sorted({d for d, _ in kept}), sorted({g for _, g in kept})
+
+
+def read_test_sets(settings: EvaluationArguments, normalize_digits: bool) -> list[HeldOutSet]:
+    """Every --test_data input, normalised as training normalises, each document with its label (required)."""
+    paths = settings.test_data or []
+    test_sets = []
+    for name, path in zip(set_names(paths), paths):
+        domains = generators = None
+        if Path(path).is_dir():
+            domains, generators = m4_selection(Path(path), settings.test_domains, settings.test_generators)
+        frame, report = data_loaders.read_documents(path, "auto", normalize_digits, domains, generators)
+        if report is not None and report.skipped:
+            logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
+        if "input_label" not in frame.columns or frame["input_label"].isna().any():
+            missing = frame["id"][frame.get("input_label", pd.Series(index=frame.index)).isna()].tolist()[:3]
+            raise UserError(
+                f"--test_data {path}: every document needs a label (0/1 or human/machine); none for ids {missing}"
+            )
+        try:
+            labelled = evaluation.labelled_predictions(frame)
+        except UserError as error:
+            raise UserError(f"--test_data {path}: {error}") from error
+        test_sets.append(HeldOutSet(name, str(path), labelled.reset_index(drop=True), len(labelled)))
+        logger.info("Test set %s: %d labelled documents from %s", name, len(labelled), path)
+    return test_sets
+
+
+def remove_overlap(test_sets: Iterable[HeldOutSet], train_texts: Iterable[str], val_texts: Iterable[str]) -> None:
+    """Drop every test document whose normalised text the run trained on (or validated on), counting both."""
+    seen = {"train": set(train_texts), "validation": set(val_texts)}
+    for test_set in test_sets:
+        texts = test_set.documents["text"]
+        in_train = texts.isin(seen["train"])
+        in_val = texts.isin(seen["validation"]) & ~in_train
+        test_set.overlap_removed = {"train": int(in_train.sum()), "validation": int(in_val.sum())}
+        test_set.documents = test_set.documents[~(in_train | in_val)].reset_index(drop=True)
+        if in_train.any() or in_val.any():
+            logger.warning(
+                "Test set %s: removed %d documents also in the training data and %d also in validation",
+                test_set.name,
+                in_train.sum(),
+                in_val.sum(),
+            )
+
+
+def evaluate_test_set(
+    test_set: HeldOutSet,
+    score: Callable[[list[str]], pd.DataFrame],
+    threshold: float,
+    target_fpr: float,
+    baseline: Pipeline | None = None,
+    baseline_threshold: float | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """Metrics at the validation threshold (and 0.5), per domain and generator, with the baseline beside them.
+
+    `score(texts)` returns `prob_machine` and `n_chunks` per text, in order.
+    """
+    result = test_set.summary()
+    if test_set.documents.empty:
+        logger.warning("Test set %s: no document left to score", test_set.name)
+        return result, None
+    texts = test_set.documents["text"].tolist()
+    scored = score(texts)
+    predictions = test_set.documents.drop(columns=["text", "line"], errors="ignore").assign(
+        doc_id=np.arange(len(texts)),
+        prob_machine=scored["prob_machine"].to_numpy(),
+        n_chunks=scored["n_chunks"].to_numpy(),
+    )
+    if baseline is not None:
+        predictions[evaluation.BASELINE_COLUMN] = evaluation.baseline_machine_probs(baseline, texts)
+    metrics = evaluation.evaluate_predictions(
+        predictions, target_fpr, threshold, baseline_threshold, chosen_on=CHOSEN_ON_VALIDATION
+    )
+    return result | metrics, predictions
+
+
+def prediction_rows(predictions: pd.DataFrame, threshold: float) -> Iterable[dict[str, Any]]:
+    """test_predictions/NAME.jsonl: one line per test document."""
+    baseline = evaluation.BASELINE_COLUMN in predictions.columns
+    for record in predictions.to_dict("records"):
+        row = {
+            "id": _plain(record.get("id", record["doc_id"])),
+            "label": int(record["label"]),
+            "prob_machine": float(record["prob_machine"]),
+            "pred": int(record["prob_machine"] >= threshold),
+            "domain": _plain(record["domain"]),
+            "generator": _plain(record["generator"]),
+            "n_chunks": int(record["n_chunks"]),
+        }
+        if baseline:
+            row[evaluation.BASELINE_COLUMN] = float(record[evaluation.BASELINE_COLUMN])
+        yield row
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,154 @@
+"""One table for a set of train.py runs, e.g. a leave-one-domain-out or leave-one-generator-out sweep:
+
+    python -m m4_training.summarize_runs --runs outputs/lodo/* --output outputs/lodo/summary.md
+
+Each row is read from a run's metrics.json and training_config.json. For a hold-out run the row shows the
+held-out slice (the validation documents of the held-out domain, or the held-out generator's machine documents
+with every human validation document), for the transformer and the TF-IDF baseline; AUROC does not depend on the
+threshold, which was chosen on that same validation set. A second table lists every test set of every run. A
+run without metrics.json (failed or unfinished) is listed as such rather than left out.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from data_loaders import canonical_generator
+from m4_training.cli import UserError, run_cli, setup_logging
+from m4_training.config import parse_summarize_args
+from m4_training.files import write_text
+from m4_training.reports import FLOW_NAMES, format_table
+
+RUN_HEADER = [
+    "run",
+    "split",
+    "held out",
+    "val human",
+    "val machine",
+    "threshold",
+    "F1",
+    "AUROC",
+    "FPR",
+    "baseline F1",
+    "baseline AUROC",
+]
+TEST_HEADER = ["run", "test set", "n", "overlap removed", "F1", "AUROC", "FPR", "baseline F1", "baseline AUROC"]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not valid JSON ({error})") from error
+
+
+def held_out(settings: dict[str, Any], flow: str) -> tuple[str | None, str | None]:
+    """(breakdown key, value) of a run's held-out slice; (None, None) for a stratified run (all validation)."""
+    split = settings["arguments"]["split"]
+    if flow == "domain_holdout":
+        return "by_domain", split["val_domain"]
+    if flow == "generator_holdout":
+        return "by_generator", canonical_generator(split["val_generator"])
+    return None, None
+
+
+def _slice(document: dict[str, Any], key: str | None, value: str | None) -> dict[str, Any]:
+    return document if key is None else document[key].get(value, {})
+
+
+def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
+    """The run's row of the hold-out table and its rows of the test-set table."""
+    metrics = _read_json(run_dir / "metrics.json")
+    settings = _read_json(run_dir / "training_config.json")
+    if metrics is None or settings is None:
+        return [run_dir.name, "not finished (no metrics.json)", *[None] * (len(RUN_HEADER) - 2)], []
+    flow = settings["data_summary"]["split_flow"]
+    key, value = held_out(settings, flow)
+    part = _slice(metrics["document"], key, value)
+    baseline = _slice(metrics["baseline"]["document"], key, value) if "baseline" in metrics else {}
+    row = [
+        run_dir.name,
+        FLOW_NAMES.get(flow, flow),
+        value or "-",
+        part.get("n_human"),
+        part.get("n_machine"),
+        metrics["threshold"]["value"],
+        part.get("f1_macro"),
+        part.get("auroc"),
+        part.get("fpr_human"),
+        baseline.get("f1_macro"),
+        baseline.get("auroc"),
+    ]
+    tests = []
+    for name, result in metrics.get("test", {}).items():
+        document = result.get("document", {})
+        test_baseline = result.get("baseline", {}).get("document", {})
+        tests.append(
+            [run_dir.name, name, document.get("n", 0), result["test_overlap_removed"]]
+            + [document.get(k) for k in ("f1_macro", "auroc", "fpr_human")]
+            + [test_baseline.get(k) for k in ("f1_macro", "auroc")]
+        )
+    return row, tests
+
+
+def _mean_row(rows: list[list[Any]], first_metric: int) -> list[Any]:
+    """The mean of each metric column over the rows that have it."""
+    means = []
+    for column in range(first_metric, len(rows[0])):
+        values = [row[column] for row in rows if isinstance(row[column], float)]
+        means.append(mean(values) if values else None)
+    return ["mean", *[None] * (first_metric - 1), *means]
+
+
+def summary(run_dirs: list[Path]) -> str:
+    """The Markdown tables for these runs."""
+    rows, tests = [], []
+    for run_dir in run_dirs:
+        row, test_rows = run_rows(run_dir)
+        rows.append(row)
+        tests += test_rows
+    finished = [row for row in rows if isinstance(row[5], float)]
+    if len(finished) > 1:
+        rows.append(_mean_row(finished, RUN_HEADER.index("F1")))
+    text = [
+        "Validation documents of the held-out domain or generator (all validation documents for a stratified run), "
+        "at each run's threshold, which was chosen on that validation set; AUROC does not depend on it.",
+        "",
+        format_table(RUN_HEADER, rows, markdown=True),
+    ]
+    if tests:
+        text += [
+            "",
+            "Test sets (scored at each run's validation threshold):",
+            "",
+            format_table(TEST_HEADER, tests, True),
+        ]
+    return "\n".join(text) + "\n"
+
+
+def summarize(argv: list[str] | None = None) -> int:
+    args = parse_summarize_args(argv, description=__doc__)
+    run_dirs = [Path(run) for run in args.runs]
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise UserError(f"--runs {run_dir}: not a directory")
+    text = summary(run_dirs)
+    if args.output:
+        write_text(args.output, text)
+    sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    return run_cli(lambda: summarize(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

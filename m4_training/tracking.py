@@ -1,0 +1,56 @@
+"""The run's final numbers for the trackers of `--report_to` (TensorBoard, W&B, ...): the document metrics on
+validation, the threshold, the baseline and every test set, logged through the Trainer so each tracker's own
+callback writes them, next to the chunk-level numbers it logged during training.
+
+Names follow the Trainer's convention (`eval_...` shows as `eval/...`, `test_...` as `test/...`), so a tracker
+shows `eval/threshold`, `eval/document/f1_macro`, `eval/document/by_domain/arxiv/auroc`,
+`eval/baseline/document/f1_macro`, `test/NAME/document/f1_macro`, `test/NAME/overlap_removed`, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from transformers import Trainer
+
+# The metrics of one group of documents sent to the trackers (the counts stay in metrics.json).
+TRACKED_METRICS = ("accuracy", "f1_macro", "precision", "recall", "auroc", "fpr_human")
+
+
+def _document_scalars(prefix: str, document: dict[str, Any]) -> Iterator[tuple[str, float]]:
+    for name in TRACKED_METRICS:
+        if document.get(name) is not None:
+            yield f"{prefix}/{name}", float(document[name])
+    for breakdown in ("by_domain", "by_generator", "by_corpus"):
+        for value, part in document.get(breakdown, {}).items():
+            for name in TRACKED_METRICS:
+                if part.get(name) is not None:
+                    yield f"{prefix}/{breakdown}/{value}/{name}", float(part[name])
+
+
+def _evaluation_scalars(prefix: str, metrics: dict[str, Any]) -> Iterator[tuple[str, float]]:
+    """The numbers of one `evaluate_predictions` result, each name starting with `prefix`."""
+    yield f"{prefix}threshold", float(metrics["threshold"]["value"])
+    yield from _document_scalars(f"{prefix}document", metrics["document"])
+    yield from _document_scalars(f"{prefix}document_at_0.5", metrics["document_at_0.5"])
+    if "baseline" in metrics:
+        baseline = metrics["baseline"]
+        yield f"{prefix}baseline/threshold", float(baseline["threshold"]["value"])
+        yield from _document_scalars(f"{prefix}baseline/document", baseline["document"])
+
+
+def tracker_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """metrics.json's numbers as flat tracker scalars."""
+    scalars = dict(_evaluation_scalars("eval_", metrics))
+    for name, result in metrics.get("test", {}).items():
+        scalars[f"test_{name}/overlap_removed"] = float(result["test_overlap_removed"])
+        if "document" in result:
+            scalars.update(_evaluation_scalars(f"test_{name}/", result))
+    return scalars
+
+
+def log_final_metrics(trainer: Trainer, metrics: dict[str, Any]) -> None:
+    """Send the final document-level numbers to every tracker of --report_to (nothing without one)."""
+    if trainer.args.report_to:
+        trainer.log(tracker_scalars(metrics))
