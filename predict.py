@@ -26,7 +26,7 @@ from data_loaders import HUMAN_GENERATOR
 from m4_training import evaluation, reports
 from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import PredictArguments, parse_predict_args
-from m4_training.files import write_json, write_jsonl
+from m4_training.files import check_output_dir, check_output_file, write_failure, write_json, write_jsonl
 from m4_training.scoring import Detector, autocast_dtype, load_detector
 
 logger = logging.getLogger("predict")
@@ -87,6 +87,8 @@ def read(source: str, input_format: str, detector: Detector, args: PredictArgume
         args.domains or detector.domains,
         args.generators or detector.generators,
         args.reddit_file,
+        # The training run's domains and generators are a default: a directory may hold only some of them.
+        strict=(args.domains is not None, args.generators is not None),
     )
     if report is not None and report.skipped:
         logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
@@ -102,6 +104,19 @@ def baseline_probs(args: PredictArguments, detector: Detector, documents: pd.Dat
 
 
 def predict(args: PredictArguments) -> int:
+    if args.output not in (None, "-"):
+        check_output_file(args.output, "--output")
+    if args.eval:
+        check_output_dir(args.report_dir, "--report_dir")
+    try:
+        return score_and_write(args)
+    except OSError as error:
+        if message := write_failure(error, args.output if args.output not in (None, "-") else args.report_dir):
+            raise UserError(message) from error
+        raise
+
+
+def score_and_write(args: PredictArguments) -> int:
     detector = load_detector(args.model_path)
     threshold = detector.threshold if args.threshold is None else args.threshold
     documents = read(args.input, args.input_format, detector, args)

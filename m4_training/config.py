@@ -53,6 +53,35 @@ def _check_optional_positive(flag: str, value: int | None) -> None:
     _require(value is None or value >= 1, flag, "at least 1", value)
 
 
+def _is_within(path: str | Path, container: str | Path) -> bool:
+    path, container = Path(path).resolve(), Path(container).resolve()
+    return path == container or container in path.parents
+
+
+def check_output_paths(outputs: dict[str, str | None], protected: dict[str, str | None]) -> None:
+    """No output may be, or lie inside, an input or a model directory, nor be another output: nothing the user
+    already has is ever replaced. Keys are the flags, None (or '-' for stdio) means not used."""
+    used_outputs = {flag: path for flag, path in outputs.items() if path and path != "-"}
+    for flag, path in used_outputs.items():
+        for other_flag, other in protected.items():
+            if other and other != "-" and _is_within(path, other):
+                where = "is" if Path(path).resolve() == Path(other).resolve() else "is inside"
+                raise UserError(
+                    f"{flag} {path} {where} {other_flag} {other}: writing there would replace what is read; "
+                    f"choose another {flag}"
+                )
+    flags = list(used_outputs)
+    for position, flag in enumerate(flags):
+        for other_flag in flags[position + 1 :]:
+            if Path(used_outputs[flag]).resolve() == Path(used_outputs[other_flag]).resolve():
+                raise UserError(f"{flag} and {other_flag} are the same path ({used_outputs[flag]}); give two paths")
+
+
+def _local_directory(name: str | None) -> str | None:
+    """A --model given as a local directory (a hub id is not a path the run could write into)."""
+    return name if name and Path(name).is_dir() else None
+
+
 def capped_num_proc(num_proc: int | None) -> int | None:
     """--num_proc above the CPU count only adds processes that wait; cap it (with a warning)."""
     _check_optional_positive("num_proc", num_proc)
@@ -115,6 +144,12 @@ class DataArguments:
     @property
     def cache(self) -> str | None:
         return None if self.no_cache else self.cache_dir
+
+    @property
+    def strict_names(self) -> tuple[bool, bool]:
+        """Whether each of --train_domains and --train_generators must match files name by name: a list the user
+        chose must (a typo would drop data); the full M4 default list need not be present in every directory."""
+        return self.train_domains != DEFAULT_DOMAINS, self.train_generators != DEFAULT_GENERATORS
 
 
 @dataclass
@@ -386,8 +421,20 @@ def parse_train_args(argv: list[str] | None = None, description: str | None = No
     parser = train_parser(description=description)
     namespace, _ = parser.parse_known_args(argv)
     if namespace.demo:
-        parser.set_defaults(**DEMO_DEFAULTS)
-    return TrainConfig(*parser.parse_dataclasses(argv))
+        demo_defaults = dict(DEMO_DEFAULTS)
+        if namespace.resume_from_checkpoint:  # continuing the demo run, not replacing it
+            demo_defaults["overwrite_output_dir"] = False
+        parser.set_defaults(**demo_defaults)
+    config = TrainConfig(*parser.parse_dataclasses(argv))
+    check_output_paths(
+        {"--output_dir": config.training.output_dir},
+        {
+            "--data_dir": config.data.data_dir,
+            "--reddit_file": config.data.reddit_file,
+            "--model": _local_directory(config.model.model),
+        },
+    )
+    return config
 
 
 def preparation_settings(config: TrainConfig) -> dict[str, Any]:
@@ -426,6 +473,10 @@ def check_positions(max_length: int, position_limit: int | None, model_name: str
 # ----------------------------------------------------------------------------------------------- predict.py
 
 
+# What predict.py --eval writes into --report_dir.
+PREDICT_REPORT_FILES = ("metrics.json", "predictions.jsonl", "report.md", "confusion_matrix.png", "roc.png")
+
+
 @dataclass
 class PredictArguments:
     model_path: str = field(**_help("output directory of train.py"))
@@ -459,6 +510,20 @@ class PredictArguments:
         self.num_proc = capped_num_proc(self.num_proc)
         if self.baseline_train and not self.eval:
             raise UserError("--baseline_train is used only with --eval")
+        check_output_paths(
+            {"--output": self.output, "--report_dir": self.report_dir if self.eval else None},
+            {
+                "--model_path": self.model_path,
+                "--input": self.input,
+                "--baseline_train": self.baseline_train,
+                "--reddit_file": self.reddit_file,
+            },
+        )
+        if self.eval and self.output and Path(self.output).name in PREDICT_REPORT_FILES:
+            if Path(self.output).resolve().parent == Path(self.report_dir).resolve():
+                raise UserError(
+                    f"--output {self.output} is a file --eval writes in --report_dir; choose another --output"
+                )
 
 
 def parse_predict_args(argv: list[str] | None = None, description: str | None = None) -> PredictArguments:
@@ -488,6 +553,9 @@ class PrepareM4Arguments:
             raise UserError(
                 f"--output_dir must differ from --input_dir ({self.input_dir}); raw files are never overwritten"
             )
+        # The output directory is replaced as a whole when complete, so it may not hold the input either.
+        check_output_paths({"--output_dir": self.output_dir, "--report": self.report}, {"--input_dir": self.input_dir})
+        check_output_paths({"--input_dir": self.input_dir}, {"--output_dir": self.output_dir})
 
 
 @dataclass
@@ -511,6 +579,11 @@ class PrepareRedditArguments:
             date.fromisoformat(self.cutoff_date)
         except ValueError as error:
             raise UserError(f"--cutoff_date must be a date like {REDDIT_CUTOFF}, got {self.cutoff_date!r}") from error
+        check_output_paths({"--output": self.output, "--report": self.report_path}, {"--input": self.input})
+
+    @property
+    def report_path(self) -> str:
+        return self.report or f"{self.output}.report.json"
 
 
 PREPARE_COMMANDS = {
