@@ -185,9 +185,13 @@ def window_token_ids(token_ids: Sequence[Sequence[int]], spec: WindowSpec) -> tu
     # Position k of the content copied into all windows, back to back, comes from the document's token
     # (k - first k of its window) + window start, and goes after the window's prefix.
     content_before = np.cumsum(content_lengths) - content_lengths
-    position = np.arange(int(content_lengths.sum()))
-    source = position + np.repeat(doc_starts[owners] + window_starts - content_before, content_lengths)
-    target = position + np.repeat(offsets[:-1] + n_prefix - content_before, content_lengths)
+    # int32 like the offsets, and added in place: these index arrays are the peak memory of one huge document.
+    position = np.arange(int(content_lengths.sum()), dtype=np.int32)
+    source = np.repeat((doc_starts[owners] + window_starts - content_before).astype(np.int32), content_lengths)
+    source += position
+    target = np.repeat((offsets[:-1] + n_prefix - content_before).astype(np.int32), content_lengths)
+    target += position
+    del position
     windows[target] = tokens[source]
     for i, token in enumerate(spec.prefix):
         windows[offsets[:-1] + i] = token

@@ -47,11 +47,8 @@ PASSTHROUGH_FIELDS = ("domain", "generator")
 MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
-_WHITESPACE = re.compile(r"\s+")
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-# Above this many characters a text is normalised with a regular expression: str.split() would make one
-# Python string per word (about 60 bytes each, 10x the text for one 48 MB document).
-SPLIT_NORMALIZE_MAX_CHARS = 1_000_000
+NORMALIZE_PIECE_CHARS = 1_000_000  # longer texts are normalised in pieces of this size
 # Leading bytes of compressed files, with the command that unpacks them.
 COMPRESSED_SIGNATURES = (
     (b"\x1f\x8b", "gzip", "gunzip"),
@@ -69,11 +66,37 @@ def normalize_text(text: str, normalize_digits: bool) -> str:
     the machine texts do not, and a detector should not learn that formatting artefact. Digits optionally
     become 0 so that numbers do not act as a shortcut.
     """
-    if len(text) <= SPLIT_NORMALIZE_MAX_CHARS:
-        text = " ".join(text.split())  # the same Unicode whitespace as the regex \s, three times faster
-    else:
-        text = _WHITESPACE.sub(" ", text).strip()
+    if len(text) > NORMALIZE_PIECE_CHARS:
+        return _normalize_in_pieces(text, normalize_digits)
+    text = " ".join(text.split())  # the same Unicode whitespace as the regex \s, three times faster
     return _DIGIT.sub("0", text) if normalize_digits else text
+
+
+def _normalize_in_pieces(text: str, normalize_digits: bool) -> str:
+    """`normalize_text` of a huge text, a piece at a time (cut before whitespace where there is any).
+
+    On the whole text, str.split() and re.sub would make one Python string per word or match: about ten times
+    the text's size for one 48 MB document.
+    """
+    parts: list[str] = []
+    space_before = False  # whether whitespace separates the next part from the last one
+    start = 0
+    while start < len(text):
+        end = min(start + NORMALIZE_PIECE_CHARS, len(text))
+        cut = end
+        while end < len(text) and cut > start and not text[cut].isspace():
+            cut -= 1
+        end = cut if cut > start else end
+        piece = text[start:end]
+        normalized = normalize_text(piece, normalize_digits)
+        space_before = space_before or piece[0].isspace()
+        if normalized:
+            parts.append(" " + normalized if parts and space_before else normalized)
+            space_before = piece[-1].isspace()
+        else:
+            space_before = True  # a piece of whitespace only
+        start = end
+    return "".join(parts)
 
 
 def canonical_generator(name: str) -> str:

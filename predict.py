@@ -140,6 +140,7 @@ def score_and_write(args: PredictArguments) -> int:
         write_jsonl(args.output, rows)
     elif args.output == "-" or not args.eval:
         sys.stdout.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        sys.stdout.flush()  # here, where a reader that went away (`| head`) is handled, not at exit
     return 0
 
 

@@ -160,7 +160,12 @@ def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int, report_path: P
         for path in paths:
             report = data_loaders.FileReport(path=str(path), kind="m4")
             table = FileTable(path=str(path))
-            write_jsonl(building / path.name, _cleaned_m4_rows(path, report, table, min_chars))
+            try:
+                write_jsonl(building / path.name, _cleaned_m4_rows(path, report, table, min_chars))
+            except OSError as error:  # named by its final place, not the temporary one
+                if message := files.write_failure(error, building, output_dir / path.name):
+                    raise UserError(message) from error
+                raise
             table.rows, table.dropped = report.rows, report.skipped
             tables.append(table)
         inside = report_path.absolute().parent == output_dir.absolute()

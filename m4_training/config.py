@@ -522,7 +522,7 @@ class PredictArguments:
         if self.eval and self.output and Path(self.output).name in PREDICT_REPORT_FILES:
             if Path(self.output).resolve().parent == Path(self.report_dir).resolve():
                 raise UserError(
-                    f"--output {self.output} is a file --eval writes in --report_dir; choose another --output"
+                    f"--output {self.output} is a file that --eval writes in --report_dir; choose another --output"
                 )
 
 

@@ -45,27 +45,27 @@ def free_bytes(path: str | Path) -> int:
     return shutil.disk_usage(_nearest_existing(Path(path))).free
 
 
-def write_failure(error: BaseException, path: str | Path) -> str | None:
-    """One line for a write that failed for want of room or rights, naming the file and the free space; None
-    for any other error."""
+def write_failure(error: BaseException, path: str | Path, target: str | Path | None = None) -> str | None:
+    """One line for a write to `target` (default: the error's file, else `path`) that failed for want of room or
+    rights, naming the file and the free space on the disk of `path`; None for any other error."""
     text = str(error)
     if not (
         (isinstance(error, OSError) and error.errno in WRITE_ERRNOS)
         or any(fragment in text for fragment in WRITE_FAILURE_TEXTS)
     ):
         return None
-    target = getattr(error, "filename", None) or path
+    target = target or getattr(error, "filename", None) or path
     reason = getattr(error, "strerror", None) or text.rsplit(":", 1)[-1].strip() or type(error).__name__
     return f"could not write {target} ({reason}); {format_bytes(free_bytes(path))} free on that disk"
 
 
-def check_free_space(path: str | Path, needed: int, flag: str, what: str) -> None:
-    """Stop before the work when the disk of `path` has less than `needed` bytes free."""
+def check_free_space(path: str | Path, needed: int, flag: str, what: str, advice: str = "") -> None:
+    """Stop before the work when the disk of `path` has less than `needed` bytes free for `what`."""
     free = free_bytes(path)
     if free < needed:
         raise UserError(
             f"{flag} {path}: {format_bytes(free)} free on its disk, but {what} need about {format_bytes(needed)}; "
-            f"free space or choose another {flag}"
+            f"free space{advice} or choose another {flag}"
         )
 
 

@@ -20,6 +20,7 @@ Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -78,15 +79,20 @@ def _step(checkpoint: Path) -> int:
 # ----------------------------------------------------------------------------------------------- environment
 
 
-def prepare_output_dir(output_dir: str | Path) -> Path:
-    """Create `--output_dir` if needed; a file in its place, or a directory this user cannot write, stops the run."""
+def prepare_output_dir(output_dir: str | Path) -> bool:
+    """Create `--output_dir` if needed (returns whether it was); a file in its place, or a directory this user
+    cannot write, stops the run."""
     path = Path(output_dir)
     check_output_dir(path, "--output_dir")
+    if path.is_dir():
+        return False
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True)
+    except FileExistsError:
+        return False  # made by another process meanwhile
     except OSError as error:
         raise UserError(f"--output_dir {path} cannot be created ({error.strerror or error})") from error
-    return path
+    return True
 
 
 @dataclass
@@ -95,6 +101,7 @@ class OutputDirLock:
 
     path: Path
     descriptor: int | None
+    created_dir: bool = False
 
     def release(self) -> None:
         if self.descriptor is None:
@@ -103,6 +110,9 @@ class OutputDirLock:
         self.path.unlink(missing_ok=True)
         os.close(self.descriptor)
         self.descriptor = None
+        if self.created_dir:  # a run stopped before writing anything leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
     def __enter__(self) -> OutputDirLock:
         return self
@@ -121,7 +131,8 @@ def _holder(descriptor: int) -> str:
 
 def lock_output_dir(output_dir: str | Path) -> OutputDirLock:
     """Hold the output directory's lock for this run; refuse when another live run holds it."""
-    path = prepare_output_dir(output_dir) / LOCK_FILE
+    created = prepare_output_dir(output_dir)
+    path = Path(output_dir) / LOCK_FILE
     while True:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -143,7 +154,7 @@ def lock_output_dir(output_dir: str | Path) -> OutputDirLock:
                 error.strerror,
             )
             os.close(descriptor)
-            return OutputDirLock(path, None)
+            return OutputDirLock(path, None, created)
         try:
             current = os.stat(path).st_ino == os.fstat(descriptor).st_ino
         except FileNotFoundError:
@@ -157,7 +168,7 @@ def lock_output_dir(output_dir: str | Path) -> OutputDirLock:
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, json.dumps(holder).encode("utf-8"), 0)
-    return OutputDirLock(path, descriptor)
+    return OutputDirLock(path, descriptor, created)
 
 
 def weights_bytes(model: str) -> int | None:
@@ -173,7 +184,7 @@ def check_free_space(output_dir: str | Path, model_bytes: int, save_total_limit:
     checkpoints = (save_total_limit or 1) + 1  # a new checkpoint is written before the oldest is removed
     needed = model_bytes * (checkpoints * CHECKPOINT_TO_WEIGHTS + 1)
     what = f"{checkpoints} checkpoints and the final model of this {format_bytes(model_bytes)} model"
-    files.check_free_space(output_dir, needed, "--output_dir", what + " (or lower --save_total_limit)")
+    files.check_free_space(output_dir, needed, "--output_dir", what, ", lower --save_total_limit")
 
 
 def check_trackers(report_to: Sequence[str]) -> None:
