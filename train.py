@@ -72,8 +72,13 @@ def interruptible() -> Iterator[None]:
         return
 
     def interrupt(number: int, frame: Any) -> None:
+        if os.getpid() != main_pid:  # a forked worker (tokenisation, data loading) ends as it would by default
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
         raise Interrupted(signal.Signals(number).name, 128 + number)
 
+    main_pid = os.getpid()
     previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -257,22 +257,22 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         json.loads(state.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return f"{TRAINER_STATE_NAME} is truncated or unreadable"
-    files = {p.name: p for p in checkpoint.iterdir() if p.is_file()}
+    present = {p.name: p for p in checkpoint.iterdir() if p.is_file()}
     sharded = any(p.is_dir() and p.name.startswith(("pytorch_model_fsdp", "global_step")) for p in checkpoint.iterdir())
-    weights = [p for name, p in files.items() if name.endswith(WEIGHT_SUFFIXES) and "model" in name]
+    weights = [p for name, p in present.items() if name.endswith(WEIGHT_SUFFIXES) and "model" in name]
     if not weights and not sharded:
         return "no model weights"
-    for index in (p for name, p in files.items() if name.endswith(".index.json")):
+    for index in (p for name, p in present.items() if name.endswith(".index.json")):
         try:
             shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
         except (OSError, ValueError, KeyError, AttributeError):
             return f"{index.name} is truncated or unreadable"
-        if missing := sorted(shards - files.keys()):
+        if missing := sorted(shards - present.keys()):
             return f"missing weight files {', '.join(missing)}"
     for path in weights:
         if problem := (_safetensors_problem(path) if path.suffix == ".safetensors" else _zip_problem(path)):
             return problem
-    for name, path in files.items():
+    for name, path in present.items():
         saved_by_torch = name in (OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME) or name.startswith("rng_state")
         if saved_by_torch and (problem := _zip_problem(path)):
             return problem
