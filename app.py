@@ -56,11 +56,15 @@ def build_page(service: serving.DetectorService) -> Any:
         if not path:
             return None, None, ""
         try:
-            rows, output = service.score_upload(path)
+            rows, output, skipped = service.score_upload(path)
         except UserError as error:
             return None, None, f"error: {error}"
         n_machine = sum(row["label"] == "machine" for row in rows)
-        return pd.DataFrame(rows), str(output), f"{len(rows)} documents scored, {n_machine} labelled machine."
+        message = f"{len(rows)} documents scored, {n_machine} labelled machine."
+        if skipped:
+            counts = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items()))
+            message += f" {sum(skipped.values())} rows skipped ({counts}), as predict.py skips them."
+        return pd.DataFrame(rows), str(output), message
 
     def predict_api(texts: list[Any]) -> list[dict[str, Any]]:
         """Score a list of texts (or of objects with a `text`, like predict.py's JSONL input): one row per text as

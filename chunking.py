@@ -26,6 +26,12 @@ from data_loaders import Document
 from m4_training.cli import UserError
 from m4_training.config import check_window
 
+# A text longer than this is encoded in pieces of about this many characters, cut before a space: the backend's
+# encoding of a whole text holds a string, offsets and more per token before the ids are read (gigabytes for
+# one 48 MB document). Each piece then starts with the space that precedes its first word, as in the whole
+# text, so the ids are the same for whitespace-delimited tokenizers (BPE, WordPiece, SentencePiece).
+LONG_TEXT_PIECE_CHARS = 100_000
+PIECES_PER_CALL = 16
 TEXT_SCHEMA = pa.schema([("doc_id", pa.int64()), ("text", pa.string()), ("label", pa.int64())])
 TEXT_BATCH = 1000
 # Below this many documents chunking takes a blink and a progress bar is only noise.
@@ -105,6 +111,38 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}|{state}".encode()).hexdigest()
 
 
+def text_pieces(text: str, size: int = LONG_TEXT_PIECE_CHARS) -> Iterator[str]:
+    """Consecutive pieces of at most `size` characters that join to `text`, each cut before a space if any."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind(" ", start + 1, start + size + 1)
+        cut = cut if cut > start else start + size
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def encode_long_text(backend: Tokenizer, text: str) -> np.ndarray:
+    """The token ids of a long text (no special tokens), encoded a few pieces at a time."""
+    parts, pieces = [], text_pieces(text)
+    while batch := list(itertools.islice(pieces, PIECES_PER_CALL)):
+        encodings = backend.encode_batch_fast(batch, add_special_tokens=False)
+        parts.extend(np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+
+
+def encode_texts(backend: Tokenizer, texts: list[str]) -> list[Sequence[int]]:
+    """Each text's token ids without special tokens: short texts in one batch call, long ones piece by piece."""
+    token_ids: list[Sequence[int]] = [()] * len(texts)
+    short = [i for i, text in enumerate(texts) if len(text) <= LONG_TEXT_PIECE_CHARS]
+    for i, encoding in zip(short, backend.encode_batch_fast([texts[i] for i in short], add_special_tokens=False)):
+        token_ids[i] = encoding.ids
+    for i, text in enumerate(texts):
+        if len(text) > LONG_TEXT_PIECE_CHARS:
+            token_ids[i] = encode_long_text(backend, text)
+    return token_ids
+
+
 class WindowSpec(NamedTuple):
     """How a document's tokens become windows: `content` text tokens each, between fixed special tokens."""
 
@@ -155,7 +193,7 @@ def encode_with_offsets(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
     return plain_backend(tokenizer).encode_batch(list(texts), add_special_tokens=False)
 
 
-def window_token_ids(token_ids: list[list[int]], spec: WindowSpec) -> tuple[pa.ListArray, np.ndarray]:
+def window_token_ids(token_ids: Sequence[Sequence[int]], spec: WindowSpec) -> tuple[pa.ListArray, np.ndarray]:
     """Cut each document's tokens into windows; returns the windows and the index of each window's document.
 
     Windows hold `spec.content` tokens and advance by `content - overlap`, so consecutive windows of a
@@ -174,9 +212,13 @@ def window_token_ids(token_ids: list[list[int]], spec: WindowSpec) -> tuple[pa.L
     # Position k of the content copied into all windows, back to back, comes from the document's token
     # (k - first k of its window) + window start, and goes after the window's prefix.
     content_before = np.cumsum(content_lengths) - content_lengths
-    position = np.arange(int(content_lengths.sum()))
-    source = position + np.repeat(doc_starts[owners] + window_starts - content_before, content_lengths)
-    target = position + np.repeat(offsets[:-1] + n_prefix - content_before, content_lengths)
+    # int32 like the offsets, and added in place: these index arrays are the peak memory of one huge document.
+    position = np.arange(int(content_lengths.sum()), dtype=np.int32)
+    source = np.repeat((doc_starts[owners] + window_starts - content_before).astype(np.int32), content_lengths)
+    source += position
+    target = np.repeat((offsets[:-1] + n_prefix - content_before).astype(np.int32), content_lengths)
+    target += position
+    del position
     windows[target] = tokens[source]
     for i, token in enumerate(spec.prefix):
         windows[offsets[:-1] + i] = token
@@ -216,8 +258,7 @@ def chunk_documents(
 
     def tokenize(batch: pa.Table) -> pa.Table:
         # The Rust backend directly, without offsets: the fastest single pass it offers.
-        encodings = backend.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
-        windows, owners = window_token_ids([encoding.ids for encoding in encodings], spec)
+        windows, owners = window_token_ids(encode_texts(backend, batch.column("text").to_pylist()), spec)
         # Unpadded windows need no attention mask (all ones) or token type ids (all zeros): the collator
         # rebuilds both per batch, so storing them would only double the work and the disk.
         return pa.table(

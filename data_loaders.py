@@ -10,17 +10,19 @@ splits the groups.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import logging
+import os
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, NamedTuple
 
 import pandas as pd
 
@@ -45,6 +47,16 @@ PASSTHROUGH_FIELDS = ("domain", "generator")
 MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+NORMALIZE_PIECE_CHARS = 1_000_000  # longer texts are normalised in pieces of this size
+# Leading bytes of compressed files, with the command that unpacks them.
+COMPRESSED_SIGNATURES = (
+    (b"\x1f\x8b", "gzip", "gunzip"),
+    (b"BZh", "bzip2", "bunzip2"),
+    (b"\xfd7zXZ\x00", "xz", "unxz"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+    (b"PK\x03\x04", "zip", "unzip"),
+)
 
 
 def normalize_text(text: str, normalize_digits: bool) -> str:
@@ -54,8 +66,37 @@ def normalize_text(text: str, normalize_digits: bool) -> str:
     the machine texts do not, and a detector should not learn that formatting artefact. Digits optionally
     become 0 so that numbers do not act as a shortcut.
     """
+    if len(text) > NORMALIZE_PIECE_CHARS:
+        return _normalize_in_pieces(text, normalize_digits)
     text = " ".join(text.split())  # the same Unicode whitespace as the regex \s, three times faster
     return _DIGIT.sub("0", text) if normalize_digits else text
+
+
+def _normalize_in_pieces(text: str, normalize_digits: bool) -> str:
+    """`normalize_text` of a huge text, a piece at a time (cut before whitespace where there is any).
+
+    On the whole text, str.split() and re.sub would make one Python string per word or match: about ten times
+    the text's size for one 48 MB document.
+    """
+    parts: list[str] = []
+    space_before = False  # whether whitespace separates the next part from the last one
+    start = 0
+    while start < len(text):
+        end = min(start + NORMALIZE_PIECE_CHARS, len(text))
+        cut = end
+        while end < len(text) and cut > start and not text[cut].isspace():
+            cut -= 1
+        end = cut if cut > start else end
+        piece = text[start:end]
+        normalized = normalize_text(piece, normalize_digits)
+        space_before = space_before or piece[0].isspace()
+        if normalized:
+            parts.append(" " + normalized if parts and space_before else normalized)
+            space_before = piece[-1].isspace()
+        else:
+            space_before = True  # a piece of whitespace only
+        start = end
+    return "".join(parts)
 
 
 def canonical_generator(name: str) -> str:
@@ -123,28 +164,81 @@ class FileReport:
         }
 
 
-# ----------------------------------------------------------------------------------------------- rows
+# ----------------------------------------------------------------------------------------------- files and rows
+
+
+def check_not_compressed(name: str, head: bytes) -> None:
+    """A compressed file read as text would only give garbage rows: stop, naming the file and the command."""
+    for signature, kind, command in COMPRESSED_SIGNATURES:
+        if head.startswith(signature):
+            raise UserError(f"{name}: compressed ({kind}): {command} it first")
+
+
+def open_input(path: Path) -> IO[bytes]:
+    """The file opened for reading; a path that is missing, a directory, unreadable or compressed stops the run."""
+    if not os.path.lexists(path):
+        raise UserError(f"{path}: not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a file")
+    try:
+        handle = open(path, "rb")
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror or error})") from error
+    try:
+        check_not_compressed(str(path), handle.peek(8)[:8])
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def has_lone_surrogate(row: Any) -> bool:
+    """Whether any key or string value holds half of a UTF-16 surrogate pair (valid JSON, but not encodable)."""
+    pending = [row]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def parse_json_line(raw: bytes) -> tuple[Any, str | None]:
+    """(value, None) or (None, skip reason) for one line of a JSONL file."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "invalid_utf8"
+    except RecursionError:
+        return None, "too_deeply_nested"
+    except json.JSONDecodeError:
+        return None, "malformed_json"
+    except ValueError:  # the only other one json raises: an integer above sys.get_int_max_str_digits() digits
+        return None, "integer_too_long"
+    if not isinstance(value, dict):
+        return None, "not_a_json_object"
+    if (b"\\ud" in raw or b"\\uD" in raw) and has_lone_surrogate(value):
+        return None, "lone_surrogate"
+    return value, None
 
 
 def iter_jsonl(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, row) for each JSON object; count the lines that are not one."""
-    with open(source, "rb") if isinstance(source, Path) else source as handle:
+    with open_input(source) if isinstance(source, Path) else source as handle:
         for line_number, raw in enumerate(handle, start=1):
             if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip():
                 continue
             report.rows += 1
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                report.skip(line_number, "invalid_utf8")
-                continue
-            except json.JSONDecodeError:
-                report.skip(line_number, "malformed_json")
-                continue
-            if not isinstance(row, dict):
-                report.skip(line_number, "not_a_json_object")
+            row, problem = parse_json_line(raw)
+            if problem:
+                report.skip(line_number, problem)
                 continue
             yield line_number, row
 
@@ -156,7 +250,7 @@ def iter_csv(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int
     """
     csv.field_size_limit(sys.maxsize)
     name = source.name if isinstance(source, Path) else str(report.path)
-    binary = open(source, "rb") if isinstance(source, Path) else source
+    binary = open_input(source) if isinstance(source, Path) else source
     with io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t" if name.lower().endswith(".tsv") else ",")
         columns = reader.fieldnames or []
@@ -229,19 +323,60 @@ def parse_m4_filename(path: Path) -> tuple[str, str] | None:
     return domain.lower(), canonical_generator(generator)
 
 
+class RequestedNames(NamedTuple):
+    """Domain or generator names the user gave under one flag: each must match some M4 file, as a typo would
+    otherwise only drop data."""
+
+    flag: str
+    kind: Literal["domains", "generators"]
+    names: Sequence[str]
+
+
+def check_requested_names(
+    where: str, available: list[tuple[Path, str, str]], requested: Iterable[RequestedNames]
+) -> None:
+    """Every name of `requested` must match some of the `available` files (a did-you-mean error otherwise)."""
+    present = {
+        "domains": sorted({d for _, d, _ in available}),
+        "generators": sorted({g for _, _, g in available}),
+    }
+    unmatched = []
+    for flag, kind, names in requested:
+        canonical = str.lower if kind == "domains" else canonical_generator
+        for name, as_given in {canonical(n): n for n in names}.items():
+            if name not in present[kind]:
+                close = difflib.get_close_matches(name, present[kind], n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                unmatched.append(f"{flag} {as_given} matches no file{hint}; {kind} there: {' '.join(present[kind])}")
+    if unmatched:
+        raise UserError(f"{where}: " + "; ".join(unmatched))
+
+
 def find_m4_files(
-    data_dir: Path, domains: list[str], generators: list[str], warn_missing: bool = True
+    data_dir: Path,
+    domains: list[str],
+    generators: list[str],
+    warn_missing: bool = True,
+    must_match: Sequence[RequestedNames] | None = None,
 ) -> list[tuple[Path, str, str]]:
     """The M4 files for the requested domains and generators, matched case-insensitively and by alias.
 
-    `warn_missing` logs the requested pairs that have no file; a second look-up in the same run (the data
-    cache's key is computed first) passes False, so the warning is printed once.
+    `must_match`: the names that must each match some file (an error with the names there); None means every
+    requested domain and generator, as --train_domains/--train_generators. Pairs without a file are only logged
+    (a default list need not be present in every directory): `warn_missing` False for a second look-up in the
+    same run (the data cache's key is computed first), so the warning is printed once.
     """
     if not data_dir.is_dir():
         raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
     available = [(p, *parsed) for p in sorted(data_dir.glob("*.jsonl")) if (parsed := parse_m4_filename(p))]
     if not available:
         raise UserError(f"no <domain>_<generator>.jsonl files in {data_dir}")
+    if must_match is None:
+        must_match = [
+            RequestedNames("--train_domains", "domains", domains),
+            RequestedNames("--train_generators", "generators", generators),
+        ]
+    check_requested_names(str(data_dir), available, must_match)
     wanted_domains = {d.lower() for d in domains}
     wanted_generators = {canonical_generator(g) for g in generators}
     selected = [(p, d, g) for p, d, g in available if d in wanted_domains and g in wanted_generators]
@@ -430,16 +565,23 @@ def load_corpus(
     reddit_file: str | Path | None,
     normalize_digits: bool,
     warn_missing: bool = True,
+    must_match: Sequence[RequestedNames] | None = None,
 ) -> Corpus:
     """Read every selected M4 file and the Reddit file into one de-duplicated, grouped corpus."""
     builder = _CorpusBuilder(normalize_digits)
-    selected = find_m4_files(Path(data_dir), domains, generators, warn_missing)
+    selected = find_m4_files(Path(data_dir), domains, generators, warn_missing, must_match)
     files = [read_m4_file(builder, p, d, g) for p, d, g in selected]
     if reddit_file:
         reddit_path = Path(reddit_file)
-        if not reddit_path.is_file():
+        if not os.path.lexists(reddit_path):
             raise UserError(f"Reddit file not found: {reddit_path} (set --reddit_file, or --reddit_file none)")
-        files.append(read_reddit_file(builder, reddit_path))
+        reddit = read_reddit_file(builder, reddit_path)
+        if not reddit.used:
+            raise UserError(
+                f"{reddit_path}: no usable post in {reddit.rows} rows (skipped: {dict(reddit.skipped)}); fix the "
+                "file or pass --reddit_file none"
+            )
+        files.append(reddit)
     for report in files:
         logger.info(
             "%s: %d rows, %d used, %d documents%s",
@@ -527,9 +669,7 @@ def _open_source(source: str) -> tuple[str, IO[bytes]]:
         stdin = getattr(sys.stdin, "buffer", None)
         return "<stdin>", io.BytesIO(stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8"))
     path = Path(source)
-    if not path.is_file():
-        raise UserError(f"input not found: {source}")
-    return str(path), open(path, "rb")
+    return str(path), open_input(path)
 
 
 def read_documents(
@@ -540,21 +680,23 @@ def read_documents(
     generators: list[str] | None = None,
     reddit_file: str | None = None,
     normalize: bool = True,
+    must_match: Sequence[RequestedNames] | None = None,
 ) -> tuple[pd.DataFrame, FileReport | None]:
     """The documents to score in `source` (a file, '-' for stdin, or an M4 data directory), texts normalised.
 
     One row per document: `id`, `text` and, where the input has them, `input_label`, `domain`, `generator`,
     `corpus`. Returns the file's report of skipped rows too (None for an M4 directory, whose files are read
-    exactly as train.py reads them). `normalize=False` keeps a file's texts as written (for a model trained
-    without this project's normalisation); an M4 directory's documents are always whitespace-normalised, as
-    its de-duplication compares normalised texts.
+    exactly as train.py reads them; `must_match` as in `find_m4_files`). `normalize=False` keeps a file's texts
+    as written (for a model trained without this project's normalisation); an M4 directory's documents are always
+    whitespace-normalised, as its de-duplication compares normalised texts.
     """
     if input_format == "m4_dir" or (input_format == "auto" and source != "-" and Path(source).is_dir()):
-        return _m4_dir_documents(source, domains, generators, reddit_file, normalize_digits), None
+        return _m4_dir_documents(source, domains, generators, reddit_file, normalize_digits, must_match), None
     name, stream = _open_source(source)
     with stream:
         head = stream.read(1000)
         stream.seek(0)
+        check_not_compressed(name, head)
         kind = detect_format(source, head) if input_format == "auto" else input_format
         report = FileReport(path=name, kind="input")
         if kind == "txt":
@@ -587,10 +729,11 @@ def _m4_dir_documents(
     generators: list[str] | None,
     reddit_file: str | None,
     normalize_digits: bool,
+    must_match: Sequence[RequestedNames] | None,
 ) -> pd.DataFrame:
     if not domains or not generators:
         raise UserError("an M4 data directory needs --domains and --generators (or a training_config.json with them)")
-    corpus = load_corpus(data_dir, domains, generators, reddit_file, normalize_digits)
+    corpus = load_corpus(data_dir, domains, generators, reddit_file, normalize_digits, must_match=must_match)
     return pd.DataFrame(
         {
             "id": [doc.doc_id for doc in corpus.documents],

@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 
 import data_loaders
+from data_loaders import RequestedNames
 from m4_training import evaluation, reports
 from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import PredictArguments, parse_predict_args
-from m4_training.files import write_json, write_jsonl
+from m4_training.files import check_output_dir, check_output_file, write_failure, write_json, write_jsonl
 from m4_training.scoring import RUN_OF_CHECKPOINT, TRAINING_CONFIG, Detector, autocast_dtype, load_detector
 
 logger = logging.getLogger("predict")
@@ -46,6 +47,9 @@ class Reading:
     normalize_digits: bool
     domains: list[str] | None
     generators: list[str] | None
+    # An M4 directory's names given with --domains/--generators must each match a file; the training run's lists
+    # are a default, of which a directory may hold only some.
+    must_match: tuple[RequestedNames, ...] = ()
 
     @classmethod
     def for_detectors(cls, detectors: list[Detector], args: PredictArguments) -> Reading:
@@ -53,7 +57,15 @@ class Reading:
         trained_domains, trained_generators = training_selection(detectors)
         domains = args.domains or trained_domains
         generators = args.generators or trained_generators
-        return cls(normalize, normalize and all(d.normalize_digits for d in detectors), domains, generators)
+        must_match = tuple(
+            RequestedNames(flag, kind, names)
+            for flag, kind, names in (
+                ("--domains", "domains", args.domains),
+                ("--generators", "generators", args.generators),
+            )
+            if names
+        )
+        return cls(normalize, normalize and all(d.normalize_digits for d in detectors), domains, generators, must_match)
 
 
 def training_selection(detectors: list[Detector]) -> tuple[list[str] | None, list[str] | None]:
@@ -146,6 +158,13 @@ def evaluate(
 
 
 def read(source: str, input_format: str, reading: Reading, args: PredictArguments) -> pd.DataFrame:
+    return read_counting_skips(source, input_format, reading, args)[0]
+
+
+def read_counting_skips(
+    source: str, input_format: str, reading: Reading, args: PredictArguments
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The documents, and the rows skipped by reason (logged as a warning too)."""
     documents, report = data_loaders.read_documents(
         source,
         input_format,
@@ -154,10 +173,12 @@ def read(source: str, input_format: str, reading: Reading, args: PredictArgument
         reading.generators,
         args.reddit_file,
         normalize=reading.normalize,
+        must_match=reading.must_match,
     )
-    if report is not None and report.skipped:
-        logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
-    return documents
+    skipped = dict(report.skipped) if report is not None else {}
+    if skipped:
+        logger.warning("%s: %d rows skipped: %s", report.path, sum(skipped.values()), skipped)
+    return documents, skipped
 
 
 def baseline_probs(
@@ -178,10 +199,12 @@ def baseline_probs(
             *training_selection(detectors),
             None,
             normalize=reading.normalize,
+            must_match=(),  # the training run's domains and generators: a default
         )
         labels = data_loaders.labels_of(train)
     except UserError as error:
-        raise UserError(f"--baseline_train {args.baseline_train}: {error}") from error
+        message = str(error).removeprefix(f"{args.baseline_train}: ")
+        raise UserError(f"--baseline_train {args.baseline_train}: {message}") from error
     if report is not None and report.skipped:
         logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
     if labels.nunique() < 2:
@@ -194,6 +217,19 @@ def load_detectors(args: PredictArguments) -> list[Detector]:
 
 
 def predict(args: PredictArguments) -> int:
+    if args.output not in (None, "-"):
+        check_output_file(args.output, "--output")
+    if args.eval:
+        check_output_dir(args.report_dir, "--report_dir")
+    try:
+        return score_and_write(args)
+    except OSError as error:
+        if message := write_failure(error, args.output if args.output not in (None, "-") else args.report_dir):
+            raise UserError(message) from error
+        raise
+
+
+def score_and_write(args: PredictArguments) -> int:
     detectors = load_detectors(args)
     reading = Reading.for_detectors(detectors, args)
     documents = read(args.input, args.input_format, reading, args)
@@ -225,6 +261,7 @@ def predict(args: PredictArguments) -> int:
         write_jsonl(args.output, rows)
     elif args.output == "-" or not args.eval:
         sys.stdout.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        sys.stdout.flush()  # here, where a reader that went away (`| head`) is handled, not at exit
     return 0
 
 

@@ -11,8 +11,11 @@ logged with file:line, as train.py does.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shutil
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import data_loaders
+from m4_training import files
 from m4_training.cleaning import clean_text
 from m4_training.cli import UserError, run_cli, setup_logging
 from m4_training.config import PrepareM4Arguments, PrepareRedditArguments, parse_prepare_args
-from m4_training.files import write_json, write_jsonl
+from m4_training.files import check_output_dir, check_output_file, new_mode, write_json, write_jsonl
 from m4_training.reports import format_table
 
 logger = logging.getLogger("prepare_data")
@@ -33,6 +37,7 @@ TIMESTAMP_FIELDS = ("timestamp", "created_utc", "created")
 REDDIT_ID_FIELDS = ("id", "name")
 # Deleted or removed Reddit posts keep a placeholder body.
 REDDIT_PLACEHOLDERS = {"[deleted]", "[removed]"}
+M4_REPORT_NAME = "prepare_report.json"
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -66,7 +71,6 @@ def format_tables(tables: list[FileTable]) -> str:
 def write_tables(tables: list[FileTable], path: Path, settings: dict[str, Any]) -> None:
     write_json(path, {"settings": settings, "files": [t.as_dict() for t in tables]})
     print(format_tables(tables))
-    logger.info("Table written to %s", path)
 
 
 # ----------------------------------------------------------------------------------------------- M4
@@ -118,21 +122,75 @@ def _cleaned_m4_rows(
         yield row
 
 
-def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int) -> list[FileTable]:
-    """Clean every `*.jsonl` of `input_dir` into `output_dir` (same file names); rows keep their other keys."""
+def m4_inputs(input_dir: Path) -> list[Path]:
     if not input_dir.is_dir():
         raise UserError(f"M4 input directory not found: {input_dir}")
     paths = sorted(input_dir.glob("*.jsonl"))
     if not paths:
         raise UserError(f"no .jsonl files in {input_dir}")
-    tables = []
-    for path in paths:
-        report = data_loaders.FileReport(path=str(path), kind="m4")
-        table = FileTable(path=str(path))
-        write_jsonl(output_dir / path.name, _cleaned_m4_rows(path, report, table, min_chars))
-        table.rows, table.dropped = report.rows, report.skipped
-        tables.append(table)
-    return tables
+    return paths
+
+
+def check_m4_output_dir(output_dir: Path) -> None:
+    """The output directory is replaced as a whole: only a missing or empty one, or an earlier output of this
+    command (it has the default prepare_report.json), may be given."""
+    check_output_dir(output_dir, "--output_dir")
+    check_output_dir(output_dir.absolute().parent, "--output_dir's parent")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / M4_REPORT_NAME).is_file():
+        raise UserError(
+            f"--output_dir {output_dir} holds files that prepare_data.py m4 did not write (no {M4_REPORT_NAME}); "
+            "it would be replaced as a whole: choose a new or empty --output_dir"
+        )
+
+
+def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int, report_path: Path, settings: dict) -> None:
+    """Clean every `*.jsonl` of `input_dir` into `output_dir` (same file names); rows keep their other keys.
+
+    Everything is written into a temporary directory next to `output_dir`, which then takes its place: a run
+    stopped by a crash, a kill or a full disk leaves no half-written directory for train.py to read.
+    """
+    paths = m4_inputs(input_dir)
+    check_m4_output_dir(output_dir)
+    files.check_free_space(
+        output_dir.absolute().parent, sum(p.stat().st_size for p in paths), "--output_dir", "the cleaned files"
+    )
+    building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.absolute().parent))
+    try:
+        tables = []
+        for path in paths:
+            report = data_loaders.FileReport(path=str(path), kind="m4")
+            table = FileTable(path=str(path))
+            try:
+                write_jsonl(building / path.name, _cleaned_m4_rows(path, report, table, min_chars))
+            except OSError as error:  # named by its final place, not the temporary one
+                if message := files.write_failure(error, building, output_dir / path.name):
+                    raise UserError(message) from error
+                raise
+            table.rows, table.dropped = report.rows, report.skipped
+            tables.append(table)
+        inside = report_path.absolute().parent == output_dir.absolute()
+        if inside:
+            write_tables(tables, building / report_path.name, settings)
+        replace_directory(building, output_dir)
+        if not inside:
+            write_tables(tables, report_path, settings)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    logger.info("Cleaned files written to %s; table in %s", output_dir, report_path)
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Put the finished directory `new` in the place of `target` (an earlier output, empty or missing)."""
+    os.chmod(new, new_mode(directory=True))  # mkdtemp makes it private
+    if not target.exists():
+        os.rename(new, target)
+        return
+    previous = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.rename(target, previous)
+    os.rename(new, target)
+    shutil.rmtree(previous)
+    logger.info("Replaced the earlier output in %s", target)
 
 
 # ----------------------------------------------------------------------------------------------- Reddit
@@ -169,7 +227,7 @@ class RedditPost:
 def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileReport) -> list[RedditPost]:
     """Every clean, long-enough, pre-cut-off, first-seen post of the dump, in file order."""
     path = Path(args.input)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"Reddit dump not found: {path}")
     cutoff = datetime.combine(date.fromisoformat(args.cutoff_date), datetime.min.time(), tzinfo=timezone.utc)
     posts: list[RedditPost] = []
@@ -237,6 +295,11 @@ def sample_posts(
 
 
 def prepare_reddit(args: PrepareRedditArguments) -> list[FileTable]:
+    check_output_file(args.output, "--output")
+    check_output_file(args.report_path, "--report")
+    dump = Path(args.input)
+    needed = dump.stat().st_size if dump.is_file() else 0  # the posts kept are at most the dump
+    files.check_free_space(Path(args.output).absolute().parent, needed, "--output", "the posts")
     report = data_loaders.FileReport(path=str(args.input), kind="reddit")
     posts = sample_posts(read_reddit_posts(args, report), args.max_per_month, args.sample_size, args.seed, report)
     if not posts:
@@ -262,13 +325,21 @@ def prepare_reddit(args: PrepareRedditArguments) -> list[FileTable]:
 
 def prepare(command: str, args: PrepareM4Arguments | PrepareRedditArguments) -> int:
     settings = {"command": command, **{k: v for k, v in vars(args).items() if k != "report"}}
-    if command == "m4":
-        output_dir = Path(args.output_dir)
-        tables = prepare_m4(Path(args.input_dir), output_dir, args.min_chars)
-        write_tables(tables, Path(args.report or output_dir / "prepare_report.json"), settings)
-    else:
-        tables = prepare_reddit(args)
-        write_tables(tables, Path(args.report or f"{args.output}.report.json"), settings)
+    output = Path(args.output_dir if command == "m4" else args.output)
+    try:
+        if command == "m4":
+            report_path = Path(args.report or output / M4_REPORT_NAME)
+            if args.report:
+                check_output_file(report_path, "--report")
+            prepare_m4(Path(args.input_dir), output, args.min_chars, report_path, settings)
+        else:
+            tables = prepare_reddit(args)
+            write_tables(tables, Path(args.report_path), settings)
+            logger.info("Posts written to %s; table in %s", output, args.report_path)
+    except OSError as error:
+        if message := files.write_failure(error, output.absolute().parent):
+            raise UserError(message) from error
+        raise
     return 0
 
 

@@ -10,9 +10,13 @@ Every transformers TrainingArguments flag works as well (`--max_steps`, `--lr_sc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ from m4_training import data_cache, demo, evaluation, heldout, modeling, progres
 from m4_training.cli import EXIT_TRAINING, UserError, one_line, run_cli, setup_logging
 from m4_training.config import TrainConfig, check_positions, check_window, parse_train_args
 from m4_training.data_cache import PreparedChunks
-from m4_training.files import write_json, write_jsonl
+from m4_training.files import apply_umask, write_json, write_jsonl
 from m4_training.heldout import HeldOutSet
 from m4_training.scoring import autocast_dtype, predict_chunk_probs, score_texts
 from weighted_trainer import Evaluation, WeightedTrainer, compute_class_weights
@@ -56,6 +60,37 @@ class PreparedData:
     @property
     def val_chunks(self) -> Dataset:
         return self.prepared.val_chunks
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM (a pod being stopped) during a run."""
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name, self.exit_code = signal_name, exit_code
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While training, SIGINT and SIGTERM raise `Interrupted` (exit 128 + signal number, as a shell reports)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+
+    def interrupt(number: int, frame: Any) -> None:
+        if os.getpid() != main_pid:  # a forked worker (tokenisation, data loading) ends as it would by default
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
+        raise Interrupted(signal.Signals(number).name, 128 + number)
+
+    main_pid = os.getpid()
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def use_demo_inputs(config: TrainConfig) -> None:
@@ -365,9 +400,15 @@ def push_to_hub(trainer: WeightedTrainer) -> None:
 
 
 def train(config: TrainConfig) -> int:
+    """The whole run; rank 0 holds the output directory's lock around it (see `main`)."""
     args = config.training
     run_control.guard_output_dir(args)
     checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    model_bytes = run_control.weights_bytes(config.model.model) if config.model.model else None
+    if model_bytes and not config.run.dry_run:
+        run_control.check_free_space(args.output_dir, model_bytes, args.save_total_limit)
+    if args.push_to_hub and args.process_index == 0 and not config.run.dry_run:
+        run_control.create_hub_repository(args)
     with args.main_process_first(local=False, desc="data preparation"):  # the others then read rank 0's cache
         if config.run.demo:
             use_demo_inputs(config)
@@ -383,6 +424,9 @@ def train(config: TrainConfig) -> int:
         return 0
     set_seed(args.seed)  # a new classification head is initialised at random: same seed, same head
     model = modeling.load_model(config.model.model, config.model.dropout, config.model.attn_implementation)
+    if args.process_index == 0:  # now exact, also for a model from the hub
+        model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        run_control.check_free_space(args.output_dir, model_bytes, args.save_total_limit)
     modeling.freeze_parameters(model, config.model.freeze_base, config.model.freeze_layers)
     trainer = build_trainer(config, model, tokenizer, data)
     sizes = batch_sizes(args)
@@ -393,22 +437,43 @@ def train(config: TrainConfig) -> int:
             for k in ("global_batch_size", "per_device_batch_size", "gradient_accumulation_steps", "world_size")
         ),
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(args.output_dir)
-    if trainer.is_world_process_zero():
-        save_results(config, trainer, tokenizer, data)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model(args.output_dir)
+        if trainer.is_world_process_zero():
+            apply_umask(args.output_dir)
+            save_results(config, trainer, tokenizer, data)
+    except Exception as error:
+        if failure := run_control.write_failure(error, args.output_dir):
+            raise failure from error
+        raise
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+
     def body() -> int:
         config = parse_train_args(argv, description=__doc__)
         setup_logging(logging.INFO if config.training.process_index == 0 else logging.ERROR)
         if config.training.process_index != 0:
             datasets.disable_progress_bars()
-        return train(config)
+        args = config.training
+        # Held from before the guard looks at the directory until the last result is written.
+        lock = run_control.lock_output_dir(args.output_dir) if args.process_index == 0 else contextlib.nullcontext()
+        try:
+            with lock:
+                return train(config)
+        except Interrupted as interruption:
+            if config.training.process_index != 0:
+                return interruption.exit_code
+            raise UserError(
+                run_control.interrupted_message(config.training.output_dir, argv, interruption.signal_name),
+                exit_code=interruption.exit_code,
+            ) from None
 
-    return run_cli(body)
+    with interruptible():
+        return run_cli(body)
 
 
 if __name__ == "__main__":

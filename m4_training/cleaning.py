@@ -48,7 +48,9 @@ _ITALIC_STAR = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
 # Underscores inside words (snake_case) are not emphasis.
 _ITALIC_UNDERSCORE = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
-_SPACES = re.compile(r"[^\S\n]+")
+# A run of whitespace other than line breaks; a single space is left alone (matching every space would make one
+# Python string per word of the text in re.sub: ten times its size for a 48 MB document).
+_SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -20,6 +21,8 @@ from transformers import HfArgumentParser
 
 EXIT_USAGE = 2  # bad arguments, bad or missing input, model/tokenizer not loadable
 EXIT_TRAINING = 3  # training itself failed (e.g. a non-finite loss)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -71,12 +74,22 @@ class CommandLineParser(HfArgumentParser):
 
 
 def run_cli(body: Callable[[], int]) -> int:
-    """Run a command; a `UserError` becomes one line on stderr and its exit code."""
+    """Run a command; a `UserError` becomes one line on stderr and its exit code.
+
+    Ctrl-C ends with one line and exit code 130; a closed stdout pipe (`... | head`) ends quietly with 141.
+    """
     try:
         return body()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); nothing was written that looks finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left: further writes to stdout, even at exit, would raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def setup_logging(level: int = logging.INFO) -> None:

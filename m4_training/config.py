@@ -10,6 +10,8 @@ settings (the window against the tokenizer, the length against the model's posit
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import logging
 import math
 import os
@@ -21,10 +23,12 @@ from typing import Any, Literal, NamedTuple
 import torch
 from datasets import config as datasets_config
 from huggingface_hub import get_token, is_offline_mode
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from transformers import PreTrainedTokenizerBase, TrainingArguments
-from transformers.integrations import get_available_reporting_integrations
+from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
-from data_loaders import canonical_generator
+from data_loaders import RequestedNames, canonical_generator
 from m4_training import demo
 from m4_training.cli import CommandLineParser, UserError
 
@@ -38,21 +42,8 @@ MAX_AUTO_DATALOADER_WORKERS = 4
 # The chunk-level validation metrics the Trainer reports (evaluation.compute_chunk_metrics), for model selection.
 SELECTION_METRICS = ("loss", "f1_macro", "auroc", "accuracy", "precision", "recall", "fpr_human")
 LOWER_IS_BETTER = {"loss", "fpr_human"}
-# `--report_to` name -> the pip package that provides it.
-TRACKER_PACKAGES = {
-    "tensorboard": "tensorboard",
-    "wandb": "wandb",
-    "mlflow": "mlflow",
-    "comet_ml": "comet_ml",
-    "clearml": "clearml",
-    "neptune": "neptune",
-    "dvclive": "dvclive",
-    "swanlab": "swanlab",
-    "trackio": "trackio",
-    "codecarbon": "codecarbon",
-    "dagshub": "dagshub",
-    "azure_ml": "azureml-core",
-}
+# `--report_to` trackers whose pip package has another name.
+TRACKER_PACKAGES = {"azure_ml": "azureml-core", "comet_ml": "comet-ml", "flyte": "flytekit", "kubeflow": "kfp"}
 # Data and window settings that do not change the prepared data (so they stay out of the cache key).
 NOT_IN_CACHE_KEY = {"num_proc", "cache_dir", "no_cache", "pad_to_multiple_of", "pad_to_max_length"}
 
@@ -73,6 +64,44 @@ def _check_fraction(flag: str, value: float, low_open: bool = False) -> None:
 
 def _check_optional_positive(flag: str, value: int | None) -> None:
     _require(value is None or value >= 1, flag, "at least 1", value)
+
+
+def _is_within(path: str | Path, container: str | Path) -> bool:
+    path, container = Path(path).resolve(), Path(container).resolve()
+    return path == container or container in path.parents
+
+
+def _used_paths(paths: dict[str, str | list[str] | None]) -> list[tuple[str, str]]:
+    """(flag, path) of every path given; a flag may name several paths, None and '-' (stdio) are not paths."""
+    pairs = []
+    for flag, value in paths.items():
+        for path in [value] if isinstance(value, str) else value or []:
+            if path and path != "-":
+                pairs.append((flag, path))
+    return pairs
+
+
+def check_output_paths(outputs: dict[str, str | None], protected: dict[str, str | list[str] | None]) -> None:
+    """No output may be, or lie inside, an input or a model directory, nor be another output: nothing the user
+    already has is ever replaced. Keys are the flags (one path, several, or None when not used)."""
+    used_outputs = _used_paths(outputs)
+    for flag, path in used_outputs:
+        for other_flag, other in _used_paths(protected):
+            if _is_within(path, other):
+                where = "is" if Path(path).resolve() == Path(other).resolve() else "is inside"
+                raise UserError(
+                    f"{flag} {path} {where} {other_flag} {other}: writing there would replace what is read; "
+                    f"choose another {flag}"
+                )
+    for position, (flag, path) in enumerate(used_outputs):
+        for other_flag, other in used_outputs[position + 1 :]:
+            if Path(path).resolve() == Path(other).resolve():
+                raise UserError(f"{flag} and {other_flag} are the same path ({path}); give two paths")
+
+
+def _local_directory(name: str | None) -> str | None:
+    """A --model given as a local directory (a hub id is not a path the run could write into)."""
+    return name if name and Path(name).is_dir() else None
 
 
 def capped_num_proc(num_proc: int | None) -> int | None:
@@ -256,6 +285,35 @@ class RunArguments:
     demo: bool = field(default=False, **_help("run offline on a generated sample with a tiny model"))
 
 
+def check_trackers(report_to: list[str]) -> None:
+    """Every --report_to tracker must be one transformers knows, with its package installed (the environment,
+    checked with the settings so that a missing package stops the run before any data is read)."""
+    requested = [name for name in report_to if name not in ("none", "all")]
+    unknown = [name for name in requested if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(INTEGRATION_TO_CALLBACK), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(
+            f"--report_to {' '.join(unknown)}: not a tracker transformers knows{hint}; use none or any of "
+            f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}"
+        )
+    available = set(get_available_reporting_integrations())
+    if importlib.util.find_spec("flytekit") is not None:  # a tracker transformers' list above never names
+        available.add("flyte")
+    missing = [name for name in requested if name not in available]
+    if missing:
+        packages = " ".join(TRACKER_PACKAGES.get(name, name) for name in missing)
+        raise UserError(
+            f"--report_to {' '.join(missing)}: not installed; run `pip install {packages}` "
+            "(`pip install -r requirements-trackers.txt` for TensorBoard), or pass --report_to none"
+        )
+
+
+def hub_repo_name(args: TrainingArguments) -> str:
+    """The Hub repository --push_to_hub uploads to, as the Trainer names it: --hub_model_id or the output dir's name."""
+    return args.hub_model_id or Path(args.output_dir).absolute().name
+
+
 @dataclass
 class DetectorTrainingArguments(TrainingArguments):
     """`TrainingArguments` with this tool's defaults; fields not declared here pass through unchanged."""
@@ -373,20 +431,7 @@ class DetectorTrainingArguments(TrainingArguments):
 
     def _check_trackers_and_hub(self) -> None:
         """A tracker or Hub upload that cannot work fails now, not after hours of data preparation and training."""
-        requested = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to or [])
-        available = set(get_available_reporting_integrations())
-        for tracker in requested:
-            if tracker in ("none", "all") or tracker in available:
-                continue
-            if tracker not in TRACKER_PACKAGES:
-                raise UserError(
-                    f"--report_to {tracker}: not a tracker transformers knows; use one of "
-                    f"{', '.join(sorted(TRACKER_PACKAGES))} (or none)"
-                )
-            raise UserError(
-                f"--report_to {tracker}: the {tracker} package is not installed; "
-                f"run `pip install {TRACKER_PACKAGES[tracker]}`"
-            )
+        check_trackers([self.report_to] if isinstance(self.report_to, str) else list(self.report_to or []))
         if not self.push_to_hub:
             given = [f"--{name}" for name in ("hub_model_id", "hub_private_repo") if getattr(self, name) is not None]
             if given:
@@ -400,6 +445,14 @@ class DetectorTrainingArguments(TrainingArguments):
             )
         if is_offline_mode():
             raise UserError("--push_to_hub cannot upload while HF_HUB_OFFLINE=1 is set")
+        # The Trainer's default repository name is the output directory's.
+        name = hub_repo_name(self)
+        flag = "--hub_model_id" if self.hub_model_id else "--output_dir"
+        try:
+            validate_repo_id(name)
+        except HFValidationError as error:
+            advice = "" if self.hub_model_id else " (the default repository name); set --hub_model_id user/name"
+            raise UserError(f"--push_to_hub: {flag} {name} is not a Hub repository name{advice}: {error}") from None
 
     def _check_values(self) -> None:
         _require(self.per_device_train_batch_size >= 1, "batch_size", "at least 1", self.per_device_train_batch_size)
@@ -526,8 +579,21 @@ def parse_train_args(argv: list[str] | None = None, description: str | None = No
     parser = train_parser(description=description)
     namespace, _ = parser.parse_known_args(argv)
     if namespace.demo:
-        parser.set_defaults(**DEMO_DEFAULTS)
-    return TrainConfig(*parser.parse_dataclasses(argv))
+        demo_defaults = dict(DEMO_DEFAULTS)
+        if namespace.resume_from_checkpoint:  # continuing the demo run, not replacing it
+            demo_defaults["overwrite_output_dir"] = False
+        parser.set_defaults(**demo_defaults)
+    config = TrainConfig(*parser.parse_dataclasses(argv))
+    check_output_paths(
+        {"--output_dir": config.training.output_dir},
+        {
+            "--data_dir": config.data.data_dir,
+            "--reddit_file": config.data.reddit_file,
+            "--model": _local_directory(config.model.model),
+            "--test_data": config.evaluation.test_data,
+        },
+    )
+    return config
 
 
 def preparation_settings(config: TrainConfig) -> dict[str, Any]:
@@ -555,6 +621,25 @@ def loaded_selection(config: TrainConfig) -> tuple[list[str], list[str]]:
         if canonical_generator(held_out_generator) not in {canonical_generator(g) for g in generators}:
             generators.append(held_out_generator)
     return domains, generators
+
+
+def requested_names(config: TrainConfig) -> list[RequestedNames]:
+    """The M4 names the user chose, each of which must match a file of --data_dir (a typo would drop data).
+
+    --train_domains and --train_generators when not the defaults (the full M4 lists need not all be present in
+    every directory); the held-out domain or generator always, as validation needs its files.
+    """
+    data, split = config.data, config.split
+    names = []
+    if data.train_domains != DEFAULT_DOMAINS:
+        names.append(RequestedNames("--train_domains", "domains", data.train_domains))
+    if data.train_generators != DEFAULT_GENERATORS:
+        names.append(RequestedNames("--train_generators", "generators", data.train_generators))
+    if split.val_domain is not None:
+        names.append(RequestedNames("--val_domain", "domains", [split.val_domain]))
+    if split.flow == "generator_holdout":
+        names.append(RequestedNames("--val_generator", "generators", [split.val_generator]))
+    return names
 
 
 def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> int:
@@ -585,6 +670,10 @@ def check_positions(max_length: int, position_limit: int | None, model_name: str
 # length most published encoders were trained at), overlapping by EXTERNAL_CHUNK_OVERLAP tokens.
 EXTERNAL_MAX_LENGTH = 512
 EXTERNAL_CHUNK_OVERLAP = 50
+
+
+# What predict.py --eval writes into --report_dir.
+PREDICT_REPORT_FILES = ("metrics.json", "predictions.jsonl", "report.md", "confusion_matrix.png", "roc.png")
 
 
 @dataclass
@@ -647,6 +736,21 @@ class PredictArguments:
                 f"got {len(self.machine_label)}"
             )
 
+        check_output_paths(
+            {"--output": self.output, "--report_dir": self.report_dir if self.eval else None},
+            {
+                "--model_path": [path for path in self.model_path if _local_directory(path)],
+                "--input": self.input,
+                "--baseline_train": self.baseline_train,
+                "--reddit_file": self.reddit_file,
+            },
+        )
+        if self.eval and self.output and Path(self.output).name in PREDICT_REPORT_FILES:
+            if Path(self.output).resolve().parent == Path(self.report_dir).resolve():
+                raise UserError(
+                    f"--output {self.output} is a file that --eval writes in --report_dir; choose another --output"
+                )
+
     def machine_label_for(self, index: int) -> str | None:
         """The --machine_label of the index-th --model_path (None: detect it from id2label)."""
         if not self.machine_label:
@@ -669,6 +773,15 @@ def parse_predict_args(argv: list[str] | None = None, description: str | None = 
 class SummarizeArguments:
     runs: list[str] = field(**_help("output directories of train.py runs (e.g. one per held-out domain)"))
     output: str | None = field(default=None, **_help("also write the Markdown tables to this file"))
+
+    def __post_init__(self) -> None:
+        if self.output:
+            # `--runs outputs/lodo/* --output outputs/lodo/summary.md` run again: the glob now names the summary too.
+            written = Path(self.output).resolve()
+            self.runs = [run for run in self.runs if Path(run).resolve() != written]
+            if not self.runs:
+                raise UserError("--runs names no run directory besides --output")
+        check_output_paths({"--output": self.output}, {"--runs": self.runs})
 
 
 def parse_summarize_args(argv: list[str] | None = None, description: str | None = None) -> SummarizeArguments:
@@ -699,6 +812,9 @@ class PrepareM4Arguments:
             raise UserError(
                 f"--output_dir must differ from --input_dir ({self.input_dir}); raw files are never overwritten"
             )
+        # The output directory is replaced as a whole when complete, so it may not hold the input either.
+        check_output_paths({"--output_dir": self.output_dir, "--report": self.report}, {"--input_dir": self.input_dir})
+        check_output_paths({"--input_dir": self.input_dir}, {"--output_dir": self.output_dir})
 
 
 @dataclass
@@ -722,6 +838,11 @@ class PrepareRedditArguments:
             date.fromisoformat(self.cutoff_date)
         except ValueError as error:
             raise UserError(f"--cutoff_date must be a date like {REDDIT_CUTOFF}, got {self.cutoff_date!r}") from error
+        check_output_paths({"--output": self.output, "--report": self.report_path}, {"--input": self.input})
+
+    @property
+    def report_path(self) -> str:
+        return self.report or f"{self.output}.report.json"
 
 
 PREPARE_COMMANDS = {

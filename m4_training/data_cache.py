@@ -6,10 +6,16 @@ every split and sampling setting, and the source of the code that prepares the d
 key, so a stale entry is never read. An entry holds the corpus and split (pickled) and the chunk datasets as
 Arrow files, which are memory-mapped on load rather than read into RAM. Entries are built in a temporary
 directory and renamed into place, so concurrent runs (several ranks, two jobs) never see half an entry.
+
+The entry's marker, written last, holds a checksum of every other file of the entry; an entry that fails it
+(a full disk, a damaged file) is rebuilt with a warning. A build holds a lock on its temporary directory, so the
+directories of killed builds are recognised and removed. A cache directory that cannot be written is a warning:
+the data is then prepared in memory, as with --no_cache.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -17,6 +23,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,19 +35,27 @@ import chunking
 import data_loaders
 from data_loaders import Corpus
 from m4_training import splits
-from m4_training.config import TrainConfig, loaded_selection, preparation_settings
+from m4_training.config import TrainConfig, loaded_selection, preparation_settings, requested_names
 from m4_training.splits import Split
 
 logger = logging.getLogger(__name__)
 
 # Bump when the layout of an entry changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: the marker holds checksums of the entry's files
 # The code whose behaviour decides an entry's contents.
 CODE_FILES = ("data_loaders.py", "chunking.py", "m4_training/splits.py", "m4_training/data_cache.py")
 ROOT = Path(__file__).resolve().parents[1]
 COMPLETE_MARKER = "complete.json"
 CORPUS_FILE = "corpus_and_split.pkl"
 SIDES = ("train", "val")
+BUILD_LOCK = ".building.lock"  # in a temporary build directory; locked for as long as its build runs
+# A temporary directory without its lock file is only taken for a dead build's after this long (its builder
+# may be between creating the directory and the lock).
+ORPHAN_MIN_AGE_S = 600
+
+
+class DamagedEntry(Exception):
+    """A cache entry whose files do not match the checksums in its marker, or cannot be read."""
 
 
 @dataclass
@@ -54,7 +69,9 @@ class PreparedChunks:
 def input_files(config: TrainConfig) -> list[Path]:
     """The files a preparation with these settings reads (the same selection load_corpus makes)."""
     data = config.data
-    found = data_loaders.find_m4_files(Path(data.data_dir), *loaded_selection(config))
+    found = data_loaders.find_m4_files(
+        Path(data.data_dir), *loaded_selection(config), must_match=requested_names(config)
+    )
     return [path for path, _, _ in found] + ([Path(data.reddit_file)] if data.reddit_file else [])
 
 
@@ -63,7 +80,7 @@ def file_digest(path: Path) -> str | None:
     if not path.is_file():
         return None
     digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as handle:
+    with data_loaders.open_input(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -100,6 +117,7 @@ def build(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, chunk_dir: Pa
         data.reddit_file,
         data.normalize_digits,
         warn_missing=data.cache is None,  # with a cache, cache_key has looked the files up (and warned) already
+        must_match=requested_names(config),
     )
     split = splits.split_corpus(
         corpus,
@@ -127,27 +145,68 @@ def build(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, chunk_dir: Pa
     return PreparedChunks(corpus, split, train_chunks, val_chunks)
 
 
-def _write_entry(entry: Path, config: TrainConfig, tokenizer: Any) -> PreparedChunks:
-    """Build into a private temporary directory, then rename it to `entry` (atomic; the first writer wins)."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp-", dir=entry.parent))
-    try:
-        prepared = build(config, tokenizer, chunk_dir=building)
-        with open(building / CORPUS_FILE, "wb") as handle:
-            pickle.dump((prepared.corpus, prepared.split), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        chunk_files = {
-            side: [Path(f["filename"]).name for f in chunks.cache_files]
-            for side, chunks in zip(SIDES, (prepared.train_chunks, prepared.val_chunks))
-        }
-        marker = {"chunk_files": chunk_files, "settings": preparation_settings(config)}
-        (building / COMPLETE_MARKER).write_text(json.dumps(marker))
+def _start_build(cache: Path, entry: Path) -> tuple[Path, int]:
+    """A private temporary directory for building `entry`, and the descriptor of its held lock."""
+    cache.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp-", dir=cache))
+    lock = os.open(building / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return building, lock
+
+
+def remove_orphans(cache: Path) -> list[Path]:
+    """Remove the temporary directories of builds that were killed (their lock is free); returns them."""
+    removed = []
+    for directory in cache.glob("*.tmp-*"):
         try:
-            os.rename(building, entry)
-        except OSError:  # another run finished the same entry first; theirs is identical
-            shutil.rmtree(building, ignore_errors=True)
-    except BaseException:
+            lock = os.open(directory / BUILD_LOCK, os.O_RDONLY)
+        except FileNotFoundError:
+            if time.time() - directory.stat().st_mtime < ORPHAN_MIN_AGE_S:
+                continue
+        except OSError:
+            continue  # not ours to judge (another user's build)
+        else:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a build in progress
+            finally:
+                os.close(lock)
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    if removed:
+        logger.warning("Removed %d unfinished cache entries of killed runs from %s", len(removed), cache)
+    return removed
+
+
+def _entry_checksums(directory: Path) -> dict[str, str]:
+    return {
+        path.name: file_digest(path)
+        for path in sorted(directory.iterdir())
+        if path.name not in (COMPLETE_MARKER, BUILD_LOCK)
+    }
+
+
+def _write_entry(building: Path, entry: Path, config: TrainConfig, tokenizer: Any) -> PreparedChunks:
+    """Build into `building`, then rename it to `entry` (atomic; the first writer wins)."""
+    prepared = build(config, tokenizer, chunk_dir=building)
+    with open(building / CORPUS_FILE, "wb") as handle:
+        pickle.dump((prepared.corpus, prepared.split), handle, protocol=pickle.HIGHEST_PROTOCOL)
+    chunk_files = {
+        side: [Path(f["filename"]).name for f in chunks.cache_files]
+        for side, chunks in zip(SIDES, (prepared.train_chunks, prepared.val_chunks))
+    }
+    (building / BUILD_LOCK).unlink()
+    marker = {
+        "chunk_files": chunk_files,
+        "settings": preparation_settings(config),
+        "blake2b": _entry_checksums(building),
+    }
+    (building / COMPLETE_MARKER).write_text(json.dumps(marker))  # last: the entry is complete and verifiable
+    try:
+        os.rename(building, entry)
+    except OSError:  # another run finished the same entry first; theirs is identical
         shutil.rmtree(building, ignore_errors=True)
-        raise
     # Chunks are re-opened from the final place, so the first and every later run use the same files.
     prepared.train_chunks, prepared.val_chunks = _load_chunks(entry)
     return prepared
@@ -162,22 +221,79 @@ def _load_chunks(entry: Path) -> tuple[Dataset, Dataset]:
     return loaded[0], loaded[1]
 
 
+def verify_entry(entry: Path) -> None:
+    """Raise DamagedEntry unless every file of the entry has the checksum its marker recorded."""
+    try:
+        expected = json.loads((entry / COMPLETE_MARKER).read_text())["blake2b"]
+        found = _entry_checksums(entry)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DamagedEntry(f"unreadable marker or files: {error}") from error
+    wrong = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
+    if wrong:
+        raise DamagedEntry(f"{', '.join(wrong)} differ from the checksums written when the entry was made")
+
+
 def _read_entry(entry: Path) -> PreparedChunks:
-    with open(entry / CORPUS_FILE, "rb") as handle:
-        corpus, split = pickle.load(handle)
-    return PreparedChunks(corpus, split, *_load_chunks(entry))
+    verify_entry(entry)
+    try:
+        with open(entry / CORPUS_FILE, "rb") as handle:
+            corpus, split = pickle.load(handle)
+        return PreparedChunks(corpus, split, *_load_chunks(entry))
+    except Exception as error:  # a file that matches its checksum but cannot be read: made by other code
+        raise DamagedEntry(f"cannot be read: {error}") from error
+
+
+def _discard(entry: Path) -> None:
+    """Move a damaged entry out of the way (atomically, others may be reading it) and delete it."""
+    doomed = entry.with_name(f"{entry.name}.tmp-damaged-{os.getpid()}-{time.time_ns()}")
+    try:
+        os.rename(entry, doomed)
+    except OSError:
+        return  # another run moved it already
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def prepare(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PreparedChunks:
     """The prepared data: read from the cache when an entry for these inputs exists, else built (and stored).
 
-    With --no_cache the data is built in memory and nothing is stored.
+    With --no_cache, or a cache directory that cannot be written, the data is built in memory.
     """
     if config.data.cache is None:
         return build(config, tokenizer)
-    entry = Path(config.data.cache) / cache_key(config, tokenizer)
+    cache = Path(config.data.cache)
+    entry = cache / cache_key(config, tokenizer)
     if (entry / COMPLETE_MARKER).is_file():
-        logger.info("Prepared data read from the cache %s (--no_cache to rebuild)", entry)
-        return _read_entry(entry)
-    logger.info("Preparing data; the result is cached in %s", entry)
-    return _write_entry(entry, config, tokenizer)
+        try:
+            prepared = _read_entry(entry)
+        except DamagedEntry as error:
+            logger.warning("The cache entry %s is damaged (%s); preparing the data again", entry, error)
+            _discard(entry)
+        else:
+            logger.info("Prepared data read from the cache %s (--no_cache to rebuild)", entry)
+            return prepared
+    try:
+        building, lock = _start_build(cache, entry)
+    except OSError as error:
+        logger.warning(
+            "The cache directory %s cannot be written (%s); preparing the data without a cache (as --no_cache)",
+            cache,
+            error.strerror or error,
+        )
+        return build(config, tokenizer)
+    try:
+        remove_orphans(cache)
+        logger.info("Preparing data; the result is cached in %s", entry)
+        return _write_entry(building, entry, config, tokenizer)
+    except OSError as error:
+        logger.warning(
+            "Could not store the prepared data in %s (%s); preparing it again without a cache",
+            cache,
+            error.strerror or error,
+        )
+        shutil.rmtree(building, ignore_errors=True)
+        return build(config, tokenizer)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    finally:
+        os.close(lock)

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 import data_loaders
+from data_loaders import RequestedNames
 from m4_training import evaluation
 from m4_training.cli import UserError
 from m4_training.config import EvaluationArguments
@@ -84,15 +85,38 @@ def m4_selection(
     return sorted({d for d, _ in kept}), sorted({g for _, g in kept})
 
 
+def check_test_names(settings: EvaluationArguments) -> None:
+    """Each --test_domains/--test_generators name must match a file in some --test_data directory: a typo would
+    otherwise only leave documents out of the test set."""
+    directories = [path for path in settings.test_data or [] if Path(path).is_dir()]
+    available = [
+        (path, *parsed)
+        for directory in directories
+        for path in sorted(Path(directory).glob("*.jsonl"))
+        if (parsed := data_loaders.parse_m4_filename(path))
+    ]
+    requested = [
+        RequestedNames("--test_domains", "domains", settings.test_domains or []),
+        RequestedNames("--test_generators", "generators", settings.test_generators or []),
+    ]
+    if available:
+        data_loaders.check_requested_names(f"--test_data {' '.join(directories)}", available, requested)
+
+
 def read_test_sets(settings: EvaluationArguments, normalize_digits: bool) -> list[HeldOutSet]:
     """Every --test_data input, normalised as training normalises, each document with its label (required)."""
     paths = settings.test_data or []
+    check_test_names(settings)
     test_sets = []
     for name, path in zip(set_names(paths), paths):
         domains = generators = None
         if Path(path).is_dir():
             domains, generators = m4_selection(Path(path), settings.test_domains, settings.test_generators)
-        frame, report = data_loaders.read_documents(path, "auto", normalize_digits, domains, generators)
+        try:
+            frame, report = data_loaders.read_documents(path, "auto", normalize_digits, domains, generators)
+        except UserError as error:
+            message = str(error).removeprefix(f"{path}: ")
+            raise UserError(f"--test_data {path}: {message}") from error
         if report is not None and report.skipped:
             logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
         if "input_label" not in frame.columns or frame["input_label"].isna().any():

@@ -1,4 +1,13 @@
-"""What makes a run safe to start, continue and stop: the output-directory guard, resume, early stopping.
+"""What makes a run safe to start, continue and stop: the output-directory lock and guard, the checks of the
+environment made before any data is read, resume from the newest complete checkpoint, early stopping, and the
+one line printed when a run is interrupted.
+
+Rules for the environment (checked before any data is prepared):
+- `--output_dir` must be a directory this user can write (created if missing), with room for the checkpoints;
+- one training run at a time per `--output_dir`: the run (rank 0) holds `--output_dir/.train.lock` and a second
+  run refuses to start, naming the first one's PID and host; the lock of a run that died is taken over with a
+  warning (the kernel releases the lock of a dead process, so no PID is ever guessed to be alive).
+(The `--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in config.py.)
 
 Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
 - a directory holding a training run (a `checkpoint-*` folder or `metrics.json`) is never trained or dry-run
@@ -11,16 +20,31 @@ Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
+import os
+import shlex
 import shutil
+import socket
+import struct
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import create_repo
 from transformers import EarlyStoppingCallback, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from m4_training.cli import UserError
-from m4_training.config import DetectorTrainingArguments
+from m4_training import files
+from m4_training.cli import EXIT_TRAINING, UserError, one_line
+from m4_training.config import DetectorTrainingArguments, hub_repo_name
+from m4_training.files import apply_umask, check_output_dir, format_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +60,262 @@ RESULT_FILES = (
 RESULT_DIRS = ("test_predictions",)
 
 
+LOCK_FILE = ".train.lock"
+# A checkpoint holds the weights once and AdamW's two moments: about three times the weights.
+CHECKPOINT_TO_WEIGHTS = 3
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
+
+
 def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir())
+
+
+def _step(checkpoint: Path) -> int:
+    suffix = checkpoint.name.rpartition("-")[2]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+# ----------------------------------------------------------------------------------------------- environment
+
+
+def prepare_output_dir(output_dir: str | Path) -> bool:
+    """Create `--output_dir` if needed (returns whether it was); a file in its place, or a directory this user
+    cannot write, stops the run."""
+    path = Path(output_dir)
+    check_output_dir(path, "--output_dir")
+    if path.is_dir():
+        return False
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        return False  # made by another process meanwhile
+    except OSError as error:
+        raise UserError(f"--output_dir {path} cannot be created ({error.strerror or error})") from error
+    return True
+
+
+@dataclass
+class OutputDirLock:
+    """The lock of one training run on its output directory (see the module docstring)."""
+
+    path: Path
+    descriptor: int | None
+    created_dir: bool = False
+
+    def release(self) -> None:
+        if self.descriptor is None:
+            return
+        # Removed while still locked: a run that opened the file before finds it gone and opens the new one.
+        self.path.unlink(missing_ok=True)
+        os.close(self.descriptor)
+        self.descriptor = None
+        if self.created_dir:  # a run stopped before writing anything leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
+
+    def __enter__(self) -> OutputDirLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _holder(descriptor: int) -> str:
+    try:
+        holder = json.loads(os.pread(descriptor, 4096, 0) or b"null")
+        return f"PID {holder['pid']} on host {holder['host']}, started {holder['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def lock_output_dir(output_dir: str | Path) -> OutputDirLock:
+    """Hold the output directory's lock for this run; refuse when another live run holds it."""
+    created = prepare_output_dir(output_dir)
+    path = Path(output_dir) / LOCK_FILE
+    while True:
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise UserError(f"--output_dir {output_dir} is not writable ({error.strerror or error})") from error
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(descriptor) or "its PID is not written yet"
+            os.close(descriptor)
+            raise UserError(
+                f"--output_dir {output_dir} is in use by another training run ({holder}); wait for it to end or "
+                "choose another --output_dir"
+            ) from None
+        except OSError as error:  # a filesystem without locks (some network mounts)
+            logger.warning(
+                "Cannot lock %s (%s): two runs started into this --output_dir would not be stopped",
+                path,
+                error.strerror,
+            )
+            os.close(descriptor)
+            return OutputDirLock(path, None, created)
+        try:
+            current = os.stat(path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(descriptor)  # its holder removed the file after we opened it: lock the new one
+    previous = _holder(descriptor)
+    if previous:
+        logger.warning("Took over the lock in %s of a run that ended without releasing it (%s)", output_dir, previous)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, json.dumps(holder).encode("utf-8"), 0)
+    return OutputDirLock(path, descriptor, created)
+
+
+def weights_bytes(model: str) -> int | None:
+    """Size of a local model directory's weight files (None for a hub id: not known before the download)."""
+    directory = Path(model)
+    if not directory.is_dir():
+        return None
+    return sum(p.stat().st_size for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+
+
+def check_free_space(output_dir: str | Path, model_bytes: int, save_total_limit: int | None) -> None:
+    """Stop before training when the disk cannot hold the checkpoints kept at once and the final model."""
+    checkpoints = (save_total_limit or 1) + 1  # a new checkpoint is written before the oldest is removed
+    needed = model_bytes * (checkpoints * CHECKPOINT_TO_WEIGHTS + 1)
+    what = f"{checkpoints} checkpoints and the final model of this {format_bytes(model_bytes)} model"
+    files.check_free_space(output_dir, needed, "--output_dir", what, ", lower --save_total_limit")
+
+
+def create_hub_repository(args: DetectorTrainingArguments) -> None:
+    """--push_to_hub: create the Hub repository (or find it) before any data is read, so that a token without write
+    access, a repository name of someone else's or no network stops the run now rather than after preparing the
+    data (the Trainer makes the same call later and finds it)."""
+    name = hub_repo_name(args)
+    try:
+        create_repo(name, token=args.hub_token, private=args.hub_private_repo, exist_ok=True)
+    except Exception as error:  # the hub client raises many types (HTTP, network, validation)
+        raise UserError(
+            f"--push_to_hub: cannot create or reach the Hub repository {name} ({one_line(error)}); check the "
+            "token's write access and --hub_model_id, or leave out --push_to_hub"
+        ) from error
+
+
+def write_failure(error: BaseException, output_dir: str | Path) -> UserError | None:
+    """The one-line error (exit 3) for a save that failed for want of room or rights; None for other errors."""
+    message = files.write_failure(error, output_dir)
+    if message is None:
+        return None
+    checkpoint, _ = newest_complete_checkpoint(output_dir)
+    resume = f"; the newest complete checkpoint is {checkpoint}" if checkpoint else ""
+    return UserError(message + resume, exit_code=EXIT_TRAINING)
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return f"{path.name} is truncated ({size} bytes)"
+        (header_length,) = struct.unpack("<Q", head)
+        if 8 + header_length > size:
+            return f"{path.name} is truncated ({size} bytes)"
+        try:
+            header = json.loads(handle.read(header_length))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError):
+            return f"{path.name} has an unreadable header"
+    if 8 + header_length + end > size:
+        return f"{path.name} is truncated ({size} of {8 + header_length + end} bytes)"
+    return None
+
+
+def _zip_problem(path: Path) -> str | None:
+    """torch.save writes zip archives: a truncated one has lost its directory at the end."""
+    try:
+        with zipfile.ZipFile(path):
+            return None
+    except (zipfile.BadZipFile, OSError):
+        return f"{path.name} is truncated or damaged"
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why the Trainer could not resume from this checkpoint directory (None: complete).
+
+    The Trainer writes trainer_state.json last, so a save cut short by a kill or a full disk has none; files cut
+    short otherwise (a full disk, a partial copy) are found by their own structure.
+    """
+    state = checkpoint / TRAINER_STATE_NAME
+    if not state.is_file():
+        return f"no {TRAINER_STATE_NAME}: its save did not finish"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{TRAINER_STATE_NAME} is truncated or unreadable"
+    present = {p.name: p for p in checkpoint.iterdir() if p.is_file()}
+    sharded = any(p.is_dir() and p.name.startswith(("pytorch_model_fsdp", "global_step")) for p in checkpoint.iterdir())
+    weights = [p for name, p in present.items() if name.endswith(WEIGHT_SUFFIXES) and "model" in name]
+    if not weights and not sharded:
+        return "no model weights"
+    for index in (p for name, p in present.items() if name.endswith(".index.json")):
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return f"{index.name} is truncated or unreadable"
+        if missing := sorted(shards - present.keys()):
+            return f"missing weight files {', '.join(missing)}"
+    for path in weights:
+        if problem := (_safetensors_problem(path) if path.suffix == ".safetensors" else _zip_problem(path)):
+            return problem
+    for name, path in present.items():
+        saved_by_torch = name in (OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME) or name.startswith("rng_state")
+        if saved_by_torch and (problem := _zip_problem(path)):
+            return problem
+    return None
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[str]]:
+    """The complete checkpoint with the highest step, and each newer one passed over with the reason."""
+    directory = Path(output_dir)
+    skipped = []
+    for checkpoint in sorted(_checkpoints(directory) if directory.is_dir() else [], key=_step, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint, skipped
+        skipped.append(f"{checkpoint.name} ({problem})")
+    return None, skipped
+
+
+def interrupted_message(output_dir: str | Path, argv: Sequence[str], signal_name: str) -> str:
+    """One line for a run stopped by Ctrl-C or SIGTERM: the newest checkpoint and the command that resumes."""
+    checkpoint, _ = newest_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        return f"interrupted ({signal_name}) before the first checkpoint was saved; run the same command to start again"
+    return (
+        f"interrupted ({signal_name}); the newest complete checkpoint is {checkpoint}; resume with: "
+        f"python train.py {shlex.join(resume_arguments(argv))}"
+    )
+
+
+def resume_arguments(argv: Sequence[str]) -> list[str]:
+    """The same arguments without --overwrite_output_dir and any --resume_from_checkpoint, plus `auto`."""
+    kept: list[str] = []
+    position = 0
+    while position < len(argv):
+        token = argv[position]
+        flag, has_value = token.split("=", 1)[0], "=" in token
+        position += 1
+        if flag == "--resume_from_checkpoint":
+            position += 0 if has_value else 1
+        elif flag == "--overwrite_output_dir":  # a switch that may be followed by true/false
+            if not has_value and position < len(argv) and argv[position].lower() in BOOLEAN_WORDS:
+                position += 1
+        else:
+            kept.append(token)
+    return [*kept, "--resume_from_checkpoint", "auto"]
 
 
 def guard_output_dir(args: DetectorTrainingArguments) -> None:
@@ -67,37 +345,51 @@ def guard_output_dir(args: DetectorTrainingArguments) -> None:
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """`auto` -> the newest checkpoint-N in output_dir; a path must be a Trainer checkpoint directory."""
+    """`auto` -> the newest complete checkpoint-N in output_dir (newer incomplete ones are named and passed over);
+    a path must be a complete Trainer checkpoint directory."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint == "auto":
-        newest = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        newest, skipped = newest_complete_checkpoint(output_dir)
+        if skipped:
+            logger.warning("--resume_from_checkpoint auto: passed over %s", "; ".join(skipped))
         if newest is None:
+            complete, found = ("complete ", f"; incomplete: {'; '.join(skipped)}") if skipped else ("", "")
             raise UserError(
-                f"--resume_from_checkpoint auto: no {PREFIX_CHECKPOINT_DIR}-N directory in {output_dir} "
-                "(checkpoints are saved every --eval_steps steps, or every epoch)"
+                f"--resume_from_checkpoint auto: no {complete}{PREFIX_CHECKPOINT_DIR}-N directory in {output_dir} "
+                f"(checkpoints are saved every --eval_steps steps, or every epoch){found}"
             )
         logger.info("Resuming from %s", newest)
-        return newest
+        return str(newest)
     path = Path(resume_from_checkpoint)
-    if not (path / "trainer_state.json").is_file():
+    if not (path / TRAINER_STATE_NAME).is_file() and not any(path.glob("*.safetensors")):
         raise UserError(
-            f"--resume_from_checkpoint {path}: not a checkpoint directory (no trainer_state.json); "
+            f"--resume_from_checkpoint {path}: not a checkpoint directory (no {TRAINER_STATE_NAME}); "
             f"pass a {PREFIX_CHECKPOINT_DIR}-N directory or 'auto'"
         )
+    if problem := checkpoint_problem(path):
+        raise UserError(f"--resume_from_checkpoint {path}: cannot resume from it ({problem}); pass another or 'auto'")
     return str(path)
+
+
+class HonourUmask(TrainerCallback):
+    """Give the weight files of every checkpoint the permissions of the umask (safetensors writes them 0600)."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if args.should_save:
+            apply_umask(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
 
 def callbacks(args: DetectorTrainingArguments) -> list[TrainerCallback]:
     if args.early_stopping_patience is None:
-        return []
+        return [HonourUmask()]
     logger.warning(
         "Early stopping on %s with patience %d: the kept checkpoint is chosen on the validation set, so the final "
         "validation metrics are slightly optimistic; judge the model on data it was not selected on",
         args.metric_for_best_model,
         args.early_stopping_patience,
     )
-    return [EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)]
+    return [HonourUmask(), EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)]
 
 
 def model_selection_summary(args: DetectorTrainingArguments, trainer: Any) -> dict[str, Any] | None:

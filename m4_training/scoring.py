@@ -93,16 +93,19 @@ def predict_chunk_probs(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    probs = []
+    in_dataset_order = np.zeros(len(chunks))
+    done = 0
     show = len(chunks) >= SHOW_PROGRESS_FROM_CHUNKS if show_progress is None else show_progress
     for batch in tqdm(loader, desc="Predicting", disable=not show, leave=False):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "labels"}
         with _autocast(device, dtype):
             logits = model(**batch).logits
-        probs.append(torch.softmax(logits.float(), dim=-1)[:, machine_index].cpu().numpy())
+        probs = torch.softmax(logits.float(), dim=-1)[:, machine_index].cpu().numpy()
+        # Copied out at once: keeping every batch's small array (a view of its tensor) alive fragments the
+        # heap, about 5 KB per chunk of peak memory (+0.5 GB for one 48 MB document).
+        in_dataset_order[order[done : done + len(probs)]] = probs
+        done += len(probs)
     model.train(was_training)
-    in_dataset_order = np.zeros(len(chunks))
-    in_dataset_order[order] = np.concatenate(probs) if probs else []
     return in_dataset_order
 
 

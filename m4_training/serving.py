@@ -25,11 +25,11 @@ import pandas as pd
 
 import predict
 import train
-from data_loaders import normalize_text
+from data_loaders import has_lone_surrogate, normalize_text
 from m4_training import demo, evaluation
 from m4_training.cli import UserError
 from m4_training.config import DEMO_MODEL_DIR, AppArguments, PredictArguments
-from m4_training.files import write_jsonl
+from m4_training.files import write_jsonl, write_text
 from m4_training.reports import format_table
 from m4_training.scoring import (
     MODEL_DEFAULTS,
@@ -46,6 +46,10 @@ logger = logging.getLogger(__name__)
 UPLOAD_SUFFIXES = (".txt", ".jsonl", ".csv")
 MACHINE_RGB = (220, 38, 38)
 MAX_SHADE_ALPHA = 0.6  # darker red would hide black text
+LONE_SURROGATE_MESSAGE = (
+    "The text holds half of a UTF-16 surrogate pair (a code point U+D800-U+DFFF on its own), which is not a "
+    "character and cannot be scored; predict.py skips such a row (lone_surrogate). Remove it and score again."
+)
 
 
 def demo_model_dir(directory: str | Path = DEMO_MODEL_DIR) -> Path:
@@ -133,6 +137,8 @@ class DetectorService:
                 results[i].message = "Type or paste a text, or pick an example, then press Score."
             elif message := self.too_long(len(text)):
                 results[i].message = message
+            elif has_lone_surrogate(text):
+                results[i].message = LONE_SURROGATE_MESSAGE
             else:
                 todo.append(i)
         normalised = [self.detector.normalize(texts[i]) for i in todo]
@@ -190,16 +196,21 @@ class DetectorService:
         if message := self.too_long(sum(len(item["text"]) for item in items)):
             raise UserError(message)
         path = self.workdir / f"request-{index}.jsonl"
-        write_jsonl(path, items)
+        # ASCII JSON: a lone surrogate cannot be written as UTF-8, but as an escape it reaches the reader, which
+        # skips that item (lone_surrogate) as predict.py skips such a row.
+        write_text(path, "".join(json.dumps(item) + "\n" for item in items))
         try:
             return predict.read(str(path), "jsonl", self.reading, self.predict_args)
+        except UserError as error:  # about the request, not the server's temporary file
+            raise UserError("request: " + str(error).removeprefix(f"{path}: ")) from error
         finally:
             path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------------------- uploads
 
-    def score_upload(self, path: str | Path) -> tuple[list[dict[str, Any]], Path]:
-        """predict.py's rows for an uploaded file, and the predictions JSONL predict.py --output would write."""
+    def score_upload(self, path: str | Path) -> tuple[list[dict[str, Any]], Path, dict[str, int]]:
+        """predict.py's rows for an uploaded file, the predictions JSONL predict.py --output would write, and the
+        rows skipped by reason (as predict.py skips and counts them)."""
         path = Path(path)
         if path.suffix.lower() not in UPLOAD_SUFFIXES:
             raise UserError(f"{path.name}: unsupported file type; upload {', '.join(UPLOAD_SUFFIXES)}")
@@ -209,12 +220,15 @@ class DetectorService:
                 f"{path.name} is {size_mb:.1f} MB; the page takes files up to {self.settings.max_upload_mb:g} MB "
                 "(app.py --max_upload_mb); score larger files with predict.py"
             )
-        documents = predict.read(str(path), "auto", self.reading, self.predict_args)
+        try:
+            documents, skipped = predict.read_counting_skips(str(path), "auto", self.reading, self.predict_args)
+        except UserError as error:  # named as the user knows the file, not by the server's copy of it
+            raise UserError(f"{path.name}: " + str(error).removeprefix(f"{path}: ")) from error
         predictions = predict.score_documents(documents, self.detector, self.predict_args, self.reading)
         rows = predict.output_rows(predictions, self.threshold)
         output = Path(tempfile.mkdtemp(dir=self.workdir)) / f"{path.stem}.predictions.jsonl"
         write_jsonl(output, rows)
-        return rows, output
+        return rows, output, skipped
 
 
 # ----------------------------------------------------------------------------------------------- rendering

@@ -18,9 +18,9 @@ from statistics import mean
 from typing import Any
 
 from data_loaders import canonical_generator
-from m4_training.cli import UserError, run_cli, setup_logging
+from m4_training.cli import UserError, one_line, run_cli, setup_logging
 from m4_training.config import parse_summarize_args
-from m4_training.files import write_text
+from m4_training.files import check_output_file, write_failure, write_text
 from m4_training.reports import FLOW_NAMES, format_table
 
 RUN_HEADER = [
@@ -46,6 +46,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not valid JSON ({error})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from error
 
 
 def held_out(settings: dict[str, Any], flow: str) -> tuple[str | None, str | None]:
@@ -110,7 +112,13 @@ def summary(run_dirs: list[Path]) -> str:
     """The Markdown tables for these runs."""
     rows, tests = [], []
     for run_dir in run_dirs:
-        row, test_rows = run_rows(run_dir)
+        try:
+            row, test_rows = run_rows(run_dir)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise UserError(
+                f"--runs {run_dir}: metrics.json or training_config.json lacks {one_line(error)} (not written by "
+                "this version of train.py?); leave the run out or train it again"
+            ) from error
         rows.append(row)
         tests += test_rows
     finished = [row for row in rows if isinstance(row[5], float)]
@@ -138,9 +146,16 @@ def summarize(argv: list[str] | None = None) -> int:
     for run_dir in run_dirs:
         if not run_dir.is_dir():
             raise UserError(f"--runs {run_dir}: not a directory")
+    if args.output:
+        check_output_file(args.output, "--output")
     text = summary(run_dirs)
     if args.output:
-        write_text(args.output, text)
+        try:
+            write_text(args.output, text)
+        except OSError as error:
+            if message := write_failure(error, args.output):
+                raise UserError(message) from error
+            raise
     sys.stdout.write(text)
     return 0
 

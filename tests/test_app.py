@@ -151,7 +151,7 @@ def test_upload_writes_the_bytes_predict_writes(service, demo_run, tmp_path, nam
         shutil.copy(demo_run / "demo_inputs" / "m4" / name, path)
     reference = tmp_path / "predict_out.jsonl"
     assert predict.main(["--model_path", str(demo_run), "--input", str(path), "--output", str(reference)]) == 0
-    rows, output = service.score_upload(path)
+    rows, output, _ = service.score_upload(path)
     assert output.name == f"{path.stem}.predictions.jsonl"
     assert output.read_bytes() == reference.read_bytes()
     assert rows == [json.loads(line) for line in reference.read_text().splitlines()]
@@ -206,7 +206,7 @@ def test_a_model_without_training_config_is_served_as_predict_scores_it(tiny_mod
     upload = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": text}, {"text": LONG_TEXT}])
     expected = predict_rows(model_dir, upload, capsys)
     assert expected[0]["prob_machine"] == pytest.approx(page.prob_machine, abs=1e-7)
-    rows, output = service.score_upload(upload)
+    rows, output, _ = service.score_upload(upload)
     assert rows == expected and output.read_text().splitlines()[0] == json.dumps(expected[0])
     assert service.score_requests([[text]])[0] == [expected[0] | {"id": 1}]
     panel = serving.model_description(service.detector)

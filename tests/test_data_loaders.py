@@ -155,7 +155,7 @@ def test_no_usable_rows_and_missing_files_fail_clearly(tmp_path):
     write_jsonl(tmp_path / "arxiv_chatgpt.jsonl", ["{broken", m4_row("", "")])
     with pytest.raises(UserError, match="no usable rows"):
         load(tmp_path, ["arxiv"], ["chatgpt"])
-    with pytest.raises(UserError, match="matches --train_domains"):
+    with pytest.raises(UserError, match="--train_domains wikihow matches no file; domains there: arxiv"):
         load(tmp_path, ["wikihow"], ["chatgpt"])
     with pytest.raises(UserError, match="not found"):
         load(tmp_path / "nope", ["arxiv"], ["chatgpt"])

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from dataclasses import fields
 
 import numpy as np
@@ -169,17 +170,20 @@ def test_dry_run_prints_chunks_and_steps(demo_inputs, tmp_path, capsys):
 @pytest.mark.parametrize("cache", [[], ["--no_cache"]], ids=["cached", "no_cache"])
 def test_missing_and_unread_files_are_reported_once(demo_inputs, tmp_path, caplog, cache):
     caplog.set_level(logging.INFO)
+    # Every name given must match some file (a typo is an error), so the missing pair is a file taken away.
+    data_dir = tmp_path / "m4"
+    shutil.copytree(demo_inputs[0], data_dir, ignore=shutil.ignore_patterns("arxiv_davinci.jsonl"))
     flags = ["--dry_run", "--cache_dir", str(tmp_path / "cache"), *cache]
-    flags += ["--train_domains", "arxiv", "wikipedia", "--train_generators", "chatGPT", "cohere", "flant5"]
+    flags += ["--train_domains", "arxiv", "wikipedia", "--train_generators", "chatGPT", "davinci", "flant5"]
     for run in ("first", "second"):  # the second run reads the cache entry the first one wrote
         caplog.clear()
-        assert train.main(tiny_train_args(demo_inputs, tmp_path / run, *flags)) == 0
+        assert train.main(tiny_train_args((data_dir, *demo_inputs[1:]), tmp_path / run, *flags)) == 0
         messages = [record.getMessage() for record in caplog.records]
         missing = [m for m in messages if m.startswith("No M4 file")]
-        assert missing == ["No M4 file for 2 requested domain/generator pairs: arxiv_cohere, wikipedia_cohere"], run
+        assert missing == ["No M4 file for 1 requested domain/generator pairs: arxiv_davinci"], run
         unread = [m for m in messages if m.startswith("Not reading")]
         if run == "first" or cache:
-            assert len(unread) == 1 and unread[0].startswith("Not reading 8 files in "), run
+            assert len(unread) == 1 and unread[0].startswith("Not reading 6 files in "), run
             assert "reddit_chatGPT.jsonl (domain reddit not in --train_domains)" in unread[0]
             assert "arxiv_dolly2.jsonl (generator dolly not in --train_generators)" in unread[0]
 

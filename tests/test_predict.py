@@ -162,7 +162,7 @@ def test_hf_pipeline_returns_human_machine_labels(demo_run, tmp_path, capsys):
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("missing_file", "input not found"),
+        ("missing_file", "rows.jsonl: not found"),
         ("empty_file", "empty input"),
         ("no_row_with_text", "no usable document in 2 rows (skipped: {'text_missing': 1, 'text_empty': 1})"),
         ("csv_without_text_column", "no text column (text, body, selftext) in the CSV header; columns: id, content"),

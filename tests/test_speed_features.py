@@ -66,6 +66,8 @@ def small_data(tmp_path):
                 for i in range(12)
             ],
         )  # fmt: skip
+    # Not read by default; here so that a variant can ask for a second domain that exists.
+    write_jsonl(data_dir / "wikipedia_chatGPT.jsonl", [{"human_text": "A wiki text.", "machine_text": "Machine."}])
     reddit = write_jsonl(tmp_path / "reddit.jsonl", [{"text": f"post {i} lol " * (2 + i)} for i in range(10)])
     return data_dir, reddit
 

@@ -26,7 +26,7 @@ import predict
 import train
 from data_loaders import load_corpus, normalize_text
 from m4_training import config as config_module
-from m4_training import demo, evaluation, modeling
+from m4_training import demo, evaluation, modeling, run_control
 from m4_training.config import parse_train_args
 from m4_training.scoring import predict_chunk_probs
 
@@ -202,12 +202,15 @@ def test_tracker_gets_the_document_metrics_and_test_sets(evaluated_run):
 
 
 def test_missing_tracker_package_fails_before_anything(demo_inputs, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(config_module, "get_available_reporting_integrations", lambda: [])
+    """The one test of the tracker check: only the trackers not installed are named, with their pip packages."""
+    monkeypatch.setattr(config_module, "get_available_reporting_integrations", lambda: ["tensorboard"])
     output_dir = tmp_path / "out"
-    assert train.main(tiny_train_args(demo_inputs, output_dir, "--report_to", "tensorboard")) == 2
+    argv = tiny_train_args(demo_inputs, output_dir, "--report_to", "tensorboard", "wandb", "azure_ml")
+    assert train.main(argv) == 2
     err = capsys.readouterr().err
     assert err.strip() == (
-        "error: --report_to tensorboard: the tensorboard package is not installed; run `pip install tensorboard`"
+        "error: --report_to wandb azure_ml: not installed; run `pip install wandb azureml-core` "
+        "(`pip install -r requirements-trackers.txt` for TensorBoard), or pass --report_to none"
     )
     assert not output_dir.exists()
 
@@ -269,13 +272,14 @@ def test_push_to_hub_uploads_the_model_card_and_reports(demo_inputs, tmp_path, m
     hub = FakeHub()
     monkeypatch.setattr("transformers.trainer.hf_api", lambda: hub)
     monkeypatch.setattr(train, "upload_folder", hub.upload_folder)
+    monkeypatch.setattr(run_control, "create_repo", hub.create_repo)
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the stand-in needs no network
     output_dir = tmp_path / "tiny-detector"
     argv = tiny_train_args(demo_inputs, output_dir, "--push_to_hub", "--hub_model_id", "me/tiny-detector",
                            "--hub_private_repo", "true", "--max_train_samples", "24")  # fmt: skip
     assert train.main(argv) == 0
-    assert hub.repos == [("me/tiny-detector", True)]
+    assert hub.repos == [("me/tiny-detector", True)] * 2  # before any data is read, then by the Trainer
     final = hub.uploads[-1]
     assert final["repo_id"] == "me/tiny-detector" and final["message"] == "Detector, model card and reports"
     assert {"README.md", "report.md", "metrics.json", "training_config.json", "roc.png", "model.safetensors"} <= set(
@@ -317,7 +321,7 @@ def test_bad_test_sets_fail_before_data_preparation(demo_inputs, tmp_path, capsy
         ),
         (
             ["--test_data", str(demo_inputs[0]), "--test_generators", "gpt9"],
-            "no <domain>_<generator>.jsonl file matches",
+            "--test_generators gpt9 matches no file; generators there: chatgpt davinci dolly flant5",
         ),
         (["--test_data", str(unlabelled)], "every document needs a label (0/1 or human/machine); none for ids ['b']"),
     ]
