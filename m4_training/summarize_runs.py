@@ -145,7 +145,7 @@ def summarize(argv: list[str] | None = None) -> int:
     run_dirs = [Path(run) for run in args.runs]
     for run_dir in run_dirs:
         if not run_dir.is_dir():
-            raise UserError(f"--runs {run_dir}: not a directory")
+            raise UserError(f"--runs {run_dir}: not a directory (`DIR/*/` names only the directories in DIR)")
     if args.output:
         check_output_file(args.output, "--output")
     text = summary(run_dirs)

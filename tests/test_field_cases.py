@@ -802,6 +802,8 @@ def test_summarize_runs_refuses_unreadable_runs_and_leaves_its_own_output_out(de
     # `--runs DIR/* --output DIR/summary.md` again: the glob now names the summary too, which is not a run.
     again = run(summarize_runs.main, ["--runs", demo_run, summary, "--output", summary], capsys)
     assert again.code == 0 and again.out == first.out == summary.read_text()
+    other = run(summarize_runs.main, ["--runs", demo_run, summary, "--output", tmp_path / "other.md"], capsys)
+    other.expect_error(EXIT_USAGE, f"--runs {summary}: not a directory (`DIR/*/` names only the directories in DIR)")
 
 
 # ----------------------------------------------------------------------------------------------- lock
