@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase
 import chunking
 import data_loaders
 from data_loaders import Corpus
-from m4_training import splits
+from m4_training import cyclic_gc, splits
 from m4_training.config import TrainConfig, preparation_settings
 from m4_training.splits import Split
 
@@ -163,6 +163,7 @@ def _read_entry(entry: Path) -> PreparedChunks:
     return PreparedChunks(corpus, split, *_load_chunks(entry))
 
 
+@cyclic_gc.paused()
 def prepare(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PreparedChunks:
     """The prepared data: read from the cache when an entry for these inputs exists, else built (and stored).
 
