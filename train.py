@@ -33,7 +33,18 @@ from transformers import AutoModelForSequenceClassification, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import chunking
-from m4_training import data_cache, demo, evaluation, heldout, modeling, progress, reports, run_control, tracking
+from m4_training import (
+    cyclic_gc,
+    data_cache,
+    demo,
+    evaluation,
+    heldout,
+    modeling,
+    progress,
+    reports,
+    run_control,
+    tracking,
+)
 from m4_training.cli import EXIT_TRAINING, UserError, one_line, run_cli, setup_logging
 from m4_training.config import TrainConfig, check_positions, check_window, parse_train_args
 from m4_training.data_cache import PreparedChunks
@@ -109,6 +120,7 @@ def use_demo_inputs(config: TrainConfig) -> None:
     logger.info("Demo: data in %s, model %s", config.data.data_dir, config.model.model)
 
 
+@cyclic_gc.paused()  # its cost would grow with the corpus (see cyclic_gc)
 def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
     """Load, de-duplicate, split and chunk; read the test sets and remove from them every text of the split;
     write data_report.json, splits.jsonl and dropped_documents.jsonl."""

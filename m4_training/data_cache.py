@@ -34,7 +34,7 @@ from transformers import PreTrainedTokenizerBase
 import chunking
 import data_loaders
 from data_loaders import Corpus
-from m4_training import splits
+from m4_training import cyclic_gc, splits
 from m4_training.config import TrainConfig, loaded_selection, preparation_settings, requested_names
 from m4_training.splits import Split
 
@@ -253,6 +253,7 @@ def _discard(entry: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+@cyclic_gc.paused()
 def prepare(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PreparedChunks:
     """The prepared data: read from the cache when an entry for these inputs exists, else built (and stored).
 

@@ -74,8 +74,12 @@ def _label_counts(documents: Iterable[Document]) -> dict[str, int]:
 
 
 def _counts_by(documents: list[Document], attribute: str) -> dict[str, dict[str, int]]:
-    values = sorted({getattr(doc, attribute) for doc in documents})
-    return {value: _label_counts(d for d in documents if getattr(d, attribute) == value) for value in values}
+    """Human and machine documents per value of the attribute (sorted), counted in one pass."""
+    counts = Counter((getattr(doc, attribute), doc.label) for doc in documents)
+    return {
+        value: {name: counts[value, label] for label, name in LABEL_NAMES.items()}
+        for value in sorted({value for value, _ in counts})
+    }
 
 
 def build_data_report(

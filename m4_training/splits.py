@@ -83,9 +83,12 @@ def generator_holdout_split(
     groups = _groups(corpus.documents)
     m4_group_ids = [gid for gid, members in groups.items() if any(corpus.from_m4(doc) for doc in members)]
     # Per domain, so every domain is represented in validation as it is in the data.
+    m4_group_ids_by_domain: dict[str, list[int]] = defaultdict(list)
+    for gid in m4_group_ids:
+        m4_group_ids_by_domain[groups[gid][0].domain].append(gid)
     val_group_ids: set[int] = set()
-    for domain in sorted({groups[gid][0].domain for gid in m4_group_ids}):
-        in_domain = [gid for gid in m4_group_ids if groups[gid][0].domain == domain]
+    for domain in sorted(m4_group_ids_by_domain):
+        in_domain = m4_group_ids_by_domain[domain]
         candidates = [gid for gid in in_domain if any(d.generator == val_generator for d in groups[gid])]
         n_val_groups = max(1, round(validation_split * len(in_domain)))
         val_group_ids.update(rng.sample(candidates, n_val_groups) if len(candidates) > n_val_groups else candidates)
