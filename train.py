@@ -46,7 +46,7 @@ from m4_training import (
     tracking,
 )
 from m4_training.cli import EXIT_TRAINING, UserError, one_line, run_cli, setup_logging
-from m4_training.config import TrainConfig, check_positions, check_window, parse_train_args
+from m4_training.config import DetectorTrainingArguments, TrainConfig, check_positions, check_window, parse_train_args
 from m4_training.data_cache import PreparedChunks
 from m4_training.files import apply_umask, write_json, write_jsonl
 from m4_training.heldout import HeldOutSet
@@ -411,8 +411,8 @@ def push_to_hub(trainer: WeightedTrainer) -> None:
     logger.info("Uploaded %s to the Hub as %s", trainer.args.output_dir, trainer.hub_model_id)
 
 
-def train(config: TrainConfig) -> int:
-    """The whole run; rank 0 holds the output directory's lock around it (see `main`)."""
+def check_before_work(config: TrainConfig) -> str | None:
+    """Everything that can refuse the run, checked before any expensive work; returns the checkpoint to resume."""
     args = config.training
     run_control.guard_output_dir(args)
     checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
@@ -421,16 +421,32 @@ def train(config: TrainConfig) -> int:
         run_control.check_free_space(args.output_dir, model_bytes, args.save_total_limit)
     if args.push_to_hub and args.process_index == 0 and not config.run.dry_run:
         run_control.create_hub_repository(args)
+    return checkpoint
+
+
+def print_plan(data: PreparedData, args: DetectorTrainingArguments) -> None:
+    print(reports.format_data_summary(data.report))
+    if data.test_sets:
+        print(reports.format_test_data_summary(data.report["test_sets"]))
+    print(progress.format_training_plan(len(data.train_chunks), args))
+    logger.info(
+        "Global batch size %(global_batch_size)d = %(per_device_batch_size)d per device x "
+        "%(gradient_accumulation_steps)d accumulation steps x %(world_size)d processes",
+        batch_sizes(args),
+    )
+
+
+def train(config: TrainConfig) -> int:
+    """The whole run; rank 0 holds the output directory's lock around it (see `main`)."""
+    args = config.training
+    checkpoint = check_before_work(config)
     with args.main_process_first(local=False, desc="data preparation"):  # the others then read rank 0's cache
         if config.run.demo:
             use_demo_inputs(config)
         tokenizer = modeling.load_tokenizer(config.model.model)
         data = prepare_data(config, tokenizer)
     if args.process_index == 0:
-        print(reports.format_data_summary(data.report))
-        if data.test_sets:
-            print(reports.format_test_data_summary(data.report["test_sets"]))
-        print(progress.format_training_plan(len(data.train_chunks), args))
+        print_plan(data, args)
     if config.run.dry_run:
         logger.info("Dry run: data reports written to %s", args.output_dir)
         return 0
@@ -441,14 +457,6 @@ def train(config: TrainConfig) -> int:
         run_control.check_free_space(args.output_dir, model_bytes, args.save_total_limit)
     modeling.freeze_parameters(model, config.model.freeze_base, config.model.freeze_layers)
     trainer = build_trainer(config, model, tokenizer, data)
-    sizes = batch_sizes(args)
-    logger.info(
-        "Global batch size %d = %d per device x %d accumulation steps x %d processes",
-        *(
-            sizes[k]
-            for k in ("global_batch_size", "per_device_batch_size", "gradient_accumulation_steps", "world_size")
-        ),
-    )
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model(args.output_dir)

@@ -1,7 +1,7 @@
 """Latency and throughput of app.py's HTTP API: Gradio's queue, batching, and predict.py's scoring behind it.
 
-    PYTHONPATH=$PWD python bench/app.py                       # the demo model and MiniLM-L6, on this machine
-    PYTHONPATH=$PWD python bench/app.py --model_path outputs/roberta-base --no_minilm
+    python bench/app.py                       # the demo model and MiniLM-L6, on this machine
+    python bench/app.py --model_path outputs/roberta-base --no_minilm
 
 Each model is served by `app.py --model_path DIR` on a free loopback port (its own process, default threads).
 Latency: one request holding one text of 512 and of 5,000 text tokens (the model's tokenizer, special tokens not
@@ -27,16 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx  # noqa: E402
-from browser import running_app  # noqa: E402
 from inference import benchmark_texts, minilm_dir  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 import chunking  # noqa: E402
+from m4_training.browser import running_app  # noqa: E402
 from m4_training.config import DEMO_MODEL_DIR  # noqa: E402
 from m4_training.serving import demo_model_dir  # noqa: E402
 
@@ -114,7 +113,7 @@ def minilm_model(work_dir: Path) -> Path:
     command = [sys.executable, str(ROOT / "train.py"), "--demo", "--model", str(minilm_dir()), "--max_length", "512",
                "--chunk_overlap", "50", "--max_steps", "5", "--max_train_samples", "50", "--max_val_samples", "40",
                "--batch_size", "8", "--output_dir", str(output)]  # fmt: skip
-    subprocess.run(command, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True)
+    subprocess.run(command, check=True, capture_output=True)
     return output
 
 

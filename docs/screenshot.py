@@ -13,13 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from m4_training import serving
+from m4_training.browser import chromium_page, missing_browser, running_app
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from browser import chromium_page, missing_browser, running_app  # noqa: E402
-
-from m4_training import serving  # noqa: E402
-
 MARGIN_PX = 16
 
 

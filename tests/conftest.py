@@ -37,6 +37,18 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
+def read_jsonl(path: Path | str) -> list:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def raw_text(source: dict) -> str:
+    """The text a (file, line, field) source of splits.jsonl points at, read straight from the file."""
+    with open(source["file"], "rb") as handle:
+        line = handle.readlines()[source["line"] - 1]
+    value = json.loads(line.decode("utf-8-sig"))[source["field"]]
+    return "\n\n".join(value) if isinstance(value, list) else value
+
+
 def tiny_train_args(demo_inputs: tuple, output_dir: Path, *extra: str) -> list[str]:
     """train.py arguments for a few-second run on the demo sample and tiny model (later flags win)."""
     data_dir, reddit_file, model_dir = demo_inputs

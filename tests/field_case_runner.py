@@ -17,8 +17,6 @@ import sys
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def run_case(module: str, argv: list[str]) -> dict:
     logging.root.handlers.clear()  # each tool's setup_logging then logs to this case's captured stderr

@@ -11,11 +11,11 @@ import threading
 
 import httpx
 import pytest
-from browser import chromium_page, missing_browser, running_app
 from conftest import ROOT, write_jsonl
 
 import predict
 from m4_training import serving
+from m4_training.browser import chromium_page, missing_browser, running_app
 from m4_training.config import AppArguments
 from m4_training.scoring import load_detector
 

@@ -10,15 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, tiny_train_args
+from conftest import ROOT, read_jsonl, tiny_train_args
 
 import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_two_process_run_matches_single_process_data(demo_inputs, tmp_path):

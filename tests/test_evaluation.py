@@ -7,16 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import read_jsonl
 
 import predict
 from m4_training import reports
 from m4_training.evaluation import choose_threshold, classification_metrics, evaluate_predictions, tfidf_baseline_probs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def fpr(labels, probs, threshold):

@@ -14,7 +14,7 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_train_args, write_jsonl
+from conftest import ROOT, read_jsonl, tiny_train_args, write_jsonl
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, Trainer
 
@@ -26,10 +26,6 @@ from m4_training.config import parse_train_args
 from m4_training.evaluation import choose_threshold, classification_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 # ----------------------------------------------------------------------------------------------- the demo

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_train_args
+from conftest import ROOT, read_jsonl, tiny_train_args
 from test_data_loaders import synthetic_corpus
 
 import train
@@ -19,10 +19,6 @@ from m4_training import splits
 from m4_training.cli import UserError
 from m4_training.config import loaded_selection, parse_train_args
 from m4_training.summarize_runs import summary
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
 
 
 def test_domain_holdout_never_trains_on_the_domain(tmp_path):

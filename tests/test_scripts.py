@@ -165,3 +165,23 @@ def test_setup_rehearses_every_step_on_a_cpu_machine(tmp_path, fake_gpu_env, tin
     metrics = json.loads((out / "smoke" / "metrics.json").read_text())
     assert 0.0 <= metrics["document"]["accuracy"] <= 1.0
     assert (out / "smoke" / "config.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------------ packaging
+def test_no_project_file_edits_the_module_search_path():
+    """The modules are installed (`pip install -e .`): every script imports them by name, from any directory."""
+    folders = ("", "bench", "docs", "tests", "m4_training")
+    sources = [path for folder in folders for path in (ROOT / folder).glob("*.py")]
+    edits = ("sys." + "path", "PYTHON" + "PATH")  # spelled in two pieces so that this file does not match itself
+    offenders = [str(path.relative_to(ROOT)) for path in sources if any(edit in path.read_text() for edit in edits)]
+    assert len(sources) > 40
+    assert offenders == []
+
+
+@pytest.mark.parametrize("script", ["bench/app.py", "bench/prepare.py", "docs/screenshot.py"])
+def test_bench_and_docs_scripts_import_from_any_directory(script, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import raw_text, read_jsonl
 from transformers import AutoModelForSequenceClassification
 
 import train
@@ -17,18 +18,6 @@ from data_loaders import normalize_text
 from m4_training import config as config_module
 from m4_training.config import parse_train_args
 from m4_training.evaluation import classification_metrics
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
-
-
-def raw_text(source):
-    """The text a (file, line, field) source points at, read straight from the file."""
-    with open(source["file"], "rb") as handle:
-        line = handle.readlines()[source["line"] - 1]
-    value = json.loads(line.decode("utf-8-sig"))[source["field"]]
-    return "\n\n".join(value) if isinstance(value, list) else value
 
 
 def test_demo_writes_every_output(demo_run):

@@ -16,7 +16,7 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_args, write_jsonl
+from conftest import raw_text, read_jsonl, tiny_train_args, write_jsonl
 from safetensors.numpy import load_file
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.util.tensor_util import make_ndarray
@@ -31,17 +31,6 @@ from m4_training.config import parse_train_args
 from m4_training.scoring import predict_chunk_probs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in open(path, encoding="utf-8")]
-
-
-def raw_text(source):
-    with open(source["file"], "rb") as handle:
-        line = handle.readlines()[source["line"] - 1]
-    value = json.loads(line.decode("utf-8-sig"))[source["field"]]
-    return "\n\n".join(value) if isinstance(value, list) else value
 
 
 def split_texts(run_dir):

@@ -67,7 +67,7 @@ def test_two_ddp_processes_take_the_step_of_one_process_with_their_global_batch(
     weights = compute_class_weights(LABELS)
     _, single = weight_delta(make_trainer(tmp_path / "single", tiny_tokenizer, 8, 1, weights))
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     script = [str(ROOT / "tests" / "ddp_one_step.py"), str(tokenizer_dir), str(tmp_path / "ddp")]
     result = subprocess.run([*launcher, *script], capture_output=True, text=True, env=env, timeout=300)

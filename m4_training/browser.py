@@ -1,7 +1,8 @@
 """Driving app.py in a real browser: start the server on a free loopback port, open headless Debian chromium.
 
-Used by tests/test_app_live.py and docs/screenshot.py. Chromium is the Debian package (`apt-get install
-chromium`), driven by Python playwright through `executable_path`: nothing is downloaded.
+Used by tests/test_app_live.py, bench/app.py and docs/screenshot.py, not by the tool itself. Chromium is the
+Debian package (`apt-get install chromium`), driven by Python playwright through `executable_path`: nothing
+is downloaded.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def running_app(*args: str, cwd: Path = ROOT, log: Path | None = None, threads: 
     `threads`: OpenMP threads of the server (one by default: tests share a small machine); None keeps the default.
     """
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     output = open(log, "wb") if log else subprocess.DEVNULL
