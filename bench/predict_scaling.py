@@ -27,14 +27,13 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from prepare import fitted_exponent  # bench/prepare.py, beside this script
+from prepare import fitted_exponent, measurement_output  # bench/prepare.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 class MadeUpDetector:
     """What predict.py uses of a Detector, with chunk probabilities made up instead of a model's."""
 
+    normalize_whitespace: bool = True
     normalize_digits: bool = True
     domains: list[str] | None = None
     generators: list[str] | None = None
@@ -114,9 +114,10 @@ def measure(path: str) -> dict:
         seconds[stage], cpu_seconds[stage] = time.perf_counter() - start, time.thread_time() - start_cpu
         start, start_cpu = time.perf_counter(), time.thread_time()
 
-    documents = predict.read(args.input, args.input_format, detector, args)
+    reading = predict.Reading.for_detectors([detector], args)
+    documents = predict.read(args.input, args.input_format, reading, args)
     lap("read")
-    predictions = predict.score_documents(documents, detector, args)
+    predictions = predict.score_documents(documents, detector, args, reading)
     lap("aggregate")
     write_jsonl(output, predict.output_rows(predictions, THRESHOLD))
     lap("output")
@@ -149,8 +150,7 @@ def main() -> None:
             runs = []
             for _ in range(options.repeats):
                 command = [sys.executable, __file__, "--measure", str(path)]
-                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                runs.append(json.loads(output.strip().splitlines()[-1]))
+                runs.append(measurement_output(command))
             row = runs[0] | {
                 "seconds": {stage: min(run["seconds"][stage] for run in runs) for stage in STAGES},
                 "cpu_seconds": {stage: min(run["cpu_seconds"][stage] for run in runs) for stage in STAGES},

@@ -154,13 +154,22 @@ def measure(options: argparse.Namespace) -> dict:
                      "documents": documents, "rows_out": chunks}  # fmt: skip
 
 
+def measurement_output(command: list[str]) -> dict:
+    """The JSON object a measurement process prints last; its error output if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"error: the measurement process failed (exit {result.returncode}): {' '.join(command[1:])}\n"
+                 f"{result.stderr[-4000:]}")  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def run_worker(measure_name: str, data_dir: str, reddit_file: str, tokenizer: str, cache_dir: str) -> dict:
     command = [sys.executable, __file__, "--measure", measure_name, "--data_dir", data_dir,
                "--reddit_file", reddit_file, "--tokenizer", tokenizer, "--cache_dir", cache_dir,
                "--output_dir", f"{cache_dir}-run"]  # fmt: skip
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    output = measurement_output(command)
     shutil.rmtree(f"{cache_dir}-run", ignore_errors=True)
-    return json.loads(output.strip().splitlines()[-1])
+    return output
 
 
 def benchmark(data_dir: str, reddit_file: str, tokenizer: str, repeats: int, workdir: Path) -> dict:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import json
 import random
 import re
+import subprocess
 import sys
 from collections import Counter
 
@@ -154,3 +156,18 @@ def test_bench_fits_the_scaling_exponent():
     # A negative overhead (preparation faster than the raw pass) has no logarithm and is left out.
     assert bench.fitted_exponent(documents, [-1.0, 0.4, 1.6, 4.0]) == pytest.approx(1.0)
     assert bench.fitted_exponent(documents, [-1.0, -0.5, 1.0, -2.0]) is None
+
+
+def test_predict_scaling_bench_measures_every_stage_of_predict(tmp_path):
+    """The bench drives predict.py's own functions: a change to their signatures must fail here, not on a pod."""
+    bench = str(ROOT / "bench" / "predict_scaling.py")
+    command = [sys.executable, bench, "--documents", "300", "900", "--repeats", "1"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [measured["sizes"][size]["documents"] for size in ("300", "900")] == [300, 900]
+    for size in measured["sizes"].values():
+        assert size["chunks"] >= size["documents"]
+        assert set(size["seconds"]) == {"read", "aggregate", "output", "evaluate"}
+        assert 0.3 < size["auroc"] < 0.7  # made-up probabilities: no better than chance
+    assert set(measured["exponents"]) == {f"{stage}{suffix}" for stage in size["seconds"] for suffix in ("", "_cpu")}
