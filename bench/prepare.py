@@ -167,9 +167,9 @@ def run_worker(measure_name: str, data_dir: str, reddit_file: str, tokenizer: st
     command = [sys.executable, __file__, "--measure", measure_name, "--data_dir", data_dir,
                "--reddit_file", reddit_file, "--tokenizer", tokenizer, "--cache_dir", cache_dir,
                "--output_dir", f"{cache_dir}-run"]  # fmt: skip
-    output = measurement_output(command)
+    measured = measurement_output(command)
     shutil.rmtree(f"{cache_dir}-run", ignore_errors=True)
-    return output
+    return measured
 
 
 def benchmark(data_dir: str, reddit_file: str, tokenizer: str, repeats: int, workdir: Path) -> dict:
