@@ -115,31 +115,16 @@ def run(main, argv: list[str], capsys) -> Outcome:
     return Outcome(code, captured.out, captured.err)
 
 
+def small_selection(data_dir, reddit_file) -> list:
+    """One domain and generator of the test data, stratified with a 0.3 validation share."""
+    return ["--data_dir", data_dir, "--reddit_file", reddit_file, "--train_domains", "arxiv",
+            "--train_generators", "chatgpt", "--stratified_split", "--validation_split", "0.3"]  # fmt: skip
+
+
 def dry_run(model_dir, data_dir, reddit_file, output_dir, *extra) -> list[str]:
-    return [
-        "--model",
-        model_dir,
-        "--data_dir",
-        data_dir,
-        "--reddit_file",
-        reddit_file,
-        "--train_domains",
-        "arxiv",
-        "--train_generators",
-        "chatgpt",
-        "--stratified_split",
-        "--validation_split",
-        "0.3",
-        "--max_length",
-        "64",
-        "--chunk_overlap",
-        "8",
-        "--output_dir",
-        output_dir,
-        "--dry_run",
-        "--no_cache",
-        *extra,
-    ]
+    window = ["--max_length", "64", "--chunk_overlap", "8"]
+    return ["--model", model_dir, *small_selection(data_dir, reddit_file), *window,
+            "--output_dir", output_dir, "--dry_run", "--no_cache", *extra]  # fmt: skip
 
 
 def snapshot(*paths: Path) -> dict[str, bytes]:
@@ -990,26 +975,8 @@ def test_files_get_the_umask_permissions(demo_run):
 
 def cache_config(m4_data, cache_dir: Path, *extra: str):
     data_dir, reddit = m4_data
-    argv = [
-        "--data_dir",
-        data_dir,
-        "--reddit_file",
-        reddit,
-        "--train_domains",
-        "arxiv",
-        "--train_generators",
-        "chatgpt",
-        "--stratified_split",
-        "--validation_split",
-        "0.3",
-        "--max_length",
-        "32",
-        "--chunk_overlap",
-        "4",
-        "--cache_dir",
-        cache_dir,
-        *extra,
-    ]
+    argv = [*small_selection(data_dir, reddit), "--max_length", "32", "--chunk_overlap", "4", "--cache_dir", cache_dir,
+            *extra]  # fmt: skip
     return parse_train_args([str(a) for a in argv])
 
 
