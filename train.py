@@ -467,6 +467,7 @@ def train(config: TrainConfig) -> int:
         if failure := run_control.write_failure(error, args.output_dir):
             raise failure from error
         raise
+    trainer.end()  # every process, after the last result: leaves the process group cleanly
     return 0
 
 

@@ -8,6 +8,7 @@ groups chunks by length, so they are not in dataset order), for the document eva
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import EvalLoopOutput
 
 from m4_training.cli import EXIT_TRAINING, UserError
+
+GLOO_WORKER_GRACE_S = 1.0  # far longer than a worker thread waits for the GIL, even on a busy machine
 
 
 def compute_class_weights(labels: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -118,6 +121,17 @@ class WeightedTrainer(Trainer):
         if recorded and logits is not None and self.args.world_size == 1 and len(sampler.last_order) == len(logits):
             self.last_evaluation = Evaluation(self.state.global_step, sampler.last_order, np.asarray(logits))
         return output
+
+    def end(self) -> None:
+        """The Trainer's end of a script (trackers finished, process group destroyed), safe under gloo.
+
+        A gloo worker thread frees its last collective's tensors only once it holds the GIL. If the group is freed
+        first, by the collector (which holds the GIL) or at interpreter shutdown, a finished run deadlocks or aborts
+        (SIGABRT), and torchrun reports it failed; so the GIL is left free for a moment before.
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            time.sleep(GLOO_WORKER_GRACE_S)
+        self.accelerator.end_training()
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """No Trainer-drafted README.md: the model card is reports.format_model_card's, written with the results

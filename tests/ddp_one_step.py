@@ -75,4 +75,4 @@ if __name__ == "__main__":
     _, delta = weight_delta(trainer)
     if trainer.is_world_process_zero():
         torch.save(delta, output_dir / "delta.pt")
-    torch.distributed.destroy_process_group()
+    trainer.end()

@@ -24,10 +24,23 @@ def test_two_process_run_matches_single_process_data(demo_inputs, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     train_args = tiny_train_args(demo_inputs, double, "--cache_dir", str(tmp_path / "cache2"))
-    command = [*launcher, str(ROOT / "train.py"), *train_args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    # train.py's main, then the distributed state it leaves, freed by the collector (which holds the GIL: a gloo
+    # worker thread still holding a collective's tensors would deadlock it, as it aborts interpreter shutdown)
+    runner = tmp_path / "train_then_inspect.py"
+    runner.write_text(
+        "import gc, sys, torch, train\n"
+        "exit_code = train.main(sys.argv[1:])\n"
+        "gc.collect()\n"
+        "wrappers = sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())\n"
+        "print(f'after main: group {torch.distributed.is_initialized()}, DDP wrappers {wrappers}')\n"
+        "sys.exit(exit_code)\n"
+    )
+    command = [*launcher, str(runner), *train_args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    # Each process left its process group (WeightedTrainer.end), and nothing kept the DDP wrapper alive.
+    assert output.count("after main: group False, DDP wrappers 0") == 2, output[-4000:]
 
     # Rank 0 alone printed and wrote: one data summary, one metrics table, one model, no stray temp files.
     assert output.count("Split flow:") == 1
