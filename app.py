@@ -21,9 +21,9 @@ import datasets
 import pandas as pd
 
 from m4_training import serving
-from m4_training.cli import UserError, run_cli, setup_logging
-from m4_training.config import AppArguments, parse_app_args
+from m4_training.cli import CommandLineParser, UserError, run_cli, setup_logging
 from m4_training.scoring import load_detector
+from m4_training.serving import AppArguments
 
 logger = logging.getLogger("app")
 
@@ -161,6 +161,11 @@ def serve(settings: AppArguments) -> int:
             "machine's); choose another --port or --host"
         ) from error
     return 0
+
+
+def parse_app_args(argv: list[str] | None = None, description: str | None = None) -> AppArguments:
+    (arguments,) = CommandLineParser([AppArguments], prog="app.py", description=description).parse_dataclasses(argv)
+    return arguments
 
 
 def main(argv: list[str] | None = None) -> int:

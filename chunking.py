@@ -24,7 +24,6 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from data_loaders import Document
 from m4_training.cli import UserError
-from m4_training.config import check_window
 
 # A text longer than this is encoded in pieces of about this many characters, cut before a space: the backend's
 # encoding of a whole text holds a string, offsets and more per token before the ids are read (gigabytes for
@@ -156,6 +155,23 @@ class WindowSpec(NamedTuple):
     overlap: int
     prefix: tuple[int, ...]
     suffix: tuple[int, ...]
+
+
+def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> int:
+    """Validate the window against the tokenizer and return the number of text tokens per window."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"{type(tokenizer).__name__} is not a fast tokenizer; chunking needs one")
+    if tokenizer.model_max_length < 1_000_000 and max_length > tokenizer.model_max_length:
+        raise UserError(f"--max_length {max_length} exceeds the tokenizer's limit {tokenizer.model_max_length}")
+    content = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    if content < 2:
+        raise UserError(f"--max_length {max_length} leaves no room for text after the special tokens")
+    if not 0 <= overlap < content:
+        raise UserError(
+            f"--chunk_overlap {overlap} must be at least 0 and below the {content} text tokens of a window "
+            f"(--max_length {max_length} minus special tokens)"
+        )
+    return content
 
 
 def window_spec(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> WindowSpec:

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 HUMAN, MACHINE = 0, 1
 LABEL_NAMES = {HUMAN: "human", MACHINE: "machine"}
 HUMAN_GENERATOR = "human"
+# The M4 domains and generators read when --train_domains/--train_generators are not given. Not all of them need
+# be present in a data directory; names given on the command line must each match a file.
+DEFAULT_DOMAINS = ["arxiv", "wikipedia", "reddit", "wikihow", "peerread"]
+DEFAULT_GENERATORS = ["chatGPT", "davinci", "cohere", "dolly", "flant5"]
 # Spellings used by different M4 releases for the same generator.
 GENERATOR_ALIASES = {"dolly2": "dolly", "flan-t5": "flant5", "gpt-3.5-turbo": "chatgpt"}
 HUMAN_TEXT_FIELDS = ("human_text", "text")

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,14 +29,125 @@ import pandas as pd
 import data_loaders
 from data_loaders import RequestedNames
 from m4_training import evaluation, reports
-from m4_training.cli import UserError, run_cli, setup_logging
-from m4_training.config import PredictArguments, parse_predict_args
+from m4_training.cli import (
+    CommandLineParser,
+    UserError,
+    arg_help,
+    capped_num_proc,
+    check_output_paths,
+    local_directory,
+    require,
+    run_cli,
+    setup_logging,
+)
 from m4_training.files import check_output_dir, check_output_file, write_failure, write_json, write_jsonl
-from m4_training.scoring import RUN_OF_CHECKPOINT, TRAINING_CONFIG, Detector, autocast_dtype, load_detector
+from m4_training.scoring import (
+    EXTERNAL_MAX_LENGTH,
+    RUN_OF_CHECKPOINT,
+    TRAINING_CONFIG,
+    Detector,
+    autocast_dtype,
+    load_detector,
+)
 
 logger = logging.getLogger("predict")
 
 DEFAULT_TARGET_FPR = 0.05
+# What predict.py --eval writes into --report_dir.
+PREDICT_REPORT_FILES = ("metrics.json", "predictions.jsonl", "report.md", "confusion_matrix.png", "roc.png")
+
+
+@dataclass
+class PredictArguments:
+    model_path: list[str] = field(
+        **arg_help(
+            "output directory of train.py (or one of its checkpoint-N), or any sequence-classification model "
+            "directory or hub id; several: scored side by side on the same documents"
+        )
+    )
+    input: str = field(**arg_help("JSONL, CSV, .txt, an M4 data directory, or '-' (stdin)"))
+    input_format: Literal["auto", "jsonl", "csv", "txt", "m4_dir"] = field(
+        default="auto", **arg_help("auto: by the file name (and, for stdin, by the first character)")
+    )
+    output: str | None = field(default=None, **arg_help("JSONL of predictions (default: stdout; with --eval: none)"))
+    batch_size: int = field(default=64, **arg_help("chunks per forward pass, across documents"))
+    threshold: float | None = field(
+        default=None, **arg_help("decision threshold (default: the one chosen at training)")
+    )
+    aggregate: Literal["mean", "max"] = field(default="mean", **arg_help("over a document's chunks"))
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(default="auto", **arg_help("GPU autocast"))
+    num_proc: int | None = field(default=None, **arg_help("processes for tokenisation"))
+    domains: list[str] | None = field(
+        default=None,
+        **arg_help("M4 directory input: domains (default: the training run's)", aliases=["--train_domains"]),
+    )
+    generators: list[str] | None = field(
+        default=None,
+        **arg_help("M4 directory input: generators (default: the training run's)", aliases=["--train_generators"]),
+    )
+    reddit_file: str | None = field(default=None, **arg_help("M4 directory input: add this file's human posts"))
+    eval: bool = field(default=False, **arg_help("labelled input: write metrics, report and plots"))
+    report_dir: str = field(default="eval_report", **arg_help("where --eval writes"))
+    baseline_train: str | None = field(
+        default=None, **arg_help("labelled input to fit the TF-IDF baseline on, for a side-by-side comparison")
+    )
+    machine_label: list[str] | None = field(
+        default=None,
+        **arg_help(
+            "models without training_config.json: the id2label name of the machine class (default: found from "
+            "names such as machine, ai, fake, generated, chatgpt, LABEL_1); one for all models or one per "
+            "--model_path ('auto' to detect)"
+        ),
+    )
+    max_length: int | None = field(
+        default=None,
+        **arg_help(
+            "models without training_config.json: tokens per window (default: the model's positions, at most "
+            f"{EXTERNAL_MAX_LENGTH})"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
+        require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "in [0, 1]", self.threshold)
+        require(self.max_length is None or self.max_length >= 2, "max_length", "at least 2", self.max_length)
+        self.num_proc = capped_num_proc(self.num_proc)
+        if self.baseline_train and not self.eval:
+            raise UserError("--baseline_train is used only with --eval")
+        if self.machine_label and len(self.machine_label) not in (1, len(self.model_path)):
+            raise UserError(
+                f"--machine_label takes one name for every model or one per --model_path ({len(self.model_path)}), "
+                f"got {len(self.machine_label)}"
+            )
+
+        check_output_paths(
+            {"--output": self.output, "--report_dir": self.report_dir if self.eval else None},
+            {
+                "--model_path": [path for path in self.model_path if local_directory(path)],
+                "--input": self.input,
+                "--baseline_train": self.baseline_train,
+                "--reddit_file": self.reddit_file,
+            },
+        )
+        if self.eval and self.output and Path(self.output).name in PREDICT_REPORT_FILES:
+            if Path(self.output).resolve().parent == Path(self.report_dir).resolve():
+                raise UserError(
+                    f"--output {self.output} is a file that --eval writes in --report_dir; choose another --output"
+                )
+
+    def machine_label_for(self, index: int) -> str | None:
+        """The --machine_label of the index-th --model_path (None: detect it from id2label)."""
+        if not self.machine_label:
+            return None
+        name = self.machine_label[0 if len(self.machine_label) == 1 else index]
+        return None if name.lower() == "auto" else name
+
+
+def parse_predict_args(argv: list[str] | None = None, description: str | None = None) -> PredictArguments:
+    (arguments,) = CommandLineParser([PredictArguments], prog="predict.py", description=description).parse_dataclasses(
+        argv
+    )
+    return arguments
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ logged with file:line, as train.py does.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -26,8 +27,16 @@ from typing import Any
 import data_loaders
 from m4_training import files
 from m4_training.cleaning import clean_text
-from m4_training.cli import UserError, run_cli, setup_logging
-from m4_training.config import PrepareM4Arguments, PrepareRedditArguments, parse_prepare_args
+from m4_training.cli import (
+    CommandLineParser,
+    UserError,
+    arg_help,
+    check_optional_positive,
+    check_output_paths,
+    require,
+    run_cli,
+    setup_logging,
+)
 from m4_training.files import check_output_dir, check_output_file, new_mode, write_json, write_jsonl
 from m4_training.reports import format_table
 
@@ -38,6 +47,87 @@ REDDIT_ID_FIELDS = ("id", "name")
 # Deleted or removed Reddit posts keep a placeholder body.
 REDDIT_PLACEHOLDERS = {"[deleted]", "[removed]"}
 M4_REPORT_NAME = "prepare_report.json"
+
+
+# ----------------------------------------------------------------------------------------------- settings
+
+REDDIT_CUTOFF = "2022-11-30"  # ChatGPT's public release: posts before it are very unlikely to be machine-written
+
+
+@dataclass
+class PrepareM4Arguments:
+    input_dir: str = field(**arg_help("directory of raw <domain>_<generator>.jsonl files"))
+    output_dir: str = field(
+        default="M4_cleaned/data", **arg_help("where the cleaned files go (must differ from the input)")
+    )
+    min_chars: int = field(default=50, **arg_help("drop a row whose human or machine text is shorter after cleaning"))
+    report: str | None = field(default=None, **arg_help("the JSON table (default: OUTPUT_DIR/prepare_report.json)"))
+
+    def __post_init__(self) -> None:
+        require(self.min_chars >= 0, "min_chars", "at least 0", self.min_chars)
+        if Path(self.input_dir).resolve() == Path(self.output_dir).resolve():
+            raise UserError(
+                f"--output_dir must differ from --input_dir ({self.input_dir}); raw files are never overwritten"
+            )
+        # The output directory is replaced as a whole when complete, so it may not hold the input either.
+        check_output_paths({"--output_dir": self.output_dir, "--report": self.report}, {"--input_dir": self.input_dir})
+        check_output_paths({"--input_dir": self.input_dir}, {"--output_dir": self.output_dir})
+
+
+@dataclass
+class PrepareRedditArguments:
+    input: str = field(**arg_help("CSV or JSONL dump with text/body, timestamp and id"))
+    output: str = field(default="reddit_training_60k.jsonl", **arg_help("the Reddit training file"))
+    cutoff_date: str = field(default=REDDIT_CUTOFF, **arg_help("keep posts written before this UTC date"))
+    min_chars: int = field(default=50, **arg_help("drop posts shorter than this after cleaning"))
+    max_per_month: int | None = field(default=None, **arg_help("cap of posts per calendar month (seeded)"))
+    sample_size: int | None = field(default=None, **arg_help("total posts kept (seeded; default all)"))
+    source: str | None = field(default=None, **arg_help("`source` of every post (default: the row's, else reddit)"))
+    include_title: bool = field(default=False, **arg_help("prepend a `title` column to the body"))
+    seed: int = field(default=42, **arg_help("seed of the month cap and the sample"))
+    report: str | None = field(default=None, **arg_help("the JSON table (default: OUTPUT.report.json)"))
+
+    def __post_init__(self) -> None:
+        require(self.min_chars >= 0, "min_chars", "at least 0", self.min_chars)
+        check_optional_positive("max_per_month", self.max_per_month)
+        check_optional_positive("sample_size", self.sample_size)
+        try:
+            date.fromisoformat(self.cutoff_date)
+        except ValueError as error:
+            raise UserError(f"--cutoff_date must be a date like {REDDIT_CUTOFF}, got {self.cutoff_date!r}") from error
+        check_output_paths({"--output": self.output, "--report": self.report_path}, {"--input": self.input})
+
+    @property
+    def report_path(self) -> str:
+        return self.report or f"{self.output}.report.json"
+
+
+PREPARE_COMMANDS = {
+    "m4": (PrepareM4Arguments, "raw M4 directory -> cleaned M4 directory"),
+    "reddit": (PrepareRedditArguments, "Reddit dump (CSV or JSONL) -> Reddit training file"),
+}
+
+
+def prepare_parser(description: str | None = None) -> CommandLineParser:
+    parser = CommandLineParser(prog="prepare_data.py", description=description)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{m4,reddit}", parser_class=CommandLineParser
+    )
+    for name, (dataclass_type, help_text) in PREPARE_COMMANDS.items():
+        commands.add_parser(name, help=help_text, dataclass_types=[dataclass_type], prog=f"prepare_data.py {name}")
+    return parser
+
+
+def parse_prepare_args(
+    argv: list[str] | None = None, description: str | None = None
+) -> tuple[str, PrepareM4Arguments | PrepareRedditArguments]:
+    namespace = prepare_parser(description).parse_args(argv)
+    dataclass_type = PREPARE_COMMANDS[namespace.command][0]
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(dataclass_type)}
+    try:
+        return namespace.command, dataclass_type(**values)
+    except ValueError as error:
+        raise UserError(str(error)) from error
 
 
 # ----------------------------------------------------------------------------------------------- tables

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,11 @@ from m4_training import (
     tracking,
 )
 from m4_training.cli import EXIT_TRAINING, UserError, one_line, run_cli, setup_logging
-from m4_training.config import DetectorTrainingArguments, TrainConfig, check_positions, check_window, parse_train_args
-from m4_training.data_cache import PreparedChunks
+from m4_training.data_cache import DataSettings, PreparedChunks
 from m4_training.files import apply_umask, write_json, write_jsonl
 from m4_training.heldout import HeldOutSet
 from m4_training.scoring import autocast_dtype, predict_chunk_probs, score_texts
+from m4_training.train_args import DetectorTrainingArguments, TrainConfig, parse_train_args
 from weighted_trainer import Evaluation, WeightedTrainer, compute_class_weights
 
 logger = logging.getLogger("train")
@@ -120,17 +120,28 @@ def use_demo_inputs(config: TrainConfig) -> None:
     logger.info("Demo: data in %s, model %s", config.data.data_dir, config.model.model)
 
 
+def data_settings(config: TrainConfig) -> DataSettings:
+    """The data, split and window settings the data stage takes, by name (and --no_cache as no cache directory)."""
+    given = {
+        f.name: getattr(part, f.name) for part in (config.data, config.split, config.chunking) for f in fields(part)
+    }
+    given |= {"seed": config.training.seed, "cache_dir": config.data.cache}
+    return DataSettings(**{f.name: given[f.name] for f in fields(DataSettings)})
+
+
 @cyclic_gc.paused()  # its cost would grow with the corpus (see cyclic_gc)
 def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
     """Load, de-duplicate, split and chunk; read the test sets and remove from them every text of the split;
     write data_report.json, splits.jsonl and dropped_documents.jsonl."""
-    window = config.chunking
-    check_window(tokenizer, window.max_length, window.chunk_overlap)
-    check_positions(
+    window, test = config.chunking, config.evaluation
+    chunking.check_window(tokenizer, window.max_length, window.chunk_overlap)
+    modeling.check_positions(
         window.max_length, modeling.position_limit(modeling.load_config(config.model.model)), config.model.model
     )
-    test_sets = heldout.read_test_sets(config.evaluation, config.data.normalize_digits)  # bad test input: now
-    prepared = data_cache.prepare(config, tokenizer)
+    test_sets = heldout.read_test_sets(  # bad test input: now
+        test.test_data or [], test.test_domains, test.test_generators, config.data.normalize_digits
+    )
+    prepared = data_cache.prepare(data_settings(config), tokenizer)
     heldout.remove_overlap(test_sets, (d.text for d in prepared.split.train), (d.text for d in prepared.split.val))
     class_weights = None
     if config.training.use_class_weights:

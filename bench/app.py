@@ -1,7 +1,7 @@
 """Latency and throughput of app.py's HTTP API: Gradio's queue, batching, and predict.py's scoring behind it.
 
-    python bench/app.py                       # the demo model and MiniLM-L6, on this machine
-    python bench/app.py --model_path outputs/roberta-base --no_minilm
+    python -m bench.app                       # the demo model and MiniLM-L6, on this machine
+    python -m bench.app --model_path outputs/roberta-base --no_minilm
 
 Each model is served by `app.py --model_path DIR` on a free loopback port (its own process, default threads).
 Latency: one request holding one text of 512 and of 5,000 text tokens (the model's tokenizer, special tokens not
@@ -31,13 +31,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx  # noqa: E402
-from inference import benchmark_texts, minilm_dir  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 import chunking  # noqa: E402
-from m4_training.browser import running_app  # noqa: E402
-from m4_training.config import DEMO_MODEL_DIR  # noqa: E402
-from m4_training.serving import demo_model_dir  # noqa: E402
+from bench.inference import benchmark_texts, minilm_dir  # noqa: E402
+from m4_training.serving import DEMO_MODEL_DIR, demo_model_dir  # noqa: E402
+from tools.browser import running_app  # noqa: E402
 
 LATENCY_TOKENS = (512, 5000)
 CONCURRENT_CLIENTS = 8

@@ -31,8 +31,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 import chunking  # noqa: E402
 from data_loaders import load_corpus  # noqa: E402
 from m4_training import demo  # noqa: E402
-from m4_training.config import resolve_precision  # noqa: E402
 from m4_training.evaluation import aggregate_documents  # noqa: E402
+from m4_training.modeling import resolve_precision  # noqa: E402
 from m4_training.scoring import autocast_dtype, predict_chunk_probs  # noqa: E402
 
 SHARED_SAMPLE = Path(os.environ.get("M4_SHARED_DATA", ROOT.parent / "shared" / "data")) / "m4_sample"

@@ -100,10 +100,9 @@ def write_input(path: Path, count: int) -> None:
 def measure(path: str) -> dict:
     """Seconds of each stage on the documents in `path`, in this process."""
     import predict
-    from m4_training.config import parse_predict_args
     from m4_training.files import write_jsonl
 
-    args = parse_predict_args(["--model_path", "made-up", "--input", path])
+    args = predict.parse_predict_args(["--model_path", "made-up", "--input", path])
     detector = MadeUpDetector()
     output = Path(path).with_suffix(".predictions.jsonl")
     seconds, cpu_seconds = {}, {}

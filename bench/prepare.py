@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_for(data_dir: str, reddit_file: str, cache_dir: str | None, tokenizer: str, output_dir: str):  # noqa: ANN201
     """train.py's own defaults (max_length 512, overlap 50, ...) for the shared sample's stratified split."""
-    from m4_training.config import parse_train_args
+    from m4_training.train_args import parse_train_args
 
     return parse_train_args(
         ["--data_dir", data_dir, "--reddit_file", reddit_file, "--train_domains", *DOMAINS,

@@ -1,18 +1,20 @@
-"""What the three command-line tools share: the one-line error, exit codes, logging and the argument parser.
+"""What the command-line tools share: the one-line error, exit codes, logging, the argument parser and the
+checks their settings have in common.
 
-Settings are dataclasses (see config.py) parsed by `transformers.HfArgumentParser`, so `--help` shows every
-default and a bad value, caught by argparse or by a dataclass's `__post_init__`, ends the run with one line
-`error: ...` and exit code 2 before any file is read.
+Each tool declares its settings as dataclasses beside its code (train_args.py, predict.py, prepare_data.py,
+serving.py, summarize_runs.py), parsed by `transformers.HfArgumentParser`, so `--help` shows every default and a
+bad value, caught by argparse or by a dataclass's `__post_init__`, ends the run with one line `error: ...` and
+exit code 2 before any file is read.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import huggingface_hub
@@ -23,6 +25,8 @@ EXIT_USAGE = 2  # bad arguments, bad or missing input, model/tokenizer not loada
 EXIT_TRAINING = 3  # training itself failed (e.g. a non-finite loss)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE)
+
+logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -107,39 +111,65 @@ def quiet_library_progress() -> None:
         huggingface_hub.utils.enable_progress_bars()
 
 
-def flag_rows(parser: argparse.ArgumentParser, dests: Iterable[str]) -> list[tuple[str, str, str]]:
-    """(flags, default, help) of the parser's options for these destinations, in the parser's order.
-
-    The guide's flag tables are these rows (tests/test_docs_cli.py compares them), so the parser stays the one
-    place where a default is written down.
-    """
-    wanted = set(dests)
-    rows = []
-    for action in parser._actions:  # argparse has no public accessor for its options
-        switch = isinstance(action, argparse._StoreConstAction) and action.default is argparse.SUPPRESS  # add_switch
-        if (action.dest not in wanted and not switch) or not action.option_strings or action.help == argparse.SUPPRESS:
-            continue
-        flags = [option for option in action.option_strings if "-" not in option[2:]]
-        rows.append((", ".join(f"`{flag}`" for flag in flags), _default_cell(action), action.help or ""))
-    return rows
+# ----------------------------------------------------------------------------------------------- settings
 
 
-def _default_cell(action: argparse.Action) -> str:
-    if action.default is argparse.SUPPRESS:
-        return "—"
-    if isinstance(action, argparse._StoreFalseAction):  # a `--no_X` switch: its field's default is on
-        return "—"
-    if action.required:
-        return "`required`"
-    default = action.default
-    if default is None:
-        return "`none`"
-    if isinstance(default, bool):
-        return "`on`" if default else "`off`"
-    if isinstance(default, (list, tuple)):
-        return "`" + " ".join(str(item) for item in default) + "`"
-    return f"`{getattr(default, 'value', default)}`"
+def arg_help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"metadata": {"help": text, **extra}}
 
 
-def field_names(*dataclass_types: type) -> list[str]:
-    return [f.name for dtype in dataclass_types for f in dataclasses.fields(dtype) if f.init]
+def require(condition: bool, flag: str, requirement: str, value: Any) -> None:
+    if not condition:
+        raise UserError(f"--{flag} must be {requirement}, got {value}")
+
+
+def check_optional_positive(flag: str, value: int | None) -> None:
+    require(value is None or value >= 1, flag, "at least 1", value)
+
+
+def _is_within(path: str | Path, container: str | Path) -> bool:
+    path, container = Path(path).resolve(), Path(container).resolve()
+    return path == container or container in path.parents
+
+
+def _used_paths(paths: dict[str, str | list[str] | None]) -> list[tuple[str, str]]:
+    """(flag, path) of every path given; a flag may name several paths, None and '-' (stdio) are not paths."""
+    pairs = []
+    for flag, value in paths.items():
+        for path in [value] if isinstance(value, str) else value or []:
+            if path and path != "-":
+                pairs.append((flag, path))
+    return pairs
+
+
+def check_output_paths(outputs: dict[str, str | None], protected: dict[str, str | list[str] | None]) -> None:
+    """No output may be, or lie inside, an input or a model directory, nor be another output: nothing the user
+    already has is ever replaced. Keys are the flags (one path, several, or None when not used)."""
+    used_outputs = _used_paths(outputs)
+    for flag, path in used_outputs:
+        for other_flag, other in _used_paths(protected):
+            if _is_within(path, other):
+                where = "is" if Path(path).resolve() == Path(other).resolve() else "is inside"
+                raise UserError(
+                    f"{flag} {path} {where} {other_flag} {other}: writing there would replace what is read; "
+                    f"choose another {flag}"
+                )
+    for position, (flag, path) in enumerate(used_outputs):
+        for other_flag, other in used_outputs[position + 1 :]:
+            if Path(path).resolve() == Path(other).resolve():
+                raise UserError(f"{flag} and {other_flag} are the same path ({path}); give two paths")
+
+
+def local_directory(name: str | None) -> str | None:
+    """A --model given as a local directory (a hub id is not a path the run could write into)."""
+    return name if name and Path(name).is_dir() else None
+
+
+def capped_num_proc(num_proc: int | None) -> int | None:
+    """--num_proc above the CPU count only adds processes that wait; cap it (with a warning)."""
+    check_optional_positive("num_proc", num_proc)
+    cpus = os.cpu_count() or 1
+    if num_proc is not None and num_proc > cpus:
+        logger.warning("--num_proc %d is more than the %d CPUs here; using %d", num_proc, cpus, cpus)
+        return cpus
+    return num_proc

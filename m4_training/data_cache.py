@@ -24,7 +24,7 @@ import pickle
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,8 @@ from transformers import PreTrainedTokenizerBase
 
 import chunking
 import data_loaders
-from data_loaders import Corpus
+from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS, Corpus, RequestedNames, canonical_generator
 from m4_training import cyclic_gc, splits
-from m4_training.config import TrainConfig, loaded_selection, preparation_settings, requested_names
 from m4_training.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -52,10 +51,40 @@ BUILD_LOCK = ".building.lock"  # in a temporary build directory; locked for as l
 # A temporary directory without its lock file is only taken for a dead build's after this long (its builder
 # may be between creating the directory and the lock).
 ORPHAN_MIN_AGE_S = 600
+# Settings that do not change the prepared data (so they stay out of the cache key).
+NOT_IN_CACHE_KEY = {"num_proc", "cache_dir"}
 
 
 class DamagedEntry(Exception):
     """A cache entry whose files do not match the checksums in its marker, or cannot be read."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What the data stage reads, splits and chunks: train.py's settings of the same names."""
+
+    data_dir: str
+    reddit_file: str | None
+    train_domains: list[str]
+    train_generators: list[str]
+    normalize_digits: bool
+    max_train_samples: int | None
+    max_val_samples: int | None
+    stratified_split: bool
+    validation_split: float
+    val_generator: str | None
+    val_domain: str | None
+    reddit_val_fraction: float
+    seed: int
+    max_length: int
+    chunk_overlap: int
+    num_proc: int | None = None
+    cache_dir: str | None = None  # None: prepared in memory, nothing cached (--no_cache)
+
+    @property
+    def held_out_generator(self) -> str | None:
+        """The generator validation holds out (the generator hold-out flow only: not stratified, no held-out domain)."""
+        return None if self.stratified_split or self.val_domain is not None else self.val_generator
 
 
 @dataclass
@@ -66,13 +95,51 @@ class PreparedChunks:
     val_chunks: Dataset
 
 
-def input_files(config: TrainConfig) -> list[Path]:
+def preparation_settings(settings: DataSettings) -> dict[str, Any]:
+    """Every setting that changes the prepared data (the cache key)."""
+    return {name: value for name, value in asdict(settings).items() if name not in NOT_IN_CACHE_KEY}
+
+
+def loaded_selection(settings: DataSettings) -> tuple[list[str], list[str]]:
+    """The M4 domains and generators a run reads: --train_domains/--train_generators plus the held-out one.
+
+    The held-out domain or generator is validation data, so its files are read whether or not the training lists
+    name it (`--val_generator flant5 --train_generators chatGPT davinci` validates on flant5).
+    """
+    domains, generators = list(settings.train_domains), list(settings.train_generators)
+    held_out_domain, held_out_generator = settings.val_domain, settings.held_out_generator
+    if held_out_domain is not None and held_out_domain not in {d.lower() for d in domains}:
+        domains.append(held_out_domain)
+    if held_out_generator is not None:
+        if canonical_generator(held_out_generator) not in {canonical_generator(g) for g in generators}:
+            generators.append(held_out_generator)
+    return domains, generators
+
+
+def requested_names(settings: DataSettings) -> list[RequestedNames]:
+    """The M4 names the user chose, each of which must match a file of --data_dir (a typo would drop data).
+
+    --train_domains and --train_generators when not the defaults (the full M4 lists need not all be present in
+    every directory); the held-out domain or generator always, as validation needs its files.
+    """
+    names = []
+    if settings.train_domains != DEFAULT_DOMAINS:
+        names.append(RequestedNames("--train_domains", "domains", settings.train_domains))
+    if settings.train_generators != DEFAULT_GENERATORS:
+        names.append(RequestedNames("--train_generators", "generators", settings.train_generators))
+    if settings.val_domain is not None:
+        names.append(RequestedNames("--val_domain", "domains", [settings.val_domain]))
+    if settings.held_out_generator is not None:
+        names.append(RequestedNames("--val_generator", "generators", [settings.held_out_generator]))
+    return names
+
+
+def input_files(settings: DataSettings) -> list[Path]:
     """The files a preparation with these settings reads (the same selection load_corpus makes)."""
-    data = config.data
     found = data_loaders.find_m4_files(
-        Path(data.data_dir), *loaded_selection(config), must_match=requested_names(config)
+        Path(settings.data_dir), *loaded_selection(settings), must_match=requested_names(settings)
     )
-    return [path for path, _, _ in found] + ([Path(data.reddit_file)] if data.reddit_file else [])
+    return [path for path, _, _ in found] + ([Path(settings.reddit_file)] if settings.reddit_file else [])
 
 
 def file_digest(path: Path) -> str | None:
@@ -93,14 +160,14 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def cache_key(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> str:
+def cache_key(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> str:
     files = [
         {"path": str(path), "resolved": str(path.resolve()), "blake2b": file_digest(path)}
-        for path in input_files(config)
+        for path in input_files(settings)
     ]
     parts = {
         "format": CACHE_FORMAT,
-        "settings": preparation_settings(config),
+        "settings": preparation_settings(settings),
         "files": files,
         "tokenizer": chunking.tokenizer_fingerprint(tokenizer),
         "code": code_digest(),
@@ -108,35 +175,34 @@ def cache_key(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
-def build(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, chunk_dir: Path | None = None) -> PreparedChunks:
+def build(settings: DataSettings, tokenizer: PreTrainedTokenizerBase, chunk_dir: Path | None = None) -> PreparedChunks:
     """Load, de-duplicate, split and chunk. With `chunk_dir` the chunks are written there as Arrow files."""
-    data, split_args, window = config.data, config.split, config.chunking
     corpus = data_loaders.load_corpus(
-        data.data_dir,
-        *loaded_selection(config),
-        data.reddit_file,
-        data.normalize_digits,
-        warn_missing=data.cache is None,  # with a cache, cache_key has looked the files up (and warned) already
-        must_match=requested_names(config),
+        settings.data_dir,
+        *loaded_selection(settings),
+        settings.reddit_file,
+        settings.normalize_digits,
+        warn_missing=settings.cache_dir is None,  # with a cache, cache_key has looked the files up (and warned) already
+        must_match=requested_names(settings),
     )
     split = splits.split_corpus(
         corpus,
-        split_args.stratified_split,
-        split_args.validation_split,
-        split_args.val_generator,
-        split_args.reddit_val_fraction,
-        config.training.seed,
-        data.max_train_samples,
-        data.max_val_samples,
-        split_args.val_domain,
+        settings.stratified_split,
+        settings.validation_split,
+        settings.val_generator,
+        settings.reddit_val_fraction,
+        settings.seed,
+        settings.max_train_samples,
+        settings.max_val_samples,
+        settings.val_domain,
     )
     train_chunks, val_chunks = (
         chunking.chunk_documents(
             chunking.documents_to_dataset(docs),
             tokenizer,
-            window.max_length,
-            window.chunk_overlap,
-            data.num_proc,
+            settings.max_length,
+            settings.chunk_overlap,
+            settings.num_proc,
             desc=f"Chunking {side}",
             cache_file_name=str(chunk_dir / f"{side}.arrow") if chunk_dir else None,
         )
@@ -187,9 +253,9 @@ def _entry_checksums(directory: Path) -> dict[str, str]:
     }
 
 
-def _write_entry(building: Path, entry: Path, config: TrainConfig, tokenizer: Any) -> PreparedChunks:
+def _write_entry(building: Path, entry: Path, settings: DataSettings, tokenizer: Any) -> PreparedChunks:
     """Build into `building`, then rename it to `entry` (atomic; the first writer wins)."""
-    prepared = build(config, tokenizer, chunk_dir=building)
+    prepared = build(settings, tokenizer, chunk_dir=building)
     with open(building / CORPUS_FILE, "wb") as handle:
         pickle.dump((prepared.corpus, prepared.split), handle, protocol=pickle.HIGHEST_PROTOCOL)
     chunk_files = {
@@ -199,7 +265,7 @@ def _write_entry(building: Path, entry: Path, config: TrainConfig, tokenizer: An
     (building / BUILD_LOCK).unlink()
     marker = {
         "chunk_files": chunk_files,
-        "settings": preparation_settings(config),
+        "settings": preparation_settings(settings),
         "blake2b": _entry_checksums(building),
     }
     (building / COMPLETE_MARKER).write_text(json.dumps(marker))  # last: the entry is complete and verifiable
@@ -254,15 +320,15 @@ def _discard(entry: Path) -> None:
 
 
 @cyclic_gc.paused()
-def prepare(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PreparedChunks:
+def prepare(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> PreparedChunks:
     """The prepared data: read from the cache when an entry for these inputs exists, else built (and stored).
 
     With --no_cache, or a cache directory that cannot be written, the data is built in memory.
     """
-    if config.data.cache is None:
-        return build(config, tokenizer)
-    cache = Path(config.data.cache)
-    entry = cache / cache_key(config, tokenizer)
+    if settings.cache_dir is None:
+        return build(settings, tokenizer)
+    cache = Path(settings.cache_dir)
+    entry = cache / cache_key(settings, tokenizer)
     if (entry / COMPLETE_MARKER).is_file():
         try:
             prepared = _read_entry(entry)
@@ -280,11 +346,11 @@ def prepare(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> Prepared
             cache,
             error.strerror or error,
         )
-        return build(config, tokenizer)
+        return build(settings, tokenizer)
     try:
         remove_orphans(cache)
         logger.info("Preparing data; the result is cached in %s", entry)
-        return _write_entry(building, entry, config, tokenizer)
+        return _write_entry(building, entry, settings, tokenizer)
     except OSError as error:
         logger.warning(
             "Could not store the prepared data in %s (%s); preparing it again without a cache",
@@ -292,7 +358,7 @@ def prepare(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> Prepared
             error.strerror or error,
         )
         shutil.rmtree(building, ignore_errors=True)
-        return build(config, tokenizer)
+        return build(settings, tokenizer)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

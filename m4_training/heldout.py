@@ -22,7 +22,6 @@ import data_loaders
 from data_loaders import RequestedNames
 from m4_training import evaluation
 from m4_training.cli import UserError
-from m4_training.config import EvaluationArguments
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +84,10 @@ def m4_selection(
     return sorted({d for d, _ in kept}), sorted({g for _, g in kept})
 
 
-def check_test_names(settings: EvaluationArguments) -> None:
+def check_test_names(paths: Sequence[str], test_domains: list[str] | None, test_generators: list[str] | None) -> None:
     """Each --test_domains/--test_generators name must match a file in some --test_data directory: a typo would
     otherwise only leave documents out of the test set."""
-    directories = [path for path in settings.test_data or [] if Path(path).is_dir()]
+    directories = [path for path in paths if Path(path).is_dir()]
     available = [
         (path, *parsed)
         for directory in directories
@@ -96,22 +95,23 @@ def check_test_names(settings: EvaluationArguments) -> None:
         if (parsed := data_loaders.parse_m4_filename(path))
     ]
     requested = [
-        RequestedNames("--test_domains", "domains", settings.test_domains or []),
-        RequestedNames("--test_generators", "generators", settings.test_generators or []),
+        RequestedNames("--test_domains", "domains", test_domains or []),
+        RequestedNames("--test_generators", "generators", test_generators or []),
     ]
     if available:
         data_loaders.check_requested_names(f"--test_data {' '.join(directories)}", available, requested)
 
 
-def read_test_sets(settings: EvaluationArguments, normalize_digits: bool) -> list[HeldOutSet]:
+def read_test_sets(
+    paths: Sequence[str], test_domains: list[str] | None, test_generators: list[str] | None, normalize_digits: bool
+) -> list[HeldOutSet]:
     """Every --test_data input, normalised as training normalises, each document with its label (required)."""
-    paths = settings.test_data or []
-    check_test_names(settings)
+    check_test_names(paths, test_domains, test_generators)
     test_sets = []
     for name, path in zip(set_names(paths), paths):
         domains = generators = None
         if Path(path).is_dir():
-            domains, generators = m4_selection(Path(path), settings.test_domains, settings.test_generators)
+            domains, generators = m4_selection(Path(path), test_domains, test_generators)
         try:
             frame, report = data_loaders.read_documents(path, "auto", normalize_digits, domains, generators)
         except UserError as error:

@@ -72,6 +72,11 @@ def position_limit(config: PretrainedConfig | None) -> int | None:
     return limit
 
 
+def check_positions(max_length: int, position_limit: int | None, model_name: str) -> None:
+    if position_limit is not None and max_length > position_limit:
+        raise UserError(f"--max_length {max_length} exceeds the {position_limit} positions of {model_name}")
+
+
 def load_model(name: str, dropout: float | None, attn_implementation: str | None = None) -> PreTrainedModel:
     """A two-label classifier ("human", "machine") from a hub id or local directory."""
     try:
@@ -143,3 +148,15 @@ def freeze_parameters(model: PreTrainedModel, freeze_base: bool, freeze_layers: 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("Froze %d parameters; %d remain trainable", frozen, trainable)
     return frozen
+
+
+def resolve_precision(precision: str, on_gpu: bool | None = None) -> str:
+    """`auto`: bf16 on GPUs with native bf16 (Ampere and newer), fp16 on older GPUs, fp32 on CPU.
+
+    Native only: torch counts emulated bf16 as supported on V100/T4, where it is slow.
+    """
+    if precision != "auto":
+        return precision
+    if not (torch.cuda.is_available() if on_gpu is None else on_gpu):
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"

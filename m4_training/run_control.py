@@ -7,7 +7,7 @@ Rules for the environment (checked before any data is prepared):
 - one training run at a time per `--output_dir`: the run (rank 0) holds `--output_dir/.train.lock` and a second
   run refuses to start, naming the first one's PID and host; the lock of a run that died is taken over with a
   warning (the kernel releases the lock of a dead process, so no PID is ever guessed to be alive).
-(The `--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in config.py.)
+(The `--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in train_args.py.)
 
 Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
 - a directory holding a training run (a `checkpoint-*` folder or `metrics.json`) is never trained or dry-run
@@ -43,8 +43,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from m4_training import files
 from m4_training.cli import EXIT_TRAINING, UserError, one_line
-from m4_training.config import DetectorTrainingArguments, hub_repo_name
 from m4_training.files import apply_umask, check_output_dir, format_bytes
+from m4_training.train_args import DetectorTrainingArguments, hub_repo_name
 
 logger = logging.getLogger(__name__)
 

@@ -31,17 +31,12 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import chunking
+from chunking import check_window
 from data_loaders import normalize_text
 from m4_training import modeling
 from m4_training.cli import UserError, one_line
-from m4_training.config import (
-    EXTERNAL_CHUNK_OVERLAP,
-    EXTERNAL_MAX_LENGTH,
-    check_positions,
-    check_window,
-    resolve_precision,
-)
 from m4_training.evaluation import aggregate_documents
+from m4_training.modeling import check_positions, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +50,10 @@ MODEL_DEFAULTS = "defaults for a model without training_config.json"
 MACHINE_WORDS = {"machine", "ai", "fake", "generated", "chatgpt", "gpt", "llm", "synthetic", "artificial", "bot"}
 HUMAN_WORDS = {"human", "real", "original", "authentic", "genuine"}
 UNNAMED_LABELS = {"label_0": "human", "label_1": "machine"}
+# A model without training_config.json is scored with windows of its positions, at most this many tokens (the
+# length most published encoders were trained at), overlapping by EXTERNAL_CHUNK_OVERLAP tokens.
+EXTERNAL_MAX_LENGTH = 512
+EXTERNAL_CHUNK_OVERLAP = 50
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

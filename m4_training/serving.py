@@ -12,13 +12,14 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import random
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,11 +28,11 @@ import predict
 import train
 from data_loaders import has_lone_surrogate, normalize_text
 from m4_training import demo, evaluation
-from m4_training.cli import UserError
-from m4_training.config import DEMO_MODEL_DIR, AppArguments, PredictArguments
+from m4_training.cli import UserError, arg_help, require
 from m4_training.files import write_jsonl, write_text
 from m4_training.reports import format_table
 from m4_training.scoring import (
+    EXTERNAL_MAX_LENGTH,
     MODEL_DEFAULTS,
     RUN_OF_CHECKPOINT,
     TRAINING_CONFIG,
@@ -40,6 +41,8 @@ from m4_training.scoring import (
     autocast_dtype,
     score_windows,
 )
+from m4_training.train_args import DEMO_DEFAULTS
+from predict import PredictArguments
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,64 @@ LONE_SURROGATE_MESSAGE = (
     "The text holds half of a UTF-16 surrogate pair (a code point U+D800-U+DFFF on its own), which is not a "
     "character and cannot be scored; predict.py skips such a row (lone_surrogate). Remove it and score again."
 )
+DEMO_MODEL_DIR = DEMO_DEFAULTS["output_dir"]
+
+
+@dataclass
+class AppArguments:
+    model_path: str | None = field(
+        default=None,
+        **arg_help(
+            "output directory of train.py (or one of its checkpoint-N), or any sequence-classification model "
+            "directory or hub id (or use --demo)"
+        ),
+    )
+    demo: bool = field(
+        default=False,
+        **arg_help(f"serve the demo model in {DEMO_MODEL_DIR}/, training it first (train.py --demo) if it has none"),
+    )
+    host: str = field(default="127.0.0.1", **arg_help("address to listen on; 0.0.0.0 opens the page to the network"))
+    port: int = field(default=7860, **arg_help("port to listen on"))
+    max_chars: int = field(default=200_000, **arg_help("most characters of one page text or API call"))
+    max_upload_mb: float = field(default=2.0, **arg_help("largest file the page scores, in MB"))
+    max_batch_size: int = field(default=8, **arg_help("requests the queue merges into one scoring batch"))
+    batch_size: int = field(default=64, **arg_help("chunks per forward pass, across the texts of a batch"))
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(default="auto", **arg_help("GPU autocast"))
+    short_text_tokens: int = field(
+        default=50, **arg_help("texts with fewer tokens get a 'too short to judge reliably' note")
+    )
+    machine_label: str | None = field(
+        default=None,
+        **arg_help(
+            "a model without training_config.json: the id2label name of its machine class (default: found from "
+            "names such as machine, ai, fake, generated, chatgpt, LABEL_1)"
+        ),
+    )
+    max_length: int | None = field(
+        default=None,
+        **arg_help(
+            "a model without training_config.json: tokens per window (default: the model's positions, at most "
+            f"{EXTERNAL_MAX_LENGTH})"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.demo and self.model_path:
+            raise UserError(f"--demo serves {DEMO_MODEL_DIR}/; give --model_path or --demo, not both")
+        if not self.demo and not self.model_path:
+            raise UserError("give --model_path DIR (an output directory of train.py) or --demo")
+        require(1 <= self.port <= 65535, "port", "between 1 and 65535", self.port)
+        require(self.max_chars >= 1, "max_chars", "at least 1", self.max_chars)
+        require(
+            math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0,
+            "max_upload_mb",
+            "a positive number",
+            self.max_upload_mb,
+        )
+        require(self.max_batch_size >= 1, "max_batch_size", "at least 1", self.max_batch_size)
+        require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
+        require(self.short_text_tokens >= 0, "short_text_tokens", "at least 0", self.short_text_tokens)
+        require(self.max_length is None or self.max_length >= 2, "max_length", "at least 2", self.max_length)
 
 
 def demo_model_dir(directory: str | Path = DEMO_MODEL_DIR) -> Path:

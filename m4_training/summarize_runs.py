@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 from data_loaders import canonical_generator
-from m4_training.cli import UserError, one_line, run_cli, setup_logging
-from m4_training.config import parse_summarize_args
+from m4_training.cli import CommandLineParser, UserError, arg_help, check_output_paths, one_line, run_cli, setup_logging
 from m4_training.files import check_output_file, write_failure, write_text
 from m4_training.reports import FLOW_NAMES, format_table
 
@@ -37,6 +37,29 @@ RUN_HEADER = [
     "baseline AUROC",
 ]
 TEST_HEADER = ["run", "test set", "n", "overlap removed", "F1", "AUROC", "FPR", "baseline F1", "baseline AUROC"]
+
+
+@dataclass
+class SummarizeArguments:
+    runs: list[str] = field(**arg_help("output directories of train.py runs (e.g. one per held-out domain)"))
+    output: str | None = field(default=None, **arg_help("also write the Markdown tables to this file"))
+
+    def __post_init__(self) -> None:
+        if self.output:
+            # `--runs outputs/lodo/* --output outputs/lodo/summary.md` run again: the glob now names the summary too.
+            written = Path(self.output).resolve()
+            self.runs = [run for run in self.runs if Path(run).resolve() != written]
+            if not self.runs:
+                raise UserError("--runs names no run directory besides --output")
+        check_output_paths({"--output": self.output}, {"--runs": self.runs})
+
+
+def parse_summarize_args(argv: list[str] | None = None, description: str | None = None) -> SummarizeArguments:
+    parser = CommandLineParser(
+        [SummarizeArguments], prog="python -m m4_training.summarize_runs", description=description
+    )
+    (arguments,) = parser.parse_dataclasses(argv)
+    return arguments
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

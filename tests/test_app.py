@@ -21,8 +21,8 @@ import predict
 from data_loaders import normalize_text
 from m4_training import serving
 from m4_training.cli import UserError
-from m4_training.config import AppArguments
 from m4_training.scoring import covering_mean, load_detector, score_windows
+from m4_training.serving import AppArguments
 
 LONG_TEXT = " ".join(
     f"Furthermore the river ecology study number {i} shows that honestly i think the data look off." for i in range(40)

@@ -15,9 +15,9 @@ from conftest import ROOT, write_jsonl
 
 import predict
 from m4_training import serving
-from m4_training.browser import chromium_page, missing_browser, running_app
-from m4_training.config import AppArguments
 from m4_training.scoring import load_detector
+from m4_training.serving import AppArguments
+from tools.browser import chromium_page, missing_browser, running_app
 
 SHORT_TEXT = "moreover the city water system plays a crucial role in growth"
 

@@ -7,7 +7,6 @@ import pytest
 import chunking
 from data_loaders import Document
 from m4_training.cli import UserError
-from m4_training.config import check_window
 
 TEXTS = [
     "short text",
@@ -126,10 +125,10 @@ def test_expected_chunk_count(tiny_tokenizer):
 
 def test_invalid_windows_are_rejected(tiny_tokenizer):
     with pytest.raises(UserError, match="--chunk_overlap 30"):
-        check_window(tiny_tokenizer, 32, 30)
+        chunking.check_window(tiny_tokenizer, 32, 30)
     with pytest.raises(UserError, match="no room"):
-        check_window(tiny_tokenizer, 2, 0)
-    assert check_window(tiny_tokenizer, 32, 29) == 30
+        chunking.check_window(tiny_tokenizer, 2, 0)
+    assert chunking.check_window(tiny_tokenizer, 32, 29) == 30
 
 
 def test_collator_drops_bookkeeping_columns_and_pads(tiny_tokenizer):

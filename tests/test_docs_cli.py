@@ -1,6 +1,6 @@
 """The docs and scripts never drift from the CLI: every `--flag` they pass to train.py / predict.py /
 prepare_data.py exists in that script's parser, and the guide's flag tables are the ones the parsers write
-(`python -m m4_training.flag_reference` rewrites them).
+(`python -m tools.flag_reference` rewrites them).
 
 Commands are taken from fenced code blocks and inline code spans of the Markdown files and from every line of
 the shell scripts, with backslash continuations joined; for example_commands.sh also from the output of
@@ -17,9 +17,13 @@ import subprocess
 import pytest
 from conftest import ROOT
 
-from m4_training import config
+import predict
+import prepare_data
 from m4_training.cli import CommandLineParser
-from m4_training.flag_reference import guide_tables, tables
+from m4_training.serving import AppArguments
+from m4_training.summarize_runs import SummarizeArguments
+from m4_training.train_args import train_parser
+from tools.flag_reference import guide_tables, tables
 
 DOCS = ("README.md", "TRAINING_GUIDE_COMPLETE.md")
 SHELL_SCRIPTS = ("example_commands.sh", "setup_runpod.sh")
@@ -49,11 +53,11 @@ SWEEP_RECIPES = {"leave-one-domain-out": "--val_domain", "leave-one-generator-ou
 
 def script_parser(script: str) -> argparse.ArgumentParser:
     parsers = {
-        "train.py": config.train_parser,
-        "predict.py": lambda: CommandLineParser([config.PredictArguments]),
-        "prepare_data.py": config.prepare_parser,
-        "app.py": lambda: CommandLineParser([config.AppArguments]),
-        "m4_training.summarize_runs": lambda: CommandLineParser([config.SummarizeArguments]),
+        "train.py": train_parser,
+        "predict.py": lambda: CommandLineParser([predict.PredictArguments]),
+        "prepare_data.py": prepare_data.prepare_parser,
+        "app.py": lambda: CommandLineParser([AppArguments]),
+        "m4_training.summarize_runs": lambda: CommandLineParser([SummarizeArguments]),
     }
     if script not in parsers:
         pytest.fail(f"the docs use {script}, which has no parser")
@@ -238,7 +242,7 @@ def test_guide_flag_tables_are_the_parsers():
     expected = tables()
     assert set(written) == set(expected), "a <!-- flags: NAME --> ... <!-- /flags --> table is missing"
     stale = [name for name in expected if written[name] != expected[name]]
-    assert not stale, f"run `python -m m4_training.flag_reference`: the guide's tables for {stale} are stale"
+    assert not stale, f"run `python -m tools.flag_reference`: the guide's tables for {stale} are stale"
 
 
 def test_readme_starts_with_the_two_fresh_machine_commands():

@@ -38,8 +38,10 @@ import prepare_data
 import train
 from m4_training import data_cache, run_control, serving, summarize_runs
 from m4_training.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_TRAINING, EXIT_USAGE, UserError, run_cli
-from m4_training.config import AppArguments, parse_predict_args, parse_train_args
 from m4_training.scoring import load_detector
+from m4_training.serving import AppArguments
+from m4_training.train_args import parse_train_args
+from predict import parse_predict_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -973,11 +975,11 @@ def test_files_get_the_umask_permissions(demo_run):
 # ----------------------------------------------------------------------------------------------- cache
 
 
-def cache_config(m4_data, cache_dir: Path, *extra: str):
+def cache_settings(m4_data, cache_dir: Path, *extra: str):
     data_dir, reddit = m4_data
     argv = [*small_selection(data_dir, reddit), "--max_length", "32", "--chunk_overlap", "4", "--cache_dir", cache_dir,
             *extra]  # fmt: skip
-    return parse_train_args([str(a) for a in argv])
+    return train.data_settings(parse_train_args([str(a) for a in argv]))
 
 
 def chunk_ids(prepared) -> list:
@@ -985,15 +987,15 @@ def chunk_ids(prepared) -> list:
 
 
 def test_damaged_cache_entry_is_rebuilt_with_a_warning(m4_data, tiny_tokenizer, tmp_path, caplog):
-    config = cache_config(m4_data, tmp_path / "cache")
-    fresh = chunk_ids(data_cache.prepare(config, tiny_tokenizer))
+    settings = cache_settings(m4_data, tmp_path / "cache")
+    fresh = chunk_ids(data_cache.prepare(settings, tiny_tokenizer))
     (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     arrow = next(entry.glob("train*.arrow"))
     content = bytearray(arrow.read_bytes())
     content[-200] ^= 0xFF  # one token id, same size
     arrow.write_bytes(bytes(content))
     with caplog.at_level(logging.WARNING):
-        again = chunk_ids(data_cache.prepare(config, tiny_tokenizer))
+        again = chunk_ids(data_cache.prepare(settings, tiny_tokenizer))
     assert f"The cache entry {entry} is damaged ({arrow.name} differ from the checksums" in caplog.text
     assert again == fresh
     data_cache.verify_entry(entry)  # the rebuilt entry is whole again
@@ -1021,7 +1023,7 @@ def test_orphans_of_killed_builds_are_removed_and_live_builds_kept(m4_data, tiny
     try:
         assert builder.stdout.readline().strip() == "locked"
         with caplog.at_level(logging.WARNING):
-            data_cache.prepare(cache_config(m4_data, cache), tiny_tokenizer)
+            data_cache.prepare(cache_settings(m4_data, cache), tiny_tokenizer)
         assert not dead.exists() and not old_without_lock.exists() and live.is_dir()
         assert f"Removed 2 unfinished cache entries of killed runs from {cache}" in caplog.text
     finally:
@@ -1040,16 +1042,16 @@ def test_interrupted_build_leaves_nothing_and_an_unwritable_cache_falls_back(
 
     monkeypatch.setattr(data_cache, "build", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        data_cache.prepare(cache_config(m4_data, cache), tiny_tokenizer)
+        data_cache.prepare(cache_settings(m4_data, cache), tiny_tokenizer)
     assert list(cache.iterdir()) == []
     monkeypatch.setattr(data_cache, "build", build)
 
     blocked = tmp_path / "a_file"
     blocked.write_text("in the way")
     with caplog.at_level(logging.WARNING):
-        prepared = data_cache.prepare(cache_config(m4_data, blocked / "cache"), tiny_tokenizer)
+        prepared = data_cache.prepare(cache_settings(m4_data, blocked / "cache"), tiny_tokenizer)
     assert f"The cache directory {blocked / 'cache'} cannot be written" in caplog.text
-    uncached = data_cache.prepare(cache_config(m4_data, cache, "--no_cache"), tiny_tokenizer)
+    uncached = data_cache.prepare(cache_settings(m4_data, cache, "--no_cache"), tiny_tokenizer)
     assert chunk_ids(prepared) == chunk_ids(uncached)
 
 

@@ -19,11 +19,12 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, Trainer
 
 import predict
+import prepare_data
 import train
-from m4_training import config, demo, progress
+from m4_training import demo, progress
 from m4_training.cli import CommandLineParser
-from m4_training.config import parse_train_args
 from m4_training.evaluation import choose_threshold, classification_metrics
+from m4_training.train_args import TRAIN_GROUPS, parse_train_args, train_parser
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -269,14 +270,14 @@ def test_readme_shows_a_picture_the_demo_made(demo_run):
 
 
 def help_parsers():
-    prepare = config.prepare_parser()
+    prepare = prepare_data.prepare_parser()
     (commands,) = [a for a in prepare._actions if isinstance(a, argparse._SubParsersAction)]
     return {
-        "train.py": (config.train_parser(), config.TRAIN_GROUPS),
-        "predict.py": (CommandLineParser([config.PredictArguments], prog="predict.py"), [config.PredictArguments]),
+        "train.py": (train_parser(), TRAIN_GROUPS),
+        "predict.py": (CommandLineParser([predict.PredictArguments], prog="predict.py"), [predict.PredictArguments]),
         **{
             f"prepare_data.py {name}": (commands.choices[name], [dataclass_type])
-            for name, (dataclass_type, _) in config.PREPARE_COMMANDS.items()
+            for name, (dataclass_type, _) in prepare_data.PREPARE_COMMANDS.items()
         },
     }
 

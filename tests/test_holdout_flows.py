@@ -17,8 +17,9 @@ from test_data_loaders import synthetic_corpus
 import train
 from m4_training import splits
 from m4_training.cli import UserError
-from m4_training.config import loaded_selection, parse_train_args
+from m4_training.data_cache import loaded_selection
 from m4_training.summarize_runs import summary
+from m4_training.train_args import parse_train_args
 
 
 def test_domain_holdout_never_trains_on_the_domain(tmp_path):
@@ -48,10 +49,9 @@ def test_domain_holdout_drops_other_domains_of_a_held_out_group_and_lists_domain
 
 
 def test_split_flags_choose_one_flow(caplog):
-    assert parse_train_args([]).split.flow == "generator_holdout"
-    assert parse_train_args([]).split.val_generator == "flant5"
-    domain = parse_train_args(["--val_domain", "Wikihow"]).split
-    assert (domain.flow, domain.val_domain, domain.val_generator) == ("domain_holdout", "wikihow", None)
+    assert train.data_settings(parse_train_args([])).held_out_generator == "flant5"
+    domain = train.data_settings(parse_train_args(["--val_domain", "Wikihow"]))
+    assert (domain.val_domain, domain.val_generator, domain.held_out_generator) == ("wikihow", None, None)
     for flags, other in (
         (["--stratified_split"], "--stratified_split"),
         (["--val_generator", "dolly"], "--val_generator dolly"),
@@ -59,18 +59,21 @@ def test_split_flags_choose_one_flow(caplog):
         with pytest.raises(UserError, match=f"--val_domain arxiv and {other}.* pick one"):
             parse_train_args(["--val_domain", "arxiv", *flags])
     with caplog.at_level(logging.WARNING):
-        stratified = parse_train_args(["--stratified_split", "--val_generator", "dolly"]).split
-    assert stratified.flow == "stratified" and "--val_generator dolly is unused" in caplog.text
+        stratified = train.data_settings(parse_train_args(["--stratified_split", "--val_generator", "dolly"]))
+    assert stratified.held_out_generator is None and "--val_generator dolly is unused" in caplog.text
 
 
 def test_held_out_files_are_loaded_even_when_not_listed_for_training():
-    old_tool = parse_train_args(["--val_generator", "flant5", "--train_generators", "chatGPT", "davinci", "dolly2"])
+    def settings(*argv: str):
+        return train.data_settings(parse_train_args(list(argv)))
+
+    old_tool = settings("--val_generator", "flant5", "--train_generators", "chatGPT", "davinci", "dolly2")
     assert loaded_selection(old_tool)[1] == ["chatGPT", "davinci", "dolly2", "flant5"]
-    listed = parse_train_args(["--val_generator", "flan-t5"])  # an alias of a listed generator: not added twice
-    assert loaded_selection(listed)[1] == listed.data.train_generators
-    domain = parse_train_args(["--val_domain", "peerread", "--train_domains", "arxiv", "wikihow"])
-    assert loaded_selection(domain) == (["arxiv", "wikihow", "peerread"], domain.data.train_generators)
-    stratified = parse_train_args(["--stratified_split", "--val_generator", "x", "--train_generators", "a"])
+    listed = settings("--val_generator", "flan-t5")  # an alias of a listed generator: not added twice
+    assert loaded_selection(listed)[1] == listed.train_generators
+    domain = settings("--val_domain", "peerread", "--train_domains", "arxiv", "wikihow")
+    assert loaded_selection(domain) == (["arxiv", "wikihow", "peerread"], domain.train_generators)
+    stratified = settings("--stratified_split", "--val_generator", "x", "--train_generators", "a")
     assert loaded_selection(stratified)[1] == ["a"]
 
 

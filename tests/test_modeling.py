@@ -17,7 +17,7 @@ from transformers import (
 )
 
 import train
-from m4_training import config, modeling
+from m4_training import modeling
 from m4_training.cli import UserError
 
 SMALL = {"vocab_size": 100, "max_position_embeddings": 64}
@@ -62,8 +62,8 @@ def test_position_limit_and_layer_count_errors(tmp_path):
     limit = modeling.position_limit(modeling.load_config(path))
     assert limit == 62  # 64 minus RoBERTa's padding offset
     with pytest.raises(UserError, match="exceeds the 62 positions"):
-        config.check_positions(63, limit, path)
-    config.check_positions(62, limit, path)
+        modeling.check_positions(63, limit, path)
+    modeling.check_positions(62, limit, path)
     model = modeling.load_model(path, dropout=None)
     with pytest.raises(UserError, match="exceeds the model's 3 layers"):
         modeling.freeze_parameters(model, freeze_base=False, freeze_layers=4)
@@ -101,5 +101,5 @@ def test_auto_precision_uses_bf16_only_where_the_gpu_has_it(monkeypatch, capabil
     monkeypatch.setattr(
         torch.cuda, "is_bf16_supported", lambda including_emulation=True: native_bf16 or including_emulation
     )
-    assert config.resolve_precision("auto") == expected
-    assert config.resolve_precision("fp32") == "fp32"
+    assert modeling.resolve_precision("auto") == expected
+    assert modeling.resolve_precision("fp32") == "fp32"

@@ -19,8 +19,9 @@ from conftest import ROOT
 
 import chunking
 import data_loaders as dl
+import train
 from m4_training import cyclic_gc, data_cache, reports, splits
-from m4_training.config import parse_train_args
+from m4_training.train_args import parse_train_args
 
 # Every code point a Python string can hold and UTF-8 can encode (the surrogates cannot be).
 ALL_CODE_POINTS = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
@@ -63,9 +64,9 @@ def test_paused_collector_is_restored_on_exit_error_and_nesting():
 
 def test_preparation_runs_with_the_collector_paused(monkeypatch, tmp_path):
     states = []
-    monkeypatch.setattr(data_cache, "build", lambda config, tokenizer: states.append(gc.isenabled()) or "built")
+    monkeypatch.setattr(data_cache, "build", lambda settings, tokenizer: states.append(gc.isenabled()) or "built")
     config = parse_train_args(["--no_cache", "--output_dir", str(tmp_path)])
-    assert data_cache.prepare(config, None) == "built"
+    assert data_cache.prepare(train.data_settings(config), None) == "built"
     assert states == [False] and gc.isenabled()
 
 

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 import chunking
 import train
 from m4_training import data_cache, modeling
-from m4_training.config import parse_train_args, preparation_settings
+from m4_training.train_args import parse_train_args
 from weighted_trainer import WeightedTrainer
 
 # ----------------------------------------------------------------------------------------- dynamic padding
@@ -72,23 +72,23 @@ def small_data(tmp_path):
     return data_dir, reddit
 
 
-def small_config(small_data, *extra: str):
+def small_settings(small_data, *extra: str):
     data_dir, reddit = small_data
-    return parse_train_args(
+    return train.data_settings(parse_train_args(
         ["--data_dir", str(data_dir), "--train_domains", "arxiv", "--train_generators", "chatGPT", "flant5",
          "--reddit_file", str(reddit), "--stratified_split", "--validation_split", "0.25", "--max_length", "32",
          "--chunk_overlap", "4", *extra]
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tiny_tokenizer, tiny_model_dir, tmp_path):
-    config = small_config(small_data)
-    key = data_cache.cache_key(config, tiny_tokenizer)
-    assert data_cache.cache_key(small_config(small_data, "--num_proc", "1", "--no_cache", "--lr", "1"),
+    settings = small_settings(small_data)
+    key = data_cache.cache_key(settings, tiny_tokenizer)
+    assert data_cache.cache_key(small_settings(small_data, "--num_proc", "1", "--no_cache", "--lr", "1"),
                                 tiny_tokenizer) == key  # fmt: skip
 
     other_dir = tmp_path / "copy_of_data"
-    shutil.copytree(config.data.data_dir, other_dir)
+    shutil.copytree(settings.data_dir, other_dir)
     variants = {
         "data_dir": ["--data_dir", str(other_dir)],
         "train_domains": ["--train_domains", "arxiv", "wikipedia"],
@@ -106,8 +106,8 @@ def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tin
         "max_length": ["--max_length", "64"],
         "chunk_overlap": ["--chunk_overlap", "8"],
     }
-    assert set(variants) == set(preparation_settings(config)), "every setting needs a variant here"
-    keys = {name: data_cache.cache_key(small_config(small_data, *flags), tiny_tokenizer)
+    assert set(variants) == set(data_cache.preparation_settings(settings)), "every setting needs a variant here"
+    keys = {name: data_cache.cache_key(small_settings(small_data, *flags), tiny_tokenizer)
             for name, flags in variants.items()}  # fmt: skip
     assert key not in keys.values()
     assert len(set(keys.values())) == len(variants)
@@ -117,23 +117,23 @@ def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tin
     content = path.read_bytes()
     path.write_bytes(content.replace(b"number 3 ", b"number 4 ", 1))
     assert path.stat().st_size == len(content)
-    assert data_cache.cache_key(config, tiny_tokenizer) not in {key, *keys.values()}
+    assert data_cache.cache_key(settings, tiny_tokenizer) not in {key, *keys.values()}
     path.write_bytes(content)
-    assert data_cache.cache_key(config, tiny_tokenizer) == key
+    assert data_cache.cache_key(settings, tiny_tokenizer) == key
 
     # A tokenizer with one more token; and a call that changes truncation state does not matter.
     tiny_tokenizer("x " * 500, truncation=True, max_length=20, stride=3, return_overflowing_tokens=True)
-    assert data_cache.cache_key(config, tiny_tokenizer) == key
+    assert data_cache.cache_key(settings, tiny_tokenizer) == key
     grown = AutoTokenizer.from_pretrained(tiny_model_dir)
     grown.add_tokens(["brandnewtoken"])
-    assert data_cache.cache_key(config, grown) != key
+    assert data_cache.cache_key(settings, grown) != key
 
 
 def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_tokenizer, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
-    config = small_config(small_data, "--cache_dir", str(cache_dir))
-    first = data_cache.prepare(config, tiny_tokenizer)
-    uncached = data_cache.prepare(small_config(small_data, "--no_cache"), tiny_tokenizer)
+    settings = small_settings(small_data, "--cache_dir", str(cache_dir))
+    first = data_cache.prepare(settings, tiny_tokenizer)
+    uncached = data_cache.prepare(small_settings(small_data, "--no_cache"), tiny_tokenizer)
     assert len(list(cache_dir.iterdir())) == 1
 
     def must_not_build(*args, **kwargs):
@@ -141,7 +141,7 @@ def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_token
 
     with monkeypatch.context() as patch:
         patch.setattr(data_cache, "build", must_not_build)
-        second = data_cache.prepare(config, tiny_tokenizer)
+        second = data_cache.prepare(settings, tiny_tokenizer)
     for result in (first, second):
         for side in ("train_chunks", "val_chunks"):
             assert getattr(result, side).to_dict() == getattr(uncached, side).to_dict()
@@ -154,18 +154,18 @@ def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_token
     assert len(first.train_chunks) > 0 and first.train_chunks.cache_files  # memory-mapped from the cache
 
     write_jsonl(tmp_path / "reddit.jsonl", [{"text": f"post {i} lol " * (2 + i)} for i in range(14)])
-    changed = data_cache.prepare(config, tiny_tokenizer)
+    changed = data_cache.prepare(settings, tiny_tokenizer)
     assert len(list(cache_dir.iterdir())) == 2
     assert len(changed.corpus.documents) == len(first.corpus.documents) + 4
 
 
 def test_num_proc_prepares_the_same_chunks(small_data, tiny_tokenizer, tmp_path):
     """Tokenising in 2 processes (each writing its own Arrow shard) gives the chunks of one process."""
-    single = data_cache.prepare(small_config(small_data, "--no_cache"), tiny_tokenizer)
-    multi_config = small_config(small_data, "--cache_dir", str(tmp_path / "cache"), "--num_proc", "2")
-    multi = data_cache.prepare(multi_config, tiny_tokenizer)
+    single = data_cache.prepare(small_settings(small_data, "--no_cache"), tiny_tokenizer)
+    multi_settings = small_settings(small_data, "--cache_dir", str(tmp_path / "cache"), "--num_proc", "2")
+    multi = data_cache.prepare(multi_settings, tiny_tokenizer)
     assert len(multi.train_chunks.cache_files) == 2
-    reread = data_cache.prepare(multi_config, tiny_tokenizer)
+    reread = data_cache.prepare(multi_settings, tiny_tokenizer)
     for result in (multi, reread):
         for side in ("train_chunks", "val_chunks"):
             assert getattr(result, side).to_dict() == getattr(single, side).to_dict()

@@ -15,9 +15,9 @@ from transformers import AutoModelForSequenceClassification
 
 import train
 from data_loaders import normalize_text
-from m4_training import config as config_module
-from m4_training.config import parse_train_args
+from m4_training import train_args
 from m4_training.evaluation import classification_metrics
+from m4_training.train_args import parse_train_args
 
 
 def test_demo_writes_every_output(demo_run):
@@ -223,7 +223,7 @@ def test_demo_is_the_documented_default(monkeypatch):
     aliases = parse_train_args(["--lr", "3e-5", "--epochs", "2", "--batch_size", "4", "--eval_batch_size", "8"])
     assert (aliases.training.learning_rate, aliases.training.num_train_epochs) == (3e-5, 2.0)
     assert (aliases.training.per_device_train_batch_size, aliases.training.per_device_eval_batch_size) == (4, 8)
-    monkeypatch.setattr(config_module, "get_available_reporting_integrations", lambda: ["wandb"])  # installed or not
+    monkeypatch.setattr(train_args, "get_available_reporting_integrations", lambda: ["wandb"])  # installed or not
     assert parse_train_args(["--use_wandb"]).training.report_to == ["wandb"]
     assert parse_train_args(["--no_group_by_length"]).training.train_sampling_strategy == "random"
 

@@ -25,10 +25,9 @@ from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassificatio
 import predict
 import train
 from data_loaders import load_corpus, normalize_text
-from m4_training import config as config_module
-from m4_training import demo, evaluation, modeling, run_control
-from m4_training.config import parse_train_args
+from m4_training import demo, evaluation, modeling, run_control, train_args
 from m4_training.scoring import predict_chunk_probs
+from m4_training.train_args import parse_train_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -192,7 +191,7 @@ def test_tracker_gets_the_document_metrics_and_test_sets(evaluated_run):
 
 def test_missing_tracker_package_fails_before_anything(demo_inputs, tmp_path, capsys, monkeypatch):
     """The one test of the tracker check: only the trackers not installed are named, with their pip packages."""
-    monkeypatch.setattr(config_module, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    monkeypatch.setattr(train_args, "get_available_reporting_integrations", lambda: ["tensorboard"])
     output_dir = tmp_path / "out"
     argv = tiny_train_args(demo_inputs, output_dir, "--report_to", "tensorboard", "wandb", "azure_ml")
     assert train.main(argv) == 2

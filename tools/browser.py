@@ -1,6 +1,6 @@
 """Driving app.py in a real browser: start the server on a free loopback port, open headless Debian chromium.
 
-Used by tests/test_app_live.py, bench/app.py and docs/screenshot.py, not by the tool itself. Chromium is the
+Used by tests/test_app_live.py, bench/app.py and tools/screenshot.py, not by the tool itself. Chromium is the
 Debian package (`apt-get install chromium`), driven by Python playwright through `executable_path`: nothing
 is downloaded.
 """

@@ -1,7 +1,7 @@
 """Make the README's screenshot of the page: app.py scoring one of its own examples, in headless chromium.
 
-    python docs/screenshot.py                         # app.py --demo (trains demo_output/ first if needed)
-    python docs/screenshot.py --model_path outputs/roberta-base --example "Long machine-written text"
+    python -m tools.screenshot                        # app.py --demo (trains demo_output/ first if needed)
+    python -m tools.screenshot --model_path outputs/roberta-base --example "Long machine-written text"
 
 Needs Debian's chromium (apt-get install chromium) and playwright (requirements-dev.txt).
 """
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from m4_training import serving
-from m4_training.browser import chromium_page, missing_browser, running_app
+from tools.browser import chromium_page, missing_browser, running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 MARGIN_PX = 16

@@ -1,0 +1,528 @@
+"""train.py's settings, declared once and checked once.
+
+They are dataclasses parsed by `HfArgumentParser`, one of them a `TrainingArguments` subclass, so every
+transformers training flag passes straight through and only this tool's defaults and short spellings (`--lr`,
+`--epochs`, `--batch_size`, `--use_wandb`, ...) are declared here. Each `__post_init__` checks its own values, so a
+bad setting ends the run before any file is read. The only checks that need more than the settings (the window
+against the tokenizer, the length against the model's positions) are `chunking.check_window` and
+`modeling.check_positions`, run as soon as the tokenizer and the model config are loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import torch
+from datasets import config as datasets_config
+from huggingface_hub import get_token, is_offline_mode
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from transformers import TrainingArguments
+from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS
+from m4_training import demo
+from m4_training.cli import (
+    CommandLineParser,
+    UserError,
+    arg_help,
+    capped_num_proc,
+    check_optional_positive,
+    check_output_paths,
+    local_directory,
+    require,
+)
+from m4_training.modeling import resolve_precision
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VAL_GENERATOR = "flant5"
+DEFAULT_CACHE_DIR = str(Path(datasets_config.HF_DATASETS_CACHE) / "m4_detector_prepared")
+MAX_AUTO_DATALOADER_WORKERS = 4
+# The chunk-level validation metrics the Trainer reports (evaluation.compute_chunk_metrics), for model selection.
+SELECTION_METRICS = ("loss", "f1_macro", "auroc", "accuracy", "precision", "recall", "fpr_human")
+LOWER_IS_BETTER = {"loss", "fpr_human"}
+# `--report_to` trackers whose pip package has another name.
+TRACKER_PACKAGES = {"azure_ml": "azureml-core", "comet_ml": "comet-ml", "flyte": "flytekit", "kubeflow": "kfp"}
+
+
+def _check_fraction(flag: str, value: float, low_open: bool = False) -> None:
+    inside = (0.0 < value < 1.0) if low_open else (0.0 <= value < 1.0)
+    require(inside, flag, "between 0 and 1 (exclusive)" if low_open else "in [0, 1)", value)
+
+
+@dataclass
+class ModelArguments:
+    _argument_group_name = "model"
+
+    model: str | None = field(default="roberta-base", **arg_help("hub id or local directory (any encoder family)"))
+    dropout: float = field(default=0.1, **arg_help("dropout of the encoder and the classifier"))
+    freeze_base: bool = field(default=False, **arg_help("train only the classification head"))
+    freeze_layers: int = field(default=0, **arg_help("freeze the embeddings and the first N encoder layers"))
+    attn_implementation: str | None = field(
+        default=None,
+        **arg_help("sdpa, eager, flash_attention_2, ...; default: transformers picks (sdpa where supported)"),
+    )
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        require(self.freeze_layers >= 0, "freeze_layers", "at least 0", self.freeze_layers)
+
+
+@dataclass
+class DataArguments:
+    _argument_group_name = "data"
+
+    data_dir: str | None = field(default="M4_cleaned/data", **arg_help("directory of <domain>_<generator>.jsonl"))
+    reddit_file: str | None = field(
+        default="reddit_training_60k.jsonl", **arg_help("JSONL (or CSV) of human posts; 'none' trains on M4 only")
+    )
+    train_domains: list[str] = field(default_factory=lambda: list(DEFAULT_DOMAINS), **arg_help("M4 domains to load"))
+    train_generators: list[str] = field(
+        default_factory=lambda: list(DEFAULT_GENERATORS), **arg_help("M4 generators to load")
+    )
+    normalize_digits: bool = field(default=True, **arg_help("map every digit to 0 (training and prediction)"))
+    max_train_samples: int | None = field(
+        default=None, **arg_help("at most N training documents (not chunks; the dry run prints both), as whole groups")
+    )
+    max_val_samples: int | None = field(
+        default=None, **arg_help("at most N validation documents (not chunks), as whole groups")
+    )
+    num_proc: int | None = field(default=None, **arg_help("processes for tokenisation"))
+    cache_dir: str = field(
+        default=DEFAULT_CACHE_DIR,
+        **arg_help("cache of prepared (split, chunked) data, keyed by data, tokenizer and settings"),
+    )
+    no_cache: bool = field(default=False, **arg_help("prepare the data again and cache nothing"))
+
+    def __post_init__(self) -> None:
+        check_optional_positive("max_train_samples", self.max_train_samples)
+        check_optional_positive("max_val_samples", self.max_val_samples)
+        self.num_proc = capped_num_proc(self.num_proc)
+        if self.reddit_file is not None and self.reddit_file.strip().lower() in ("", "none"):
+            self.reddit_file = None
+
+    @property
+    def cache(self) -> str | None:
+        return None if self.no_cache else self.cache_dir
+
+
+@dataclass
+class SplitArguments:
+    _argument_group_name = "split"
+
+    stratified_split: bool = field(
+        default=False, **arg_help("grouped split stratified by label and domain; off = generator hold-out")
+    )
+    validation_split: float = field(
+        default=0.1, **arg_help("validation share of documents (stratified) or of groups (hold-out)")
+    )
+    val_generator: str | None = field(
+        default=None,
+        **arg_help(
+            f"generator held out for validation, never trained on (generator hold-out flow; {DEFAULT_VAL_GENERATOR} "
+            "unless --stratified_split or --val_domain); its files are loaded even if not in --train_generators"
+        ),
+    )
+    val_domain: str | None = field(
+        default=None,
+        **arg_help(
+            "domain held out for validation, never trained on (leave-one-domain-out); its files are loaded even "
+            "if not in --train_domains"
+        ),
+    )
+    reddit_val_fraction: float = field(
+        default=0.1, **arg_help("share of Reddit posts in validation (generator and domain hold-out flows)")
+    )
+
+    def __post_init__(self) -> None:
+        _check_fraction("validation_split", self.validation_split, low_open=True)
+        _check_fraction("reddit_val_fraction", self.reddit_val_fraction)
+        if self.val_domain is not None:
+            if self.stratified_split or self.val_generator is not None:
+                other = "--stratified_split" if self.stratified_split else f"--val_generator {self.val_generator}"
+                raise UserError(
+                    f"--val_domain {self.val_domain} and {other} choose different validation sets: pick one"
+                )
+            self.val_domain = self.val_domain.strip().lower()
+        elif self.stratified_split:
+            if self.val_generator is not None:
+                logger.warning(
+                    "--val_generator %s is unused: --stratified_split validates on a share of every generator",
+                    self.val_generator,
+                )
+        elif self.val_generator is None:
+            self.val_generator = DEFAULT_VAL_GENERATOR
+
+
+@dataclass
+class ChunkingArguments:
+    _argument_group_name = "chunking"
+
+    max_length: int = field(default=512, **arg_help("tokens per chunk, special tokens included"))
+    chunk_overlap: int = field(default=50, **arg_help("tokens shared by neighbouring chunks"))
+    pad_to_multiple_of: int = field(default=8, **arg_help("dynamic padding granularity per batch; 0 = exact"))
+    pad_to_max_length: bool = field(
+        default=False, **arg_help("pad every batch to --max_length (slow; for comparisons)")
+    )
+
+    def __post_init__(self) -> None:
+        require(self.max_length >= 2, "max_length", "at least 2", self.max_length)
+        require(0 <= self.chunk_overlap < self.max_length, "chunk_overlap", "in [0, --max_length)", self.chunk_overlap)
+        require(self.pad_to_multiple_of >= 0, "pad_to_multiple_of", "at least 0", self.pad_to_multiple_of)
+
+
+@dataclass
+class EvaluationArguments:
+    _argument_group_name = "evaluation"
+
+    target_fpr: float = field(
+        default=0.05,
+        **arg_help("the decision threshold keeps the human-document FPR on validation at most this in every domain"),
+    )
+    baseline: Literal["tfidf", "none"] = field(
+        default="tfidf", **arg_help("classical baseline fitted on the same split ('none' skips it)")
+    )
+    test_data: list[str] | None = field(
+        default=None,
+        **arg_help(
+            "held-out test sets scored after training at the validation threshold: M4 directories, labelled "
+            "JSONL or CSV (texts also in the training or validation documents are removed and counted)"
+        ),
+    )
+    test_domains: list[str] | None = field(
+        default=None, **arg_help("M4 directories in --test_data: only these domains (default: every file there)")
+    )
+    test_generators: list[str] | None = field(
+        default=None, **arg_help("M4 directories in --test_data: only these generators (default: every file there)")
+    )
+
+    def __post_init__(self) -> None:
+        _check_fraction("target_fpr", self.target_fpr)
+        for path in self.test_data or []:
+            if not Path(path).exists():
+                raise UserError(f"--test_data {path}: no such file or directory")
+        if (self.test_domains or self.test_generators) and not any(Path(p).is_dir() for p in self.test_data or []):
+            flag = "--test_domains" if self.test_domains else "--test_generators"
+            raise UserError(f"{flag} selects files of an M4 directory; none of --test_data is a directory")
+
+
+@dataclass
+class RunArguments:
+    _argument_group_name = "run"
+
+    dry_run: bool = field(default=False, **arg_help("load, split and chunk only; write the data reports"))
+    demo: bool = field(default=False, **arg_help("run offline on a generated sample with a tiny model"))
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Every --report_to tracker must be one transformers knows, with its package installed (the environment,
+    checked with the settings so that a missing package stops the run before any data is read)."""
+    requested = [name for name in report_to if name not in ("none", "all")]
+    unknown = [name for name in requested if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(INTEGRATION_TO_CALLBACK), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(
+            f"--report_to {' '.join(unknown)}: not a tracker transformers knows{hint}; use none or any of "
+            f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}"
+        )
+    available = set(get_available_reporting_integrations())
+    if importlib.util.find_spec("flytekit") is not None:  # a tracker transformers' list above never names
+        available.add("flyte")
+    missing = [name for name in requested if name not in available]
+    if missing:
+        packages = " ".join(TRACKER_PACKAGES.get(name, name) for name in missing)
+        raise UserError(
+            f"--report_to {' '.join(missing)}: not installed; run `pip install {packages}` "
+            "(`pip install -r requirements-trackers.txt` for TensorBoard), or pass --report_to none"
+        )
+
+
+def hub_repo_name(args: TrainingArguments) -> str:
+    """The Hub repository --push_to_hub uploads to, as the Trainer names it: --hub_model_id or the output dir's name."""
+    return args.hub_model_id or Path(args.output_dir).absolute().name
+
+
+@dataclass
+class DetectorTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with this tool's defaults; fields not declared here pass through unchanged."""
+
+    _argument_group_name = "training (any other transformers TrainingArguments flag works too)"
+
+    output_dir: str | None = field(default="outputs/m4-detector", **arg_help("where the model and every report go"))
+    overwrite_output_dir: bool = field(
+        default=False, **arg_help("replace a previous run in --output_dir (deletes its checkpoints and results first)")
+    )
+    num_train_epochs: float = field(
+        default=3.0, **arg_help("training epochs (may be fractional)", aliases=["--epochs"])
+    )
+    per_device_train_batch_size: int = field(
+        default=16, **arg_help("training chunks per device per step", aliases=["--batch_size"])
+    )
+    per_device_eval_batch_size: int = field(
+        default=64, **arg_help("evaluation chunks per device", aliases=["--eval_batch_size"])
+    )
+    learning_rate: float = field(default=2e-5, **arg_help("peak learning rate (AdamW, linear decay)", aliases=["--lr"]))
+    weight_decay: float = field(default=0.01, **arg_help("AdamW weight decay"))
+    warmup_steps: float = field(
+        default=0.06,
+        **arg_help("warm-up: a share of the steps if below 1, else a step count", aliases=["--warmup_ratio"]),
+    )
+    max_steps: int = field(default=-1, **arg_help("stop after N optimizer steps (overrides --epochs; quick runs)"))
+    gradient_accumulation_steps: int = field(default=1, **arg_help("micro-batches per optimizer step"))
+    logging_steps: float = field(default=50, **arg_help("log the loss every N steps"))
+    eval_steps: float | None = field(default=None, **arg_help("evaluate and save every N steps (default: every epoch)"))
+    eval_strategy: str = field(
+        default="epoch", **arg_help("when to evaluate and save: epoch, or steps with --eval_steps")
+    )
+    save_strategy: str = field(default="epoch", **arg_help("follows --eval_strategy (and --eval_steps)"))
+    save_total_limit: int | None = field(default=2, **arg_help("checkpoints kept on disk"))
+    optim: str = field(default="auto", **arg_help("auto: adamw_torch_fused on GPU, adamw_torch on CPU"))
+    tf32: bool | None = field(default=None, **arg_help("TF32 matmuls; default: on for Ampere and newer GPUs"))
+    dataloader_num_workers: int | None = field(default=None, **arg_help("default: min(4, CPUs) on GPU, 0 on CPU"))
+    train_sampling_strategy: str = field(
+        default="group_by_length", **arg_help("group_by_length (batches of similar lengths, less padding) or random")
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        **arg_help("several GPUs: let DDP look for parameters without gradients each step (only if DDP asks)"),
+    )
+    remove_unused_columns: bool = field(
+        default=False, **arg_help("keep doc_id and length in the batches (the collator drops them)")
+    )
+    bf16: bool = field(default=False, **arg_help("= --precision bf16"))
+    fp16: bool = field(default=False, **arg_help("= --precision fp16"))
+    torch_compile: bool = field(default=False, **arg_help("compile the model with torch.compile"))
+    seed: int = field(default=42, **arg_help("seed of the split, the sampling and the training"))
+    resume_from_checkpoint: str | None = field(
+        default=None, **arg_help("a checkpoint-N directory, or auto (the newest in --output_dir)")
+    )
+    report_to: list[str] = field(
+        default_factory=lambda: ["none"], **arg_help("trackers: none, wandb, tensorboard, ... (also --use_wandb)")
+    )
+    run_name: str | None = field(default=None, **arg_help("run name for the tracker"))
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(
+        default="auto", **arg_help("auto: bf16 on GPUs with native bf16, else fp16 on GPU; fp32 on CPU")
+    )
+    use_class_weights: bool = field(default=False, **arg_help("weight the loss by N/(2*N_c) of the training chunks"))
+    early_stopping_patience: int | None = field(
+        default=None,
+        **arg_help("stop after N evaluations without a better --metric_for_best_model and keep the best checkpoint"),
+    )
+    metric_for_best_model: str | None = field(
+        default=None,
+        **arg_help(
+            f"keep the checkpoint best on this chunk-level validation metric ({', '.join(SELECTION_METRICS)}), "
+            "reloaded at the end; default: loss when early stopping is on, else the last step's model"
+        ),
+    )
+    push_to_hub: bool = field(
+        default=False, **arg_help("upload the model, model card and reports to the Hugging Face Hub (needs a token)")
+    )
+    hub_model_id: str | None = field(
+        default=None, **arg_help("Hub repository (user/name); default: --output_dir's name")
+    )
+    hub_private_repo: bool | None = field(default=None, **arg_help("create the Hub repository as private"))
+
+    def __post_init__(self) -> None:
+        self._check_values()
+        on_gpu = torch.cuda.is_available()
+        self._resolve_precision(on_gpu)
+        if self.optim == "auto":
+            self.optim = "adamw_torch_fused" if on_gpu else "adamw_torch"
+        if self.dataloader_num_workers is None:
+            # A few workers on a GPU so collation overlaps the step; none on CPU, where they compete with it.
+            self.dataloader_num_workers = min(MAX_AUTO_DATALOADER_WORKERS, os.cpu_count() or 1) if on_gpu else 0
+        self.dataloader_persistent_workers = self.dataloader_num_workers > 0
+        self.dataloader_pin_memory = self.dataloader_pin_memory and on_gpu
+        ampere = on_gpu and torch.cuda.get_device_capability()[0] >= 8
+        self.tf32 = (self.tf32 is not False) if ampere else None  # TF32 exists from Ampere on
+        if self.eval_steps and self.eval_strategy == "epoch":
+            self.eval_strategy = self.save_strategy = "steps"
+            self.save_steps = self.eval_steps
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not on_gpu:
+            self.use_cpu = True  # distributed on CPU (gloo): without it every process would train on its own
+        self._resolve_model_selection()
+        self._check_trackers_and_hub()
+        super().__post_init__()
+
+    def _resolve_model_selection(self) -> None:
+        """--metric_for_best_model (or early stopping) keeps the best checkpoint and reloads it at the end."""
+        if self.metric_for_best_model is None:
+            if self.early_stopping_patience is None:
+                return
+            # The chunk-level validation loss is the quantity being optimised and does not jump on a handful of
+            # documents the way accuracy at a threshold does.
+            self.metric_for_best_model = "loss"
+        name = self.metric_for_best_model.removeprefix("eval_")
+        if name not in SELECTION_METRICS:
+            raise UserError(
+                f"--metric_for_best_model {self.metric_for_best_model}: the validation metrics are "
+                f"{', '.join(SELECTION_METRICS)} (chunk level)"
+            )
+        self.metric_for_best_model = f"eval_{name}"
+        if self.greater_is_better is None:
+            self.greater_is_better = name not in LOWER_IS_BETTER
+        self.load_best_model_at_end = True
+
+    def _check_trackers_and_hub(self) -> None:
+        """A tracker or Hub upload that cannot work fails now, not after hours of data preparation and training."""
+        check_trackers([self.report_to] if isinstance(self.report_to, str) else list(self.report_to or []))
+        if not self.push_to_hub:
+            given = [f"--{name}" for name in ("hub_model_id", "hub_private_repo") if getattr(self, name) is not None]
+            if given:
+                raise UserError(
+                    f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} used only with --push_to_hub"
+                )
+            return
+        if not (self.hub_token or get_token()):
+            raise UserError(
+                "--push_to_hub needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN"
+            )
+        if is_offline_mode():
+            raise UserError("--push_to_hub cannot upload while HF_HUB_OFFLINE=1 is set")
+        # The Trainer's default repository name is the output directory's.
+        name = hub_repo_name(self)
+        flag = "--hub_model_id" if self.hub_model_id else "--output_dir"
+        try:
+            validate_repo_id(name)
+        except HFValidationError as error:
+            advice = "" if self.hub_model_id else " (the default repository name); set --hub_model_id user/name"
+            raise UserError(f"--push_to_hub: {flag} {name} is not a Hub repository name{advice}: {error}") from None
+
+    def _check_values(self) -> None:
+        require(self.per_device_train_batch_size >= 1, "batch_size", "at least 1", self.per_device_train_batch_size)
+        require(self.per_device_eval_batch_size >= 1, "eval_batch_size", "at least 1", self.per_device_eval_batch_size)
+        require(
+            self.gradient_accumulation_steps >= 1,
+            "gradient_accumulation_steps",
+            "at least 1",
+            self.gradient_accumulation_steps,
+        )
+        require(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0, "lr", "a positive number", self.learning_rate
+        )
+        require(
+            math.isfinite(self.num_train_epochs) and (self.num_train_epochs > 0 or self.max_steps > 0),
+            "epochs",
+            "a positive number (or set --max_steps)",
+            self.num_train_epochs,
+        )
+        require(
+            math.isfinite(self.warmup_steps) and self.warmup_steps >= 0, "warmup_ratio", "at least 0", self.warmup_steps
+        )
+        require(
+            math.isfinite(self.logging_steps) and self.logging_steps > 0,
+            "logging_steps",
+            "positive",
+            self.logging_steps,
+        )
+        require(self.eval_steps is None or self.eval_steps > 0, "eval_steps", "positive", self.eval_steps)
+        require(self.seed >= 0, "seed", "at least 0", self.seed)
+        check_optional_positive("save_total_limit", self.save_total_limit)
+        check_optional_positive("early_stopping_patience", self.early_stopping_patience)
+        require(
+            self.dataloader_num_workers is None or self.dataloader_num_workers >= 0,
+            "dataloader_num_workers",
+            "at least 0",
+            self.dataloader_num_workers,
+        )
+        if self.resume_from_checkpoint and self.overwrite_output_dir:
+            raise UserError("--resume_from_checkpoint continues a run and --overwrite_output_dir replaces it: pick one")
+
+    def _resolve_precision(self, on_gpu: bool) -> None:
+        """--precision, or its spellings --bf16 / --fp16, into the Trainer's bf16/fp16 switches."""
+        spelled = {name for name in ("bf16", "fp16") if getattr(self, name)}
+        if len(spelled) > 1 or (spelled and self.precision not in ("auto", *spelled)):
+            raise UserError(f"--precision {self.precision}, --bf16 and --fp16 disagree: give one of them")
+        precision = spelled.pop() if spelled else resolve_precision(self.precision, on_gpu)
+        self.precision = precision
+        self.bf16, self.fp16 = precision == "bf16", precision == "fp16"
+
+
+class TrainConfig(NamedTuple):
+    model: ModelArguments
+    data: DataArguments
+    split: SplitArguments
+    chunking: ChunkingArguments
+    evaluation: EvaluationArguments
+    run: RunArguments
+    training: DetectorTrainingArguments
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting by group, JSON-ready (training_config.json)."""
+        groups = {
+            name: {f.name: getattr(part, f.name) for f in fields(part)}
+            for name, part in self._asdict().items()
+            if name != "training"
+        }
+        return groups | {"training": self.training.to_dict()}
+
+
+TRAIN_GROUPS = (
+    ModelArguments,
+    DataArguments,
+    SplitArguments,
+    ChunkingArguments,
+    EvaluationArguments,
+    RunArguments,
+    DetectorTrainingArguments,
+)
+# `--demo` changes these defaults (explicit flags still win). None for model, data and Reddit file means the
+# generated sample and tiny model.
+DEMO_DEFAULTS = {
+    "model": None,
+    "data_dir": None,
+    "reddit_file": None,
+    "output_dir": "demo_output",
+    "train_domains": list(demo.DEMO_DOMAINS),
+    "train_generators": list(demo.DEMO_GENERATOR_FILES),
+    "max_length": 128,
+    "chunk_overlap": 16,
+    "validation_split": 0.25,
+    "reddit_val_fraction": 0.25,
+    "num_train_epochs": 3.0,
+    "per_device_train_batch_size": 16,
+    "learning_rate": 1e-3,
+    "use_class_weights": True,
+    "logging_steps": 10,
+    "overwrite_output_dir": True,
+}
+
+
+def train_parser(prog: str = "train.py", description: str | None = None) -> CommandLineParser:
+    parser = CommandLineParser(TRAIN_GROUPS, prog=prog, description=description)
+    parser.add_switch("--no_group_by_length", "train_sampling_strategy", "random", "= --train_sampling_strategy random")
+    parser.add_switch("--no_tf32", "tf32", False, "keep fp32 matmuls exact on Ampere and newer GPUs")
+    parser.add_switch("--no_pin_memory", "dataloader_pin_memory", False, "= --no_dataloader_pin_memory")
+    parser.add_switch("--use_wandb", "report_to", "wandb", "= --report_to wandb")
+    return parser
+
+
+def parse_train_args(argv: list[str] | None = None, description: str | None = None) -> TrainConfig:
+    parser = train_parser(description=description)
+    namespace, _ = parser.parse_known_args(argv)
+    if namespace.demo:
+        demo_defaults = dict(DEMO_DEFAULTS)
+        if namespace.resume_from_checkpoint:  # continuing the demo run, not replacing it
+            demo_defaults["overwrite_output_dir"] = False
+        parser.set_defaults(**demo_defaults)
+    config = TrainConfig(*parser.parse_dataclasses(argv))
+    check_output_paths(
+        {"--output_dir": config.training.output_dir},
+        {
+            "--data_dir": config.data.data_dir,
+            "--reddit_file": config.data.reddit_file,
+            "--model": local_directory(config.model.model),
+            "--test_data": config.evaluation.test_data,
+        },
+    )
+    return config
