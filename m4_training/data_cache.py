@@ -15,7 +15,6 @@ the data is then prepared in memory, as with --no_cache.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, concatenate_datasets
+from filelock import FileLock
 from transformers import PreTrainedTokenizerBase
 
 import chunking
@@ -211,12 +211,12 @@ def build(settings: DataSettings, tokenizer: PreTrainedTokenizerBase, chunk_dir:
     return PreparedChunks(corpus, split, train_chunks, val_chunks)
 
 
-def _start_build(cache: Path, entry: Path) -> tuple[Path, int]:
-    """A private temporary directory for building `entry`, and the descriptor of its held lock."""
+def _start_build(cache: Path, entry: Path) -> tuple[Path, FileLock]:
+    """A private temporary directory for building `entry`, and its held lock."""
     cache.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp-", dir=cache))
-    lock = os.open(building / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = FileLock(building / BUILD_LOCK)
+    lock.acquire()
     return building, lock
 
 
@@ -224,20 +224,16 @@ def remove_orphans(cache: Path) -> list[Path]:
     """Remove the temporary directories of builds that were killed (their lock is free); returns them."""
     removed = []
     for directory in cache.glob("*.tmp-*"):
-        try:
-            lock = os.open(directory / BUILD_LOCK, os.O_RDONLY)
-        except FileNotFoundError:
+        lock_file = directory / BUILD_LOCK
+        if not lock_file.exists():  # checked first: taking the lock would create the file
             if time.time() - directory.stat().st_mtime < ORPHAN_MIN_AGE_S:
                 continue
-        except OSError:
-            continue  # not ours to judge (another user's build)
         else:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a build in progress
-            finally:
-                os.close(lock)
+                with FileLock(lock_file, timeout=0):
+                    pass
+            except OSError:  # filelock's Timeout too: a build in progress (or another user's, not ours to judge)
+                continue
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
     if removed:
@@ -363,4 +359,4 @@ def prepare(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> Prepa
         shutil.rmtree(building, ignore_errors=True)
         raise
     finally:
-        os.close(lock)
+        lock.release()

@@ -4,9 +4,9 @@ one line printed when a run is interrupted.
 
 Rules for the environment (checked before any data is prepared):
 - `--output_dir` must be a directory this user can write (created if missing), with room for the checkpoints;
-- one training run at a time per `--output_dir`: the run (rank 0) holds `--output_dir/.train.lock` and a second
-  run refuses to start, naming the first one's PID and host; the lock of a run that died is taken over with a
-  warning (the kernel releases the lock of a dead process, so no PID is ever guessed to be alive).
+- one training run at a time per `--output_dir`: the run (rank 0) holds `--output_dir/_train.lock` (a `filelock`
+  lock) and a second run refuses to start; a run that died blocks nothing (the kernel releases the lock of a dead
+  process, so no PID is ever guessed to be alive).
 (The `--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in train_args.py.)
 
 Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
@@ -21,25 +21,21 @@ Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import shlex
 import shutil
-import socket
-import struct
-import time
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from huggingface_hub import create_repo
+from safetensors import SafetensorError, safe_open
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 from m4_training import files
 from m4_training.cli import EXIT_TRAINING, UserError, one_line
@@ -60,7 +56,8 @@ RESULT_FILES = (
 RESULT_DIRS = ("test_predictions",)
 
 
-LOCK_FILE = ".train.lock"
+# "_": the Hub uploads (the Trainer's and ours) leave out `_*`, and each is made while the lock is held.
+LOCK_FILE = "_train.lock"
 # A checkpoint holds the weights once and AdamW's two moments: about three times the weights.
 CHECKPOINT_TO_WEIGHTS = 3
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -69,11 +66,6 @@ BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
 
 def _checkpoints(output_dir: Path) -> list[Path]:
     return sorted(p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir())
-
-
-def _step(checkpoint: Path) -> int:
-    suffix = checkpoint.name.rpartition("-")[2]
-    return int(suffix) if suffix.isdigit() else -1
 
 
 # ----------------------------------------------------------------------------------------------- environment
@@ -95,80 +87,30 @@ def prepare_output_dir(output_dir: str | Path) -> bool:
     return True
 
 
-@dataclass
-class OutputDirLock:
-    """The lock of one training run on its output directory (see the module docstring)."""
-
-    path: Path
-    descriptor: int | None
-    created_dir: bool = False
-
-    def release(self) -> None:
-        if self.descriptor is None:
-            return
-        # Removed while still locked: a run that opened the file before finds it gone and opens the new one.
-        self.path.unlink(missing_ok=True)
-        os.close(self.descriptor)
-        self.descriptor = None
-        if self.created_dir:  # a run stopped before writing anything leaves no empty directory behind
-            with contextlib.suppress(OSError):
-                self.path.parent.rmdir()
-
-    def __enter__(self) -> OutputDirLock:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
-def _holder(descriptor: int) -> str:
-    try:
-        holder = json.loads(os.pread(descriptor, 4096, 0) or b"null")
-        return f"PID {holder['pid']} on host {holder['host']}, started {holder['started']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-
-
-def lock_output_dir(output_dir: str | Path) -> OutputDirLock:
-    """Hold the output directory's lock for this run; refuse when another live run holds it."""
+@contextlib.contextmanager
+def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
+    """Hold the output directory's lock for this run; refuse at once when another run holds it."""
     created = prepare_output_dir(output_dir)
-    path = Path(output_dir) / LOCK_FILE
-    while True:
-        try:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as error:
-            raise UserError(f"--output_dir {output_dir} is not writable ({error.strerror or error})") from error
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(descriptor) or "its PID is not written yet"
-            os.close(descriptor)
-            raise UserError(
-                f"--output_dir {output_dir} is in use by another training run ({holder}); wait for it to end or "
-                "choose another --output_dir"
-            ) from None
-        except OSError as error:  # a filesystem without locks (some network mounts)
-            logger.warning(
-                "Cannot lock %s (%s): two runs started into this --output_dir would not be stopped",
-                path,
-                error.strerror,
-            )
-            os.close(descriptor)
-            return OutputDirLock(path, None, created)
-        try:
-            current = os.stat(path).st_ino == os.fstat(descriptor).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(descriptor)  # its holder removed the file after we opened it: lock the new one
-    previous = _holder(descriptor)
-    if previous:
-        logger.warning("Took over the lock in %s of a run that ended without releasing it (%s)", output_dir, previous)
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    os.ftruncate(descriptor, 0)
-    os.pwrite(descriptor, json.dumps(holder).encode("utf-8"), 0)
-    return OutputDirLock(path, descriptor, created)
+    lock = FileLock(Path(output_dir) / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(
+            f"--output_dir {output_dir} is in use by another training run; wait for it to end or choose another "
+            "--output_dir"
+        ) from None
+    except OSError as error:
+        raise UserError(f"--output_dir {output_dir} is not writable ({error.strerror or error})") from error
+    try:
+        yield
+    finally:
+        # No lock file stays among the saved model's files. Removed while still held: filelock does not count a
+        # lock taken on a file that is no longer linked, so no two runs ever hold one each.
+        Path(lock.lock_file).unlink(missing_ok=True)
+        lock.release()
+        if created:  # a run stopped before writing anything leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                Path(output_dir).rmdir()
 
 
 def weights_bytes(model: str) -> int | None:
@@ -214,31 +156,17 @@ def write_failure(error: BaseException, output_dir: str | Path) -> UserError | N
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 
-def _safetensors_problem(path: Path) -> str | None:
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return f"{path.name} is truncated ({size} bytes)"
-        (header_length,) = struct.unpack("<Q", head)
-        if 8 + header_length > size:
-            return f"{path.name} is truncated ({size} bytes)"
-        try:
-            header = json.loads(handle.read(header_length))
-            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-        except (ValueError, KeyError, TypeError, IndexError):
-            return f"{path.name} has an unreadable header"
-    if 8 + header_length + end > size:
-        return f"{path.name} is truncated ({size} of {8 + header_length + end} bytes)"
-    return None
-
-
-def _zip_problem(path: Path) -> str | None:
-    """torch.save writes zip archives: a truncated one has lost its directory at the end."""
+def _unreadable(path: Path) -> str | None:
+    """Why this weight or torch.save file cannot be loaded (None: it can): safetensors checks that the tensors of
+    its header fill the file; torch.save writes zip archives, and a truncated one has lost its directory at the end.
+    """
     try:
+        if path.suffix == ".safetensors":
+            with safe_open(path, framework="pt"):
+                return None
         with zipfile.ZipFile(path):
             return None
-    except (zipfile.BadZipFile, OSError):
+    except (SafetensorError, zipfile.BadZipFile, OSError):
         return f"{path.name} is truncated or damaged"
 
 
@@ -267,21 +195,15 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
             return f"{index.name} is truncated or unreadable"
         if missing := sorted(shards - present.keys()):
             return f"missing weight files {', '.join(missing)}"
-    for path in weights:
-        if problem := (_safetensors_problem(path) if path.suffix == ".safetensors" else _zip_problem(path)):
-            return problem
-    for name, path in present.items():
-        saved_by_torch = name in (OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME) or name.startswith("rng_state")
-        if saved_by_torch and (problem := _zip_problem(path)):
-            return problem
-    return None
+    torch_states = (OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME)
+    saved_by_torch = [p for name, p in present.items() if name in torch_states or name.startswith("rng_state")]
+    return next(filter(None, map(_unreadable, weights + saved_by_torch)), None)
 
 
 def newest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[str]]:
     """The complete checkpoint with the highest step, and each newer one passed over with the reason."""
-    directory = Path(output_dir)
     skipped = []
-    for checkpoint in sorted(_checkpoints(directory) if directory.is_dir() else [], key=_step, reverse=True):
+    for checkpoint in map(Path, reversed(sort_checkpoints(str(output_dir)))):
         problem = checkpoint_problem(checkpoint)
         if problem is None:
             return checkpoint, skipped

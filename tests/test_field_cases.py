@@ -20,7 +20,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -798,7 +797,7 @@ def test_summarize_runs_refuses_unreadable_runs_and_leaves_its_own_output_out(de
 
 def hold_lock(output_dir: Path) -> subprocess.Popen:
     """A second process holding the output directory's lock, as a running train.py does."""
-    code = "import sys, time; from m4_training import run_control; run_control.lock_output_dir(sys.argv[1]); "
+    code = "import sys, time; from m4_training import run_control\nwith run_control.lock_output_dir(sys.argv[1]): "
     code += "print('locked', flush=True); time.sleep(120)"
     holder = subprocess.Popen(
         [sys.executable, "-c", code, str(output_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -807,8 +806,8 @@ def hold_lock(output_dir: Path) -> subprocess.Popen:
     return holder
 
 
-def test_a_second_run_into_one_output_dir_refuses_and_a_dead_holder_is_taken_over(
-    m4_data, tiny_model_dir, tmp_path, capsys, caplog
+def test_a_second_run_into_one_output_dir_refuses_and_a_dead_holder_blocks_nothing(
+    m4_data, tiny_model_dir, tmp_path, capsys
 ):
     output_dir = tmp_path / "out"
     holder = hold_lock(output_dir)
@@ -818,18 +817,15 @@ def test_a_second_run_into_one_output_dir_refuses_and_a_dead_holder_is_taken_ove
         outcome = run(train.main, dry_run(tiny_model_dir, *m4_data, output_dir), capsys)
         outcome.expect_error(
             EXIT_USAGE,
-            f"--output_dir {output_dir} is in use by another training run (PID "
-            f"{holder.pid} on host {socket.gethostname()}",
-            "choose another --output_dir",
+            f"--output_dir {output_dir} is in use by another training run; wait for it to end or choose another "
+            "--output_dir",
         )
         assert snapshot(output_dir) == before
     finally:
         holder.kill()  # as a crash would: the lock file stays behind, the kernel drops the lock
         holder.wait()
     assert (output_dir / run_control.LOCK_FILE).exists()
-    with caplog.at_level(logging.WARNING):
-        assert run(train.main, dry_run(tiny_model_dir, *m4_data, output_dir), capsys).code == 0
-    assert f"a run that ended without releasing it (PID {holder.pid} on host" in caplog.text
+    assert run(train.main, dry_run(tiny_model_dir, *m4_data, output_dir), capsys).code == 0
     assert not (output_dir / run_control.LOCK_FILE).exists()  # released at the end
     assert (output_dir / "splits.jsonl").read_text() != "the first run's split\n"
 
@@ -854,12 +850,11 @@ def test_resume_auto_takes_the_newest_complete_checkpoint(demo_run, tmp_path, ca
     output_dir = tmp_path / "run"
     shutil.copytree(demo_run, output_dir)
     older, newest, partial = damage_checkpoints(output_dir)
-    size = (older / "model.safetensors").stat().st_size
     with caplog.at_level(logging.INFO):
         assert run_control.resolve_checkpoint("auto", str(output_dir)) == str(older)
     assert (
         f"passed over {partial.name} (no trainer_state.json: its save did not finish); {newest.name} "
-        f"(model.safetensors is truncated ({size // 2} of {size} bytes))"
+        "(model.safetensors is truncated or damaged)"
     ) in caplog.text
     with pytest.raises(UserError, match=f"--resume_from_checkpoint {newest}: cannot resume from it"):
         run_control.resolve_checkpoint(str(newest), str(output_dir))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import raw_text, read_jsonl, tiny_train_args, write_jsonl
+from huggingface_hub.utils import filter_repo_objects
 from safetensors.numpy import load_file
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.util.tensor_util import make_ndarray
@@ -247,7 +248,8 @@ class FakeHub:
 
     def upload_folder(self, repo_id, folder_path, commit_message=None, run_as_future=False, ignore_patterns=(), **_):
         folder = Path(folder_path)
-        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        present = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        files = sorted(filter_repo_objects(present, ignore_patterns=ignore_patterns))  # what the Hub would get
         readme = (folder / "README.md").read_text() if (folder / "README.md").is_file() else None
         self.uploads.append({"repo_id": repo_id, "message": commit_message, "files": files, "readme": readme,
                              "ignore": list(ignore_patterns or [])})  # fmt: skip
@@ -274,6 +276,8 @@ def test_push_to_hub_uploads_the_model_card_and_reports(demo_inputs, tmp_path, m
         final["files"]
     )
     assert "checkpoint-*" in final["ignore"]
+    # Each upload is made while the run holds its lock: the lock file is never sent, nor any checkpoint.
+    assert not [f for upload in hub.uploads for f in upload["files"] if f.endswith(".lock") or "checkpoint-" in f]
     assert final["readme"] == (output_dir / "README.md").read_text()  # ours, not a card drafted by the Trainer
     assert "# Machine-generated text detector" in final["readme"]
     assert all(upload["readme"] is None for upload in hub.uploads[:-1])  # earlier pushes: the model only
