@@ -985,13 +985,13 @@ def test_damaged_cache_entry_is_rebuilt_with_a_warning(m4_data, tiny_tokenizer, 
     settings = cache_settings(m4_data, tmp_path / "cache")
     fresh = chunk_ids(data_cache.prepare(settings, tiny_tokenizer))
     (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
-    arrow = next(entry.glob("train*.arrow"))
+    (arrow,) = entry.glob("chunks/train/*.arrow")
     content = bytearray(arrow.read_bytes())
     content[-200] ^= 0xFF  # one token id, same size
     arrow.write_bytes(bytes(content))
     with caplog.at_level(logging.WARNING):
         again = chunk_ids(data_cache.prepare(settings, tiny_tokenizer))
-    assert f"The cache entry {entry} is damaged ({arrow.name} differ from the checksums" in caplog.text
+    assert f"The cache entry {entry} is damaged (chunks/train/{arrow.name} differ from the checksums" in caplog.text
     assert again == fresh
     data_cache.verify_entry(entry)  # the rebuilt entry is whole again
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [entry.name]

@@ -81,7 +81,9 @@ def small_settings(small_data, *extra: str):
     ))  # fmt: skip
 
 
-def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tiny_tokenizer, tiny_model_dir, tmp_path):
+def test_cache_key_changes_with_every_setting_file_and_tokenizer(
+    small_data, tiny_tokenizer, tiny_model_dir, tmp_path, monkeypatch
+):
     settings = small_settings(small_data)
     key = data_cache.cache_key(settings, tiny_tokenizer)
     assert data_cache.cache_key(small_settings(small_data, "--num_proc", "1", "--no_cache", "--lr", "1"),
@@ -128,6 +130,17 @@ def test_cache_key_changes_with_every_setting_file_and_tokenizer(small_data, tin
     grown.add_tokens(["brandnewtoken"])
     assert data_cache.cache_key(settings, grown) != key
 
+    # One changed line in any of the code that prepares the data.
+    code_root = tmp_path / "code"
+    for name in data_cache.CODE_FILES:
+        (code_root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, code_root / name)
+    monkeypatch.setattr(data_cache, "ROOT", code_root)
+    assert data_cache.cache_key(settings, tiny_tokenizer) == key
+    with open(code_root / "chunking.py", "a") as handle:
+        handle.write("# a change\n")
+    assert data_cache.cache_key(settings, tiny_tokenizer) != key
+
 
 def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_tokenizer, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
@@ -152,6 +165,11 @@ def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_token
         by_id = {d.doc_id: d for d in result.corpus.documents}
         assert all(by_id[d.doc_id] is d for d in result.split.train + result.split.val)
     assert len(first.train_chunks) > 0 and first.train_chunks.cache_files  # memory-mapped from the cache
+    (entry,) = cache_dir.iterdir()
+    assert sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*.arrow")) == [
+        "chunks/train/data-00000-of-00001.arrow",  # the chunks once: chunking's own files are gone
+        "chunks/val/data-00000-of-00001.arrow",
+    ]
 
     write_jsonl(tmp_path / "reddit.jsonl", [{"text": f"post {i} lol " * (2 + i)} for i in range(14)])
     changed = data_cache.prepare(settings, tiny_tokenizer)
@@ -159,12 +177,20 @@ def test_cache_is_identical_and_rebuilt_when_data_changes(small_data, tiny_token
     assert len(changed.corpus.documents) == len(first.corpus.documents) + 4
 
 
-def test_num_proc_prepares_the_same_chunks(small_data, tiny_tokenizer, tmp_path):
+def test_num_proc_prepares_the_same_chunks(small_data, tiny_tokenizer, tmp_path, monkeypatch):
     """Tokenising in 2 processes (each writing its own Arrow shard) gives the chunks of one process."""
     single = data_cache.prepare(small_settings(small_data, "--no_cache"), tiny_tokenizer)
     multi_settings = small_settings(small_data, "--cache_dir", str(tmp_path / "cache"), "--num_proc", "2")
+    build, shards = data_cache.build, []
+
+    def counting_build(*args, **kwargs):
+        built = build(*args, **kwargs)
+        shards.append(len(built.train_chunks.cache_files))
+        return built
+
+    monkeypatch.setattr(data_cache, "build", counting_build)
     multi = data_cache.prepare(multi_settings, tiny_tokenizer)
-    assert len(multi.train_chunks.cache_files) == 2
+    assert shards == [2]
     reread = data_cache.prepare(multi_settings, tiny_tokenizer)
     for result in (multi, reread):
         for side in ("train_chunks", "val_chunks"):
