@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import pandas as pd
 import torch
 import transformers
@@ -51,7 +50,7 @@ from m4_training.files import apply_umask, write_json, write_jsonl
 from m4_training.heldout import HeldOutSet
 from m4_training.scoring import autocast_dtype, predict_chunk_probs, score_texts
 from m4_training.train_args import DetectorTrainingArguments, TrainConfig, parse_train_args
-from weighted_trainer import Evaluation, WeightedTrainer, compute_class_weights
+from weighted_trainer import WeightedTrainer, compute_class_weights
 
 logger = logging.getLogger("train")
 
@@ -210,40 +209,6 @@ def model_for_evaluation(trainer: WeightedTrainer) -> torch.nn.Module:
     return model.to(trainer.args.device)
 
 
-def reusable_evaluation(trainer: WeightedTrainer, n_chunks: int) -> Evaluation | None:
-    """The Trainer's last validation predictions, if they were made with the weights the run ends with: at the
-    final step, and (when the best checkpoint is reloaded) with that checkpoint being the final one."""
-    record, state = trainer.last_evaluation, trainer.state
-    if record is None or record.step != state.global_step or len(record.order) != n_chunks:
-        return None
-    if trainer.args.load_best_model_at_end:
-        best = state.best_model_checkpoint
-        if best is None or Path(best).name != f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}":
-            return None
-    return record
-
-
-def validation_chunk_probs(
-    trainer: WeightedTrainer, model: torch.nn.Module | None, tokenizer: Any, data: PreparedData, config: TrainConfig
-) -> tuple[np.ndarray, str]:
-    """P(machine) of every validation chunk in dataset order, and how it was obtained: the Trainer's last
-    evaluation put back into dataset order when the weights have not changed since, else a sequential pass."""
-    record = reusable_evaluation(trainer, len(data.val_chunks))
-    if record is not None:
-        probs = np.empty(len(data.val_chunks))
-        probs[record.order] = evaluation.logits_to_prob_machine(record.logits)
-        return probs, f"the Trainer's evaluation at step {record.step} (the final weights), reused"
-    model = model if model is not None else model_for_evaluation(trainer)
-    probs = predict_chunk_probs(
-        model,
-        data.val_chunks,
-        tokenizer,
-        trainer.args.per_device_eval_batch_size,
-        autocast_dtype(config.training.precision),
-    )
-    return probs, "scored after training"
-
-
 def fit_baseline(data: PreparedData, config: TrainConfig) -> Pipeline | None:
     """The TF-IDF baseline on the training documents (--baseline tfidf), for validation and every test set."""
     if config.evaluation.baseline != "tfidf":
@@ -253,16 +218,16 @@ def fit_baseline(data: PreparedData, config: TrainConfig) -> Pipeline | None:
 
 
 def evaluate_documents(
-    trainer: WeightedTrainer,
-    tokenizer: Any,
-    data: PreparedData,
-    config: TrainConfig,
-    baseline: Pipeline | None = None,
-    model: torch.nn.Module | None = None,
+    model: torch.nn.Module, tokenizer: Any, data: PreparedData, config: TrainConfig, baseline: Pipeline | None = None
 ) -> tuple[dict, pd.DataFrame]:
-    """Chunk probabilities -> mean per doc_id -> threshold, document metrics and the baseline beside them."""
-    split = data.prepared.split
-    probs, how = validation_chunk_probs(trainer, model, tokenizer, data, config)
+    """Chunk probabilities -> mean per doc_id -> threshold, document metrics and the baseline beside them.
+
+    The validation chunks are scored again, in one pass after training, rather than taken from the Trainer's last
+    evaluation: that one comes in its length-grouped order, and the pass costs about 1% of a full run (BENCHMARKS.md).
+    """
+    split, args = data.prepared.split, config.training
+    dtype = autocast_dtype(args.precision)
+    probs = predict_chunk_probs(model, data.val_chunks, tokenizer, args.per_device_eval_batch_size, dtype)
     doc_ids = chunking.column_array(data.val_chunks, "doc_id")
     predictions = evaluation.aggregate_documents(doc_ids, probs, data.val_documents)
     if baseline is not None:
@@ -271,7 +236,6 @@ def evaluate_documents(
         predictions[evaluation.BASELINE_COLUMN] = predictions["doc_id"].map(by_doc_id)
     result = evaluation.evaluate_predictions(predictions, config.evaluation.target_fpr)
     result["chunk"] = evaluation.classification_metrics(chunking.column_array(data.val_chunks, "labels"), probs)
-    result["selection"] = {"validation_predictions": how}
     return result, predictions
 
 
@@ -364,9 +328,9 @@ def training_config(
 
 def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, data: PreparedData) -> None:
     baseline = fit_baseline(data, config)
-    model = model_for_evaluation(trainer) if data.test_sets else None
-    metrics, predictions = evaluate_documents(trainer, tokenizer, data, config, baseline, model)
-    metrics["selection"] = selection_summary(config, trainer) | metrics["selection"]
+    model = model_for_evaluation(trainer)
+    metrics, predictions = evaluate_documents(model, tokenizer, data, config, baseline)
+    metrics["selection"] = selection_summary(config, trainer)
     output_dir = Path(config.training.output_dir)
     threshold = metrics["document"]["threshold"]
     if data.test_sets:

@@ -2,15 +2,12 @@
 
 The loss is handed to the Trainer as its `compute_loss_func`, so the Trainer itself passes the number of labelled
 chunks of the whole accumulated batch (over all processes) and rescales the loss for DDP's gradient averaging.
-The Trainer also keeps its last validation predictions with the dataset index of each (its evaluation sampler
-groups chunks by length, so they are not in dataset order), for the document evaluation to reuse.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +16,6 @@ import torch.nn.functional as F
 from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import EvalLoopOutput
 
 from m4_training.cli import EXIT_TRAINING, UserError
 
@@ -59,39 +55,11 @@ class WeightedCrossEntropy:
         return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
 
 
-class OrderRecordingSampler(Sampler):
-    """Yields another sampler's indices and keeps the last pass's order (a length-grouped sampler shuffles)."""
-
-    def __init__(self, sampler: Sampler) -> None:
-        self.sampler = sampler
-        self.last_order: np.ndarray | None = None
-
-    def __iter__(self) -> Iterator[int]:
-        order = np.fromiter(iter(self.sampler), dtype=np.int64)
-        self.last_order = order
-        return iter(order.tolist())
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-@dataclass
-class Evaluation:
-    """The Trainer's predictions on the validation chunks at one step; `order[i]` is the chunk of `logits[i]`."""
-
-    step: int
-    order: np.ndarray
-    logits: np.ndarray
-
-
 class WeightedTrainer(Trainer):
-    """`Trainer` with the class-weighted loss, a stop at the first non-finite loss, fast length grouping, and its
-    last validation predictions kept (`last_evaluation`, single process only)."""
+    """`Trainer` with the class-weighted loss, a stop at the first non-finite loss and fast length grouping."""
 
     def __init__(self, *args: Any, class_weights: dict[str, float] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, compute_loss_func=WeightedCrossEntropy(class_weights), **kwargs)
-        self.last_evaluation: Evaluation | None = None
-        self._eval_sampler: OrderRecordingSampler | None = None
 
     # The Trainer hands the length-grouped sampler the dataset's lazy `length` Column, which the sampler reads
     # one item at a time when it sorts each epoch's mega-batches (about 14 s per 200k chunks, every epoch and
@@ -101,26 +69,7 @@ class WeightedTrainer(Trainer):
         return with_listed_lengths(super()._get_train_sampler(train_dataset))
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Sampler | None:
-        sampler = with_listed_lengths(super()._get_eval_sampler(eval_dataset))
-        self._eval_sampler = OrderRecordingSampler(sampler) if sampler is not None else None
-        return self._eval_sampler
-
-    def evaluation_loop(
-        self,
-        dataloader: Any,
-        description: str,
-        prediction_loss_only: bool | None = None,
-        ignore_keys: list[str] | None = None,
-        metric_key_prefix: str = "eval",
-    ) -> EvalLoopOutput:
-        """The Trainer's loop; on one process the validation predictions are kept with the order they came in."""
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        sampler, logits = self._eval_sampler, output.predictions
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        recorded = metric_key_prefix == "eval" and sampler is not None and sampler.last_order is not None
-        if recorded and logits is not None and self.args.world_size == 1 and len(sampler.last_order) == len(logits):
-            self.last_evaluation = Evaluation(self.state.global_step, sampler.last_order, np.asarray(logits))
-        return output
+        return with_listed_lengths(super()._get_eval_sampler(eval_dataset))
 
     def end(self) -> None:
         """The Trainer's end of a script (trackers finished, process group destroyed), safe under gloo.

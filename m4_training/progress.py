@@ -1,16 +1,15 @@
 """What a training run shows while it trains: the plan before it starts (training chunks and optimizer steps),
-the projected time once the first steps are logged, and the Trainer's log lines with numbers as numbers.
-
-transformers' own progress callback writes every logged value as a quoted string (`'loss': '0.4297'`) and opens
-a progress bar for every evaluation, however small; `TrainingProgress` takes its place.
+the projected time once the first steps are logged, and the Trainer's progress bar and log lines.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import (
     PrinterCallback,
     ProgressCallback,
@@ -56,42 +55,18 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def format_log(logs: dict[str, Any], step: int, max_steps: int) -> str:
-    """A Trainer log entry as one line of `name value` pairs, numbers unquoted."""
-    values = "  ".join(f"{name} {format_value(value)}" for name, value in logs.items() if name != "total_flos")
-    return f"step {step}/{max_steps}  {values}"
-
-
 class TrainingProgress(ProgressCallback):
-    """The training bar, log lines with plain numbers, a projected time after the first logged training steps,
-    and evaluation bars only for evaluations long enough to need one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # Set again when training begins; these serve a `Trainer.evaluate` run without training.
-        self.started, self.first_step, self.projected, self.trained = time.monotonic(), 0, False, False
+    """The Trainer's progress bar and log lines with three changes: numbers unquoted (transformers writes every
+    logged value as a quoted string, `'loss': '0.4297'`), the projected training time after the first logged
+    steps, and no bar for an evaluation too short to need one. `--disable_tqdm` keeps the lines, without bars."""
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.started = time.monotonic()
-        self.first_step = state.global_step  # above 0 when resuming
-        self.projected = False
-        self.trained = False
-        if args.disable_tqdm:
-            self.training_bar, self.current_step = None, 0
-        else:
-            super().on_train_begin(args, state, control, **kwargs)
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.training_bar is not None:
-            super().on_step_end(args, state, control, **kwargs)
+        if state.is_world_process_zero:  # the Trainer's bar, which has no switch to hide it
+            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, disable=args.disable_tqdm)
+        self.current_step = 0
+        self.started, self.first_step, self.projected = time.monotonic(), state.global_step, False  # resumed: > 0
 
     def on_prediction_step(
         self,
@@ -101,11 +76,10 @@ class TrainingProgress(ProgressCallback):
         eval_dataloader: Any = None,
         **kwargs: Any,
     ) -> None:
-        if self.training_bar is None or not has_length(eval_dataloader):
+        if args.disable_tqdm or not has_length(eval_dataloader):
             return
-        if len(eval_dataloader) < SHOW_EVALUATION_BAR_FROM_BATCHES:
-            return
-        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+        if len(eval_dataloader) >= SHOW_EVALUATION_BAR_FROM_BATCHES:
+            super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
 
     def on_log(
         self,
@@ -115,32 +89,25 @@ class TrainingProgress(ProgressCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not state.is_world_process_zero or not logs or self.trained:
+        if not state.is_world_process_zero or not logs or self.training_bar is None:
             return  # after training: the final numbers logged for the trackers, printed as the summary tables
-        self.write(format_log(logs, state.global_step, state.max_steps))
+        values = "  ".join(
+            f"{name} {f'{value:.4g}' if isinstance(value, float) else value}"
+            for name, value in logs.items()
+            if name != "total_flos"
+        )
+        tqdm.write(f"step {state.global_step}/{state.max_steps}  {values}")  # above the bar
         steps_done = state.global_step - self.first_step
         if not self.projected and "loss" in logs and steps_done > 0:
             self.projected = True
             per_step = (time.monotonic() - self.started) / steps_done
             remaining = per_step * (state.max_steps - state.global_step)
-            self.write(
+            tqdm.write(
                 f"Projected: {state.max_steps - state.global_step} more steps at {per_step:.2g} s/step (measured "
                 f"over the first {steps_done}) = about {format_duration(remaining)} of training, evaluations not "
                 "included"
             )
-
-    def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        self.trained = True
-        if self.training_bar is not None:
-            super().on_train_end(args, state, control, **kwargs)
-
-    def write(self, line: str) -> None:
-        if self.training_bar is not None:
-            self.training_bar.write(line)  # above the bar, which stays at the bottom
-        else:
-            print(line, flush=True)
+        sys.stdout.flush()  # each line as it comes, also into a log file
 
 
 def use_training_progress(trainer: Trainer) -> None:

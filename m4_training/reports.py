@@ -399,7 +399,6 @@ def _selection_lines(metrics: dict[str, Any]) -> list[str]:
         "",
         f"- Validation documents chose the decision threshold; checkpoint: {selection['checkpoint']}. The validation "
         f"numbers below are therefore {selection['validation_metrics']}.",
-        f"- Validation predictions: {selection['validation_predictions']}.",
         f"- Test sets: {selection['test_sets']}"
         + (" (their numbers are the unbiased ones)." if "test" in metrics else "."),
     ]

@@ -164,6 +164,23 @@ def test_dry_run_prints_chunks_and_steps(demo_inputs, tmp_path, capsys):
     ) in printed
 
 
+@pytest.mark.parametrize("disable_tqdm", [False, True], ids=["bars", "disable_tqdm"])
+def test_log_lines_and_projection_with_and_without_bars(demo_inputs, tmp_path, capsys, disable_tqdm):
+    """The same lines either way; the bars (training, and evaluation from 20 batches) only without --disable_tqdm."""
+    out = tmp_path / "out"
+    flags = ["--max_steps", "6", "--eval_batch_size", "1", "--disable_tqdm", str(disable_tqdm), "--baseline", "none"]
+    assert train.main(tiny_train_args(demo_inputs, out, *flags)) == 0
+    printed = capsys.readouterr()
+    val_chunks = sum(json.loads((out / "data_report.json").read_text())["chunks"]["val"].values())
+    assert re.search(r"^step 5/6  loss [\d.]+  grad_norm [\d.]+  learning_rate [\d.e-]+  epoch ", printed.out, re.M)
+    assert re.search(r"^Projected: 1 more steps at [\d.e-]+ s/step \(measured over the first 5\)", printed.out, re.M)
+    assert re.search(r"^step 6/6  eval_loss [\d.]+ .* eval_auroc ", printed.out, re.M)
+    assert "total_flos" not in printed.out and "train_runtime" in printed.out
+    bars = ("6/6 [", f"{val_chunks}/{val_chunks} [")  # the training bar, the evaluation bar (one chunk per batch)
+    assert val_chunks >= progress.SHOW_EVALUATION_BAR_FROM_BATCHES
+    assert [bar in printed.err for bar in bars] == [not disable_tqdm] * 2
+
+
 @pytest.mark.parametrize("cache", [[], ["--no_cache"]], ids=["cached", "no_cache"])
 def test_missing_and_unread_files_are_reported_once(demo_inputs, tmp_path, caplog, cache):
     caplog.set_level(logging.INFO)

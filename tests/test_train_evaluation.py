@@ -1,6 +1,6 @@
 """train.py's evaluation as researchers run it: test sets at the validation threshold with overlap removed,
-model selection on validation, the reuse of the Trainer's last validation predictions, the tracker's event file,
-and the Hub upload (with a stand-in for the Hub: no network)."""
+model selection on validation, validation documents scored by their own chunks, the tracker's event file, and
+the Hub upload (with a stand-in for the Hub: no network)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import predict
 import train
 from data_loaders import load_corpus, normalize_text
 from m4_training import demo, evaluation, modeling, run_control, train_args
-from m4_training.scoring import predict_chunk_probs
 from m4_training.train_args import parse_train_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -149,8 +148,6 @@ def test_best_checkpoint_is_reloaded_and_the_report_says_what_chose_what(evaluat
     assert all(np.array_equal(final[name], kept[name]) for name in final)
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert str(best) in metrics["selection"]["checkpoint"]
-    last_is_best = best.name == f"checkpoint-{selection['stopped_at_step']}"
-    assert ("reused" in metrics["selection"]["validation_predictions"]) == last_is_best
     report = (output_dir / "report.md").read_text()
     assert "## What chose what" in report and "validation chose the threshold and the checkpoint" in report
     assert "Test sets: chose nothing" in report
@@ -204,7 +201,7 @@ def test_missing_tracker_package_fails_before_anything(demo_inputs, tmp_path, ca
     assert not output_dir.exists()
 
 
-def test_reused_validation_predictions_equal_a_fresh_sequential_pass(demo_inputs, tmp_path):
+def test_validation_documents_get_the_scores_of_their_own_chunks(demo_inputs, tmp_path):
     varied = tmp_path / "varied"  # large random weights: scores that differ from chunk to chunk
     model_config = AutoConfig.from_pretrained(demo_inputs[2], initializer_range=0.5)
     torch.manual_seed(0)
@@ -215,24 +212,21 @@ def test_reused_validation_predictions_equal_a_fresh_sequential_pass(demo_inputs
     tokenizer = modeling.load_tokenizer(config.model.model)
     data = train.prepare_data(config, tokenizer)
     model = modeling.load_model(config.model.model, config.model.dropout).eval()
-    trainer = train.build_trainer(config, model, tokenizer, data)
-    trainer.evaluate()
-    record, n_chunks = trainer.last_evaluation, len(data.val_chunks)
-    assert sorted(record.order.tolist()) == list(range(n_chunks))
-    assert record.order.tolist() != list(range(n_chunks))  # length-grouped: not the dataset's order
-    reused, how = train.validation_chunk_probs(trainer, None, tokenizer, data, config)
-    assert "reused" in how
-    fresh = predict_chunk_probs(model, data.val_chunks, tokenizer, batch_size=5)
-    assert reused == pytest.approx(fresh, abs=1e-5)
-    doc_ids = data.val_chunks["doc_id"][:]
-    reused_docs = evaluation.aggregate_documents(doc_ids, reused, data.val_documents)["prob_machine"]
-    fresh_docs = evaluation.aggregate_documents(doc_ids, fresh, data.val_documents)["prob_machine"]
-    assert reused_docs.to_numpy() == pytest.approx(fresh_docs.to_numpy(), abs=1e-5)
-    # Taken in the sampler's order without putting it back, the documents would get other chunks' scores.
-    assert np.abs(evaluation.logits_to_prob_machine(record.logits) - fresh).max() > 0.1
-    assert fresh.max() - fresh.min() > 0.1
-    trainer.state.global_step += 1  # as after further training: the kept predictions are stale
-    assert train.validation_chunk_probs(trainer, None, tokenizer, data, config)[1] == "scored after training"
+    # The Trainer's evaluation order is length-grouped: its predictions are not in the dataset's order.
+    loader = train.build_trainer(config, model, tokenizer, data).get_eval_dataloader()
+    eval_order = [index for batch in loader.batch_sampler for index in batch]
+    assert sorted(eval_order) == list(range(len(data.val_chunks))) != eval_order
+    chunk_probs = {}  # each chunk scored alone, without padding
+    with torch.no_grad():
+        for chunk in data.val_chunks:
+            logits = model(input_ids=torch.tensor([chunk["input_ids"]])).logits
+            chunk_probs.setdefault(chunk["doc_id"], []).append(torch.softmax(logits, -1)[0, 1].item())
+    metrics, predictions = train.evaluate_documents(model, tokenizer, data, config)
+    assert sorted(predictions["doc_id"]) == sorted(chunk_probs) == sorted(d.doc_id for d in data.prepared.split.val)
+    for doc_id, prob, n_chunks in predictions[["doc_id", "prob_machine", "n_chunks"]].itertuples(index=False):
+        assert n_chunks == len(chunk_probs[doc_id]) and prob == pytest.approx(np.mean(chunk_probs[doc_id]), abs=1e-5)
+    spread = [np.mean(probs) for probs in chunk_probs.values()]
+    assert max(spread) - min(spread) > 0.1 and metrics["document"]["n"] == len(chunk_probs)
 
 
 class FakeHub:
