@@ -10,7 +10,6 @@ that drive the score.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import random
 import re
@@ -25,11 +24,12 @@ import pandas as pd
 
 import predict
 import train
-from data_loaders import has_lone_surrogate, normalize_text
+from data_loaders import has_lone_surrogate, labels_of, normalize_text, read_objects
 from m4_training import demo, evaluation
 from m4_training.cli import UserError
 from m4_training.config import DEMO_MODEL_DIR, AppArguments, PredictArguments
-from m4_training.files import write_jsonl, write_text
+from m4_training.files import read_json as _read_json
+from m4_training.files import write_jsonl
 from m4_training.reports import format_table
 from m4_training.scoring import (
     MODEL_DEFAULTS,
@@ -170,7 +170,7 @@ class DetectorService:
         documents = []
         for i, request in enumerate(requests):
             try:
-                documents.append((i, self._request_documents(request, i)))
+                documents.append((i, self._request_documents(request)))
             except UserError as error:
                 results[i] = {"error": str(error)}
         if documents:
@@ -179,11 +179,11 @@ class DetectorService:
             start = 0
             for i, frame in documents:
                 part = predictions.iloc[start : start + len(frame)]
-                results[i] = predict.output_rows(part, self.threshold)
+                results[i] = evaluation.prediction_rows(part, self.threshold)
                 start += len(frame)
         return results
 
-    def _request_documents(self, request: Any, index: int) -> pd.DataFrame:
+    def _request_documents(self, request: Any) -> pd.DataFrame:
         if not isinstance(request, list) or not request:
             raise UserError('send a non-empty JSON list of texts: {"data": [["first text", "second text"]]}')
         items = []
@@ -195,16 +195,8 @@ class DetectorService:
             items.append(item)
         if message := self.too_long(sum(len(item["text"]) for item in items)):
             raise UserError(message)
-        path = self.workdir / f"request-{index}.jsonl"
-        # ASCII JSON: a lone surrogate cannot be written as UTF-8, but as an escape it reaches the reader, which
-        # skips that item (lone_surrogate) as predict.py skips such a row.
-        write_text(path, "".join(json.dumps(item) + "\n" for item in items))
-        try:
-            return predict.read(str(path), "jsonl", self.reading, self.predict_args)
-        except UserError as error:  # about the request, not the server's temporary file
-            raise UserError("request: " + str(error).removeprefix(f"{path}: ")) from error
-        finally:
-            path.unlink(missing_ok=True)
+        documents, _ = read_objects(items, "request", self.reading.normalize_digits, self.reading.normalize)
+        return documents.assign(label=labels_of(documents, required=False))
 
     # ------------------------------------------------------------------------------------------- uploads
 
@@ -225,7 +217,7 @@ class DetectorService:
         except UserError as error:  # named as the user knows the file, not by the server's copy of it
             raise UserError(f"{path.name}: " + str(error).removeprefix(f"{path}: ")) from error
         predictions = predict.score_documents(documents, self.detector, self.predict_args, self.reading)
-        rows = predict.output_rows(predictions, self.threshold)
+        rows = evaluation.prediction_rows(predictions, self.threshold)
         output = Path(tempfile.mkdtemp(dir=self.workdir)) / f"{path.stem}.predictions.jsonl"
         write_jsonl(output, rows)
         return rows, output, skipped
@@ -316,13 +308,6 @@ PAGE_CSS = """
 
 
 # ----------------------------------------------------------------------------------------------- model panel
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def model_card_limits(model_dir: Path) -> list[str]:
