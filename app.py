@@ -59,7 +59,7 @@ def build_page(service: serving.DetectorService) -> Any:
             rows, output, skipped = service.score_upload(path)
         except UserError as error:
             return None, None, f"error: {error}"
-        n_machine = sum(row["label"] == "machine" for row in rows)
+        n_machine = sum(row["pred"] for row in rows)
         message = f"{len(rows)} documents scored, {n_machine} labelled machine."
         if skipped:
             counts = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items()))
@@ -68,7 +68,7 @@ def build_page(service: serving.DetectorService) -> Any:
 
     def predict_api(texts: list[Any]) -> list[dict[str, Any]]:
         """Score a list of texts (or of objects with a `text`, like predict.py's JSONL input): one row per text as
-        predict.py writes it (id, prob_machine, label, num_chunks); {"error": ...} for a refused request.
+        predict.py writes it (id, prob_machine, pred, n_chunks, ...); {"error": ...} for a refused request.
 
         The type hints describe one request, as the API documents it; with batch=True Gradio calls this with the
         requests waiting in the queue and takes back a tuple holding one result per request.

@@ -722,10 +722,34 @@ def read_documents(
             reader = iter_csv if kind == "csv" else iter_jsonl
             m4_names = parse_m4_filename(Path(name)) if source != "-" else None
             rows = list(_scoring_rows(reader(stream, report), report, m4_names))
+    return _documents_frame(rows, report, normalize, normalize_digits), report
+
+
+def read_objects(
+    objects: Sequence[dict[str, Any]], name: str, normalize_digits: bool, normalize: bool = True
+) -> tuple[pd.DataFrame, FileReport]:
+    """`read_documents` of JSON objects held in memory (the HTTP API's items), read as the lines of a JSONL file
+    named `name`: an object's line is its position from 1."""
+    report = FileReport(path=name, kind="input")
+
+    def numbered() -> Iterator[tuple[int, dict[str, Any]]]:
+        for line, row in enumerate(objects, start=1):
+            report.rows += 1
+            if has_lone_surrogate(row):  # as parse_json_line skips such a line
+                report.skip(line, "lone_surrogate")
+                continue
+            yield line, row
+
+    return _documents_frame(list(_scoring_rows(numbered(), report, None)), report, normalize, normalize_digits), report
+
+
+def _documents_frame(
+    rows: list[dict[str, Any]], report: FileReport, normalize: bool, normalize_digits: bool
+) -> pd.DataFrame:
     if not rows:
         if not report.rows:
-            raise UserError(f"{name}: empty input, nothing to score")
-        raise UserError(f"{name}: no usable document in {report.rows} rows (skipped: {dict(report.skipped)})")
+            raise UserError(f"{report.path}: empty input, nothing to score")
+        raise UserError(f"{report.path}: no usable document in {report.rows} rows (skipped: {dict(report.skipped)})")
     report.documents = len(rows)
     if normalize:
         for row in rows:  # in place: each raw text is freed as its normalised text arrives, never both sets at once
@@ -733,7 +757,7 @@ def read_documents(
     frame = pd.DataFrame(rows, dtype=object)  # ids and labels pass through as given (no int -> float)
     del rows
     frame["text"] = frame["text"].tolist()  # pandas' own string column, as for any list of texts
-    return frame, report
+    return frame
 
 
 def _m4_dir_documents(
@@ -759,13 +783,23 @@ def _m4_dir_documents(
     )
 
 
-def labels_of(frame: pd.DataFrame) -> pd.Series:
-    """The input labels as 0/1, for evaluation; a missing or invalid label stops the run."""
-    if "input_label" not in frame.columns or frame["input_label"].isna().any():
-        unlabelled = frame["id"][frame.get("input_label", pd.Series(index=frame.index)).isna()].tolist()[:3]
-        raise UserError(f"--eval needs a label for every document; none for ids {unlabelled}")
-    labels = [parse_label(value) for value in frame["input_label"]]
-    for doc_id, value, label in zip(frame["id"], frame["input_label"], labels):
-        if label is None:
+def labels_of(frame: pd.DataFrame, required: bool = True) -> pd.Series:
+    """The input labels (`input_label` as read) as 0/1. Required (evaluation): a document without one, or with a
+    value that is not 0/1 or human/machine, stops the run; otherwise such a document's label is <NA>."""
+    given = frame["input_label"] if "input_label" in frame.columns else pd.Series(None, index=frame.index)
+    labels = pd.Series([parse_label(value) for value in given], index=frame.index, dtype="Int64")
+    invalid = labels.isna() & given.notna()
+    if required and given.isna().any():
+        unlabelled = frame["id"][given.isna()].tolist()[:3]
+        raise UserError(f"every document needs a label (0/1 or human/machine); none for ids {unlabelled}")
+    if invalid.any():
+        doc_id, value = frame["id"][invalid].iloc[0], given[invalid].iloc[0]
+        if required:
             raise UserError(f"document {doc_id}: label {value!r} is not 0/1 or human/machine")
-    return pd.Series(labels, index=frame.index, dtype="int64")
+        logger.warning(
+            "%d documents have a label that is not 0/1 or human/machine (document %s: %r); read as unlabelled",
+            invalid.sum(),
+            doc_id,
+            value,
+        )
+    return labels

@@ -224,30 +224,6 @@ def score_documents(
     )
 
 
-def output_rows(predictions: pd.DataFrame, threshold: float, model: str | None = None) -> list[dict[str, Any]]:
-    passthrough = [c for c in ("input_label", "domain", "generator") if c in predictions.columns]
-    rows = []
-    for record in predictions.to_dict("records"):
-        row = {
-            "id": _plain(record["id"]),
-            "prob_machine": float(record["prob_machine"]),
-            "label": evaluation.label_name(record["prob_machine"] >= threshold),
-            "num_chunks": int(record["n_chunks"]),
-        }
-        if model is not None:
-            row = {"model": model} | row
-        rows.append(row | {c: _plain(record[c]) for c in passthrough if not _missing(record[c])})
-    return rows
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
 def threshold_source(detector: Detector, args: PredictArguments) -> str:
     """Where the decision threshold applied to a model came from, for metrics.json and the report."""
     if args.threshold is not None:
@@ -263,7 +239,7 @@ def evaluate(
     predictions: pd.DataFrame, detector: Detector, threshold: float, chosen_on: str | None = None
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics of labelled predictions at the model's threshold (and 0.5), with the baseline when present."""
-    labelled = evaluation.labelled_predictions(predictions)
+    labelled = evaluation.fill_groups(predictions)
     target_fpr = detector.target_fpr if detector.target_fpr is not None else DEFAULT_TARGET_FPR
     return evaluation.evaluate_predictions(labelled, target_fpr, threshold, chosen_on=chosen_on), labelled
 
@@ -275,7 +251,8 @@ def read(source: str, input_format: str, reading: Reading, args: PredictArgument
 def read_counting_skips(
     source: str, input_format: str, reading: Reading, args: PredictArguments
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The documents, and the rows skipped by reason (logged as a warning too)."""
+    """The documents with their `label` (0/1, <NA> where unknown; required by --eval), and the rows skipped by
+    reason (logged as a warning too)."""
     documents, report = data_loaders.read_documents(
         source,
         input_format,
@@ -289,7 +266,11 @@ def read_counting_skips(
     skipped = dict(report.skipped) if report is not None else {}
     if skipped:
         logger.warning("%s: %d rows skipped: %s", report.path, sum(skipped.values()), skipped)
-    return documents, skipped
+    try:
+        labels = data_loaders.labels_of(documents, required=args.eval)
+    except UserError as error:  # before the model runs
+        raise UserError(f"--eval: {source}: {error}") from error
+    return documents.assign(label=labels), skipped
 
 
 def baseline_probs(
@@ -344,8 +325,6 @@ def score_and_write(args: PredictArguments) -> int:
     detectors = load_detectors(args)
     reading = Reading.for_detectors(detectors, args)
     documents = read(args.input, args.input_format, reading, args)
-    if args.eval:
-        data_loaders.labels_of(documents)  # fail on unlabelled input before the model runs
     baseline = baseline_probs(args, reading, detectors, documents) if args.eval and args.baseline_train else None
     models = []
     for name, path, detector in zip(model_names(args.model_path), args.model_path, detectors):
@@ -358,14 +337,18 @@ def score_and_write(args: PredictArguments) -> int:
             models[-1].predictions["n_chunks"].sum(),
             threshold,
         )
-    if len(models) == 1:
-        rows = output_rows(models[0].predictions, models[0].threshold)
-        if args.eval:
-            evaluate_one(models[0], baseline, args)
-    else:
-        rows = [row for model in models for row in output_rows(model.predictions, model.threshold, model.name)]
-        if args.eval:
-            compare(models, baseline, args)
+    with_baseline = {} if baseline is None else {evaluation.BASELINE_COLUMN: baseline}
+    rows = [
+        row
+        for model in models
+        for row in evaluation.prediction_rows(
+            model.predictions.assign(**with_baseline), model.threshold, model.name if len(models) > 1 else None
+        )
+    ]
+    if args.eval and len(models) == 1:
+        evaluate_one(models[0], baseline, args)
+    elif args.eval:
+        compare(models, baseline, args)
     if args.eval:
         write_jsonl(Path(args.report_dir) / "predictions.jsonl", rows)
     if args.output not in (None, "-"):

@@ -340,9 +340,10 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
         ).items():
             metrics["test"][name] = result
             if test_predictions is not None:
-                rows = heldout.prediction_rows(test_predictions, threshold)
+                rows = evaluation.prediction_rows(test_predictions, threshold)
                 write_jsonl(output_dir / heldout.PREDICTIONS_DIR / f"{name}.jsonl", rows)
-    write_jsonl(output_dir / "eval_predictions.jsonl", reports.prediction_rows(predictions, threshold))
+    rows = evaluation.prediction_rows(predictions.rename(columns={"doc_id": "id"}), threshold)
+    write_jsonl(output_dir / "eval_predictions.jsonl", rows)
     settings = training_config(config, data, metrics, trainer)
     write_json(output_dir / "training_config.json", settings)
     reports.write_training_outputs(

@@ -12,7 +12,7 @@ a fresh process per size (fastest of --repeats; peak memory is that process's ow
   2,000 characters, seeded): `evaluation.aggregate_documents` by doc_id and predict's merge of the scores into
   the documents, exactly as after a real forward pass. Chunking and the model are not timed here
   (bench/inference.py measures them);
-- output: `predict.output_rows` and writing them with `files.write_jsonl`;
+- output: `evaluation.prediction_rows` and writing them with `files.write_jsonl`;
 - evaluate: `predict.evaluate` (labels, metrics at the threshold per domain and generator), as --eval does.
 
 Each stage's seconds, wall and CPU of this thread (steadier when other jobs share the machine), are fitted as
@@ -100,6 +100,7 @@ def write_input(path: Path, count: int) -> None:
 def measure(path: str) -> dict:
     """Seconds of each stage on the documents in `path`, in this process."""
     import predict
+    from m4_training import evaluation
     from m4_training.files import write_jsonl
 
     args = predict.parse_predict_args(["--model_path", "made-up", "--input", path])
@@ -118,7 +119,7 @@ def measure(path: str) -> dict:
     lap("read")
     predictions = predict.score_documents(documents, detector, args, reading)
     lap("aggregate")
-    write_jsonl(output, predict.output_rows(predictions, THRESHOLD))
+    write_jsonl(output, evaluation.prediction_rows(predictions, THRESHOLD))
     lap("output")
     metrics, _ = predict.evaluate(predictions, detector, THRESHOLD)
     lap("evaluate")

@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.pipeline import Pipeline
 from transformers import EvalPrediction
 
-from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, Corpus, Document, labels_of
+from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, Corpus, Document
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ THRESHOLD_FROM_TRAINING = "the training run's validation documents"
 THRESHOLD_GIVEN = "the command line (--threshold)"
 # The fixed 0.5 of a model without training_config.json (predict.py).
 DEFAULT_THRESHOLD_SOURCE = "no documents: 0.5, the default of a model without training_config.json"
+# The fields of a line of a prediction file, in order; the first four are always there.
+PREDICTION_FIELDS = ("id", "prob_machine", "pred", "n_chunks", "label", "domain", "generator", BASELINE_COLUMN)
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
@@ -196,10 +198,10 @@ def documents_frame(documents: list[Document], corpus: Corpus) -> pd.DataFrame:
     )
 
 
-def labelled_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Scored documents of a labelled input (`input_label`) with the columns the metrics group by: `label` as
-    0/1, `domain` ("unknown" where the input has none), `generator` (human, else "unknown" where it has none)."""
-    labelled = predictions.assign(label=labels_of(predictions))
+def fill_groups(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Labelled predictions (`label` 0/1 for every document) with the columns the metrics group by filled in:
+    `domain` ("unknown" where the input has none), `generator` (human, else "unknown" where it has none)."""
+    labelled = predictions.assign(label=predictions["label"].astype("int64"))
     for column in ("domain", "generator"):
         if column not in labelled:
             labelled[column] = None
@@ -207,6 +209,19 @@ def labelled_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     default_generator = np.where(labelled["label"] == 0, HUMAN_GENERATOR, "unknown")
     labelled["generator"] = labelled["generator"].where(labelled["generator"].notna(), default_generator)
     return labelled
+
+
+def prediction_rows(predictions: pd.DataFrame, threshold: float, model: str | None = None) -> list[dict[str, Any]]:
+    """The lines of every per-document prediction file (eval_predictions.jsonl, test_predictions/NAME.jsonl and
+    predict.py's output; their schema is in TRAINING_GUIDE_COMPLETE.md, "Prediction files"): the PREDICTION_FIELDS
+    the frame has, each where the document has a value, `pred` at `threshold`, and `model` first when given."""
+    frame = predictions.assign(pred=(predictions["prob_machine"] >= threshold).astype("int64"))
+    frame = frame[[field for field in PREDICTION_FIELDS if field in frame.columns]]
+    first = {} if model is None else {"model": model}
+    return [
+        first | {field: value for field, value in row.items() if known[field]}
+        for row, known in zip(frame.to_dict("records"), frame.notna().to_dict("records"))
+    ]
 
 
 def _scored(predictions: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -115,6 +115,19 @@ def atomic_write(path: str | Path, write: Callable[[IO], Any], binary: bool = Fa
         raise
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's value; None when there is no such file; unreadable or invalid JSON stops the run."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not valid JSON ({error})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from error
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, lambda handle: json.dump(obj, handle, indent=2, ensure_ascii=False))
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
@@ -34,7 +33,7 @@ CHOSEN_ON_VALIDATION = "the validation documents of this run (never on the test 
 class HeldOutSet:
     name: str
     source: str
-    documents: pd.DataFrame  # text, label, domain, generator (and id, corpus, ... as read), overlap removed
+    documents: pd.DataFrame  # id, text, label (and domain, generator, corpus, ... as read), overlap removed
     documents_read: int
     overlap_removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OVERLAP_SIDES, 0))
 
@@ -119,17 +118,12 @@ def read_test_sets(
             raise UserError(f"--test_data {path}: {message}") from error
         if report is not None and report.skipped:
             logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
-        if "input_label" not in frame.columns or frame["input_label"].isna().any():
-            missing = frame["id"][frame.get("input_label", pd.Series(index=frame.index)).isna()].tolist()[:3]
-            raise UserError(
-                f"--test_data {path}: every document needs a label (0/1 or human/machine); none for ids {missing}"
-            )
         try:
-            labelled = evaluation.labelled_predictions(frame)
+            labels = data_loaders.labels_of(frame)
         except UserError as error:
             raise UserError(f"--test_data {path}: {error}") from error
-        test_sets.append(HeldOutSet(name, str(path), labelled.reset_index(drop=True), len(labelled)))
-        logger.info("Test set %s: %d labelled documents from %s", name, len(labelled), path)
+        test_sets.append(HeldOutSet(name, str(path), frame.assign(label=labels), len(frame)))
+        logger.info("Test set %s: %d labelled documents from %s", name, len(frame), path)
     return test_sets
 
 
@@ -170,35 +164,12 @@ def evaluate_test_set(
     texts = test_set.documents["text"].tolist()
     scored = score(texts)
     predictions = test_set.documents.drop(columns=["text", "line"], errors="ignore").assign(
-        doc_id=np.arange(len(texts)),
         prob_machine=scored["prob_machine"].to_numpy(),
         n_chunks=scored["n_chunks"].to_numpy(),
     )
     if baseline is not None:
         predictions[evaluation.BASELINE_COLUMN] = evaluation.baseline_machine_probs(baseline, texts)
     metrics = evaluation.evaluate_predictions(
-        predictions, target_fpr, threshold, baseline_threshold, chosen_on=CHOSEN_ON_VALIDATION
+        evaluation.fill_groups(predictions), target_fpr, threshold, baseline_threshold, chosen_on=CHOSEN_ON_VALIDATION
     )
     return result | metrics, predictions
-
-
-def prediction_rows(predictions: pd.DataFrame, threshold: float) -> Iterable[dict[str, Any]]:
-    """test_predictions/NAME.jsonl: one line per test document."""
-    baseline = evaluation.BASELINE_COLUMN in predictions.columns
-    for record in predictions.to_dict("records"):
-        row = {
-            "id": _plain(record.get("id", record["doc_id"])),
-            "label": int(record["label"]),
-            "prob_machine": float(record["prob_machine"]),
-            "pred": int(record["prob_machine"] >= threshold),
-            "domain": _plain(record["domain"]),
-            "generator": _plain(record["generator"]),
-            "n_chunks": int(record["n_chunks"]),
-        }
-        if baseline:
-            row[evaluation.BASELINE_COLUMN] = float(record[evaluation.BASELINE_COLUMN])
-        yield row
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value

@@ -142,19 +142,6 @@ def dropped_rows(corpus: Corpus, split: Split) -> Iterable[dict[str, Any]]:
         }
 
 
-def prediction_rows(predictions: pd.DataFrame, threshold: float) -> Iterable[dict[str, Any]]:
-    for row in predictions.itertuples(index=False):
-        yield {
-            "doc_id": int(row.doc_id),
-            "label": int(row.label),
-            "prob_machine": float(row.prob_machine),
-            "pred": int(row.prob_machine >= threshold),
-            "domain": row.domain,
-            "generator": row.generator,
-            "n_chunks": int(row.n_chunks),
-        }
-
-
 def format_data_summary(report: dict[str, Any]) -> str:
     """A plain-text table of what the run will train and validate on."""
     lines = [

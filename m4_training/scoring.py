@@ -13,7 +13,6 @@ defaults, its machine class found from `id2label`).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from data_loaders import normalize_text
 from m4_training import modeling
 from m4_training.cli import UserError, one_line
 from m4_training.evaluation import aggregate_documents
+from m4_training.files import read_json
 from m4_training.modeling import check_positions, resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
         logger.warning("--max_length is ignored for %s: it is scored with the window it was trained with", path)
     config_path = run_dir / TRAINING_CONFIG
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_json(config_path)
         data = config.get("arguments", {}).get("data", {})
         settings = {
             "normalize_digits": bool(config["normalization"]["normalize_digits"]),
@@ -266,7 +266,7 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
             "domains": data.get("train_domains"),
             "generators": data.get("train_generators"),
         }
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{config_path}: unreadable or incomplete training config ({error!r})") from error
     model_config = modeling.load_pretrained_config(str(path))
     machine_index = machine_label_index(model_config.id2label, machine_label, str(path))

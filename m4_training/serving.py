@@ -10,7 +10,6 @@ that drive the score.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import math
 import random
@@ -26,10 +25,11 @@ import pandas as pd
 
 import predict
 import train
-from data_loaders import has_lone_surrogate, normalize_text
+from data_loaders import has_lone_surrogate, labels_of, normalize_text, read_objects
 from m4_training import demo, evaluation
 from m4_training.cli import UserError, arg_help, require
-from m4_training.files import write_jsonl, write_text
+from m4_training.files import read_json
+from m4_training.files import write_jsonl
 from m4_training.reports import format_table
 from m4_training.scoring import (
     EXTERNAL_MAX_LENGTH,
@@ -231,7 +231,7 @@ class DetectorService:
         documents = []
         for i, request in enumerate(requests):
             try:
-                documents.append((i, self._request_documents(request, i)))
+                documents.append((i, self._request_documents(request)))
             except UserError as error:
                 results[i] = {"error": str(error)}
         if documents:
@@ -240,11 +240,11 @@ class DetectorService:
             start = 0
             for i, frame in documents:
                 part = predictions.iloc[start : start + len(frame)]
-                results[i] = predict.output_rows(part, self.threshold)
+                results[i] = evaluation.prediction_rows(part, self.threshold)
                 start += len(frame)
         return results
 
-    def _request_documents(self, request: Any, index: int) -> pd.DataFrame:
+    def _request_documents(self, request: Any) -> pd.DataFrame:
         if not isinstance(request, list) or not request:
             raise UserError('send a non-empty JSON list of texts: {"data": [["first text", "second text"]]}')
         items = []
@@ -256,16 +256,8 @@ class DetectorService:
             items.append(item)
         if message := self.too_long(sum(len(item["text"]) for item in items)):
             raise UserError(message)
-        path = self.workdir / f"request-{index}.jsonl"
-        # ASCII JSON: a lone surrogate cannot be written as UTF-8, but as an escape it reaches the reader, which
-        # skips that item (lone_surrogate) as predict.py skips such a row.
-        write_text(path, "".join(json.dumps(item) + "\n" for item in items))
-        try:
-            return predict.read(str(path), "jsonl", self.reading, self.predict_args)
-        except UserError as error:  # about the request, not the server's temporary file
-            raise UserError("request: " + str(error).removeprefix(f"{path}: ")) from error
-        finally:
-            path.unlink(missing_ok=True)
+        documents, _ = read_objects(items, "request", self.reading.normalize_digits, self.reading.normalize)
+        return documents.assign(label=labels_of(documents, required=False))
 
     # ------------------------------------------------------------------------------------------- uploads
 
@@ -286,7 +278,7 @@ class DetectorService:
         except UserError as error:  # named as the user knows the file, not by the server's copy of it
             raise UserError(f"{path.name}: " + str(error).removeprefix(f"{path}: ")) from error
         predictions = predict.score_documents(documents, self.detector, self.predict_args, self.reading)
-        rows = predict.output_rows(predictions, self.threshold)
+        rows = evaluation.prediction_rows(predictions, self.threshold)
         output = Path(tempfile.mkdtemp(dir=self.workdir)) / f"{path.stem}.predictions.jsonl"
         write_jsonl(output, rows)
         return rows, output, skipped
@@ -379,13 +371,6 @@ PAGE_CSS = """
 # ----------------------------------------------------------------------------------------------- model panel
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def model_card_limits(model_dir: Path) -> list[str]:
     """The bullets of the model card's "Intended use and limits" section (README.md written by train.py)."""
     try:
@@ -403,10 +388,10 @@ def model_description(detector: Detector) -> str:
     """The panel that says what the model is: its data, threshold, validation metrics and limits (Markdown)."""
     path = Path(detector.path)
     run_dir = path.parent if detector.settings_from == RUN_OF_CHECKPOINT else path
-    config = _read_json(run_dir / TRAINING_CONFIG) or {}
+    config = read_json(run_dir / TRAINING_CONFIG) or {}
     metrics = {}
     if detector.settings_from == TRAINING_CONFIG:  # a run's metrics.json is its final model's, not a checkpoint's
-        metrics = _read_json(path / "metrics.json") or config.get("final_metrics") or {}
+        metrics = read_json(path / "metrics.json") or config.get("final_metrics") or {}
     arguments = config.get("arguments", {})
     base = arguments.get("model", {}).get("model")
     if detector.settings_from == MODEL_DEFAULTS:

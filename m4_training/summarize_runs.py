@@ -11,7 +11,6 @@ run without metrics.json (failed or unfinished) is listed as such rather than le
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from data_loaders import canonical_generator
 from m4_training.cli import CommandLineParser, UserError, arg_help, check_output_paths, one_line, run_cli, setup_logging
-from m4_training.files import check_output_file, write_failure, write_text
+from m4_training.files import check_output_file, read_json, write_failure, write_text
 from m4_training.reports import FLOW_NAMES, format_table
 
 RUN_HEADER = [
@@ -62,17 +61,6 @@ def parse_summarize_args(argv: list[str] | None = None, description: str | None 
     return arguments
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}: not valid JSON ({error})") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from error
-
-
 def held_out(settings: dict[str, Any], flow: str) -> tuple[str | None, str | None]:
     """(breakdown key, value) of a run's held-out slice; (None, None) for a stratified run (all validation)."""
     split = settings["arguments"]["split"]
@@ -89,8 +77,8 @@ def _slice(document: dict[str, Any], key: str | None, value: str | None) -> dict
 
 def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
     """The run's row of the hold-out table and its rows of the test-set table."""
-    metrics = _read_json(run_dir / "metrics.json")
-    settings = _read_json(run_dir / "training_config.json")
+    metrics = read_json(run_dir / "metrics.json")
+    settings = read_json(run_dir / "training_config.json")
     if metrics is None or settings is None:
         return [run_dir.name, "not finished (no metrics.json)", *[None] * (len(RUN_HEADER) - 2)], []
     flow = settings["data_summary"]["split_flow"]

@@ -136,7 +136,7 @@ def test_machine_probability_comes_from_the_machine_labels_index(published, tmp_
         assert row_a["prob_machine"] == pytest.approx(by_hand[0], abs=1e-5)  # "Fake" is index 0 here
         assert row_b["prob_machine"] == pytest.approx(by_hand[1], abs=1e-5)  # same weights, "Fake" is index 1
         assert row_a["prob_machine"] + row_b["prob_machine"] == pytest.approx(1.0, abs=1e-5)
-        assert row_a["label"] == ("machine" if row_a["prob_machine"] >= 0.5 else "human")  # threshold 0.5
+        assert row_a["pred"] == (1 if row_a["prob_machine"] >= 0.5 else 0)  # threshold 0.5
 
 
 def test_ambiguous_model_needs_machine_label(published, tmp_path, capsys):
@@ -163,12 +163,12 @@ def test_window_and_no_normalisation_for_models_without_training_config(publishe
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": TEXTS[2]}, {"text": "in 1999 we"}, {"text": "in 0000 we"}])
     code, rows, _ = run(["--model_path", str(published["fake_real"]), "--input", str(path)], capsys)
     assert code == 0
-    assert rows[0]["num_chunks"] == 1 + -(-(n_tokens - 94) // (94 - 47))  # 94 text tokens per 96-token window
+    assert rows[0]["n_chunks"] == 1 + -(-(n_tokens - 94) // (94 - 47))  # 94 text tokens per 96-token window
     assert rows[1]["prob_machine"] != pytest.approx(rows[2]["prob_machine"], abs=1e-7)  # digits kept as written
     _, rows_64, _ = run(
         ["--model_path", str(published["fake_real"]), "--input", str(path), "--max_length", "64"], capsys
     )
-    assert rows_64[0]["num_chunks"] == 1 + -(-(n_tokens - 62) // (62 - 31))
+    assert rows_64[0]["n_chunks"] == 1 + -(-(n_tokens - 62) // (62 - 31))
 
 
 def test_checkpoint_of_a_run_is_scored_with_the_runs_settings(demo_run, tmp_path, capsys):
@@ -217,7 +217,7 @@ def test_several_models_one_report_row_and_curve_each(demo_run, published, tmp_p
     assert len(rows) == 3 * n_documents
     for name, result in comparison["models"].items():
         mine = [r for r in rows if r["model"] == name]
-        labels = np.array([r["input_label"] for r in mine])
+        labels = np.array([r["label"] for r in mine])
         probs = np.array([r["prob_machine"] for r in mine])
         expected = classification_metrics(labels, probs, result["threshold"]["value"])
         assert result["document"]["auroc"] == pytest.approx(expected["auroc"])

@@ -112,7 +112,7 @@ def test_page_and_api_agree_with_predict(service, demo_run, tmp_path, capsys):
     page = service.score_page_texts(texts)
     for result, row in zip(page, expected):
         assert result.prob_machine == pytest.approx(row["prob_machine"], abs=1e-7)
-        assert result.label == row["label"] and len(result.windows.window_probs) == row["num_chunks"]
+        assert result.label == ("human", "machine")[row["pred"]] and len(result.windows.window_probs) == row["n_chunks"]
     assert page[2].prob_machine is None and "Type or paste a text" in page[2].message
     assert page[1].display_text.endswith(" 1999") and page[1].windows.text.endswith(" 0000")
     assert (page[0].too_short, page[1].too_short) == (False, True)
@@ -123,10 +123,26 @@ def test_page_and_api_agree_with_predict(service, demo_run, tmp_path, capsys):
     assert [row["id"] for row in api[0]] == [1, 2]
     for got, row in zip(api[0], expected):
         assert got == row | {"prob_machine": pytest.approx(row["prob_machine"], abs=1e-7)}
-    assert api[1][0]["id"] == "doc-7" and api[1][0]["input_label"] == 1
+    assert api[1][0]["id"] == "doc-7" and api[1][0]["label"] == 1
     assert api[1][0]["prob_machine"] == pytest.approx(service.score_page_texts([SHORT_TEXT])[0].prob_machine)
     assert "non-empty JSON list" in api[2]["error"]
     assert api[3] == {"error": "item 2 is neither a text nor an object with a `text` string"}
+
+
+def test_api_reads_its_items_as_predict_reads_them_as_jsonl(service, demo_run, tmp_path, capsys):
+    items = [
+        {"id": "a", "text": LONG_TEXT, "domain": "news", "label": 0},
+        {"id": "half \udc00 pair", "text": SHORT_TEXT},  # a lone surrogate, here outside the text: skipped
+        {"text": SHORT_TEXT + " 2024", "label": "machine", "generator": "gpt"},
+        {"text": SHORT_TEXT, "label": "AI"},  # not a label: scored without one
+    ]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    expected = predict_rows(demo_run, path, capsys)
+    (got,) = service.score_requests([items])
+    assert [row["id"] for row in got] == ["a", 3, 4] and got[0]["domain"] == "news" and got[1]["generator"] == "gpt"
+    assert [row.get("label") for row in got] == [0, 1, None]
+    assert got == [row | {"prob_machine": pytest.approx(row["prob_machine"], abs=1e-7)} for row in expected]
 
 
 def test_input_cap_has_a_clear_message_and_spares_the_other_requests(demo_run):

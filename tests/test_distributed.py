@@ -53,7 +53,7 @@ def test_two_process_run_matches_single_process_data(demo_inputs, tmp_path):
     assert (double / "splits.jsonl").read_bytes() == (single / "splits.jsonl").read_bytes()
     val_doc_ids = sorted(row["doc_id"] for row in read_jsonl(single / "splits.jsonl") if row["split"] == "val")
     for run_dir in (single, double):
-        assert sorted(row["doc_id"] for row in read_jsonl(run_dir / "eval_predictions.jsonl")) == val_doc_ids
+        assert sorted(row["id"] for row in read_jsonl(run_dir / "eval_predictions.jsonl")) == val_doc_ids
     for run_dir in (single, double):
         assert json.loads((run_dir / "metrics.json").read_text())["document"]["n"] == len(val_doc_ids)
 

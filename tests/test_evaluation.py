@@ -146,7 +146,7 @@ def test_eval_writes_pngs_and_report_matching_metrics(demo_run, tmp_path, capsys
     predictions = read_jsonl(report_dir / "predictions.jsonl")
     threshold = json.loads((demo_run / "training_config.json").read_text())["threshold"]
     assert metrics["threshold"]["value"] == threshold and metrics["document"]["n"] == len(predictions)
-    labels = [p["input_label"] for p in predictions]
+    labels = [p["label"] for p in predictions]
     expected = classification_metrics(labels, [p["prob_machine"] for p in predictions], threshold)
     assert {k: metrics["document"][k] for k in expected} == pytest.approx(expected)
 

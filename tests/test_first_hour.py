@@ -249,7 +249,10 @@ def test_baseline_train_is_read_on_its_own(demo_run, tmp_path, caplog):
     "rows, message",
     [
         ([{"text": "tbh lol", "label": 0}, {"text": "i guess", "label": 0}], "needs human and machine documents"),
-        ([{"text": "tbh lol", "label": 0}, {"text": "furthermore"}], "--eval needs a label for every document"),
+        (
+            [{"text": "tbh lol", "label": 0}, {"text": "furthermore"}],
+            "every document needs a label (0/1 or human/machine); none for ids [2]",
+        ),
     ],
     ids=["one_label", "unlabelled"],
 )

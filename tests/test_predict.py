@@ -60,15 +60,15 @@ def test_jsonl_ids_passthrough_and_threshold(demo_run, tmp_path, capsys):
     )
     code, rows, _ = run_predict(["--model_path", str(demo_run), "--input", str(path)], capsys)
     assert code == 0 and [r["id"] for r in rows] == ["doc-a", 3]  # line number where no id is given
-    assert rows[0]["input_label"] == 1 and rows[0]["domain"] == "news" and "extra" not in rows[0]
-    assert rows[1]["generator"] == "gpt" and "input_label" not in rows[1]
+    assert rows[0]["label"] == 1 and rows[0]["domain"] == "news" and "extra" not in rows[0]
+    assert rows[1]["generator"] == "gpt" and "label" not in rows[1]
     threshold = training_settings(demo_run)["threshold"]
     for row in rows:
-        assert row["label"] == ("machine" if row["prob_machine"] >= threshold else "human")
+        assert row["pred"] == (1 if row["prob_machine"] >= threshold else 0)
     _, everything_machine, _ = run_predict(
         ["--model_path", str(demo_run), "--input", str(path), "--threshold", "0"], capsys
     )
-    assert [r["label"] for r in everything_machine] == ["machine", "machine"]
+    assert [r["pred"] for r in everything_machine] == [1, 1]
 
 
 def test_every_input_kind_gives_the_same_probability(demo_run, tmp_path, capsys, monkeypatch):
@@ -86,13 +86,13 @@ def test_every_input_kind_gives_the_same_probability(demo_run, tmp_path, capsys,
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"id": 7, "text": LONG_TEXT}) + "\n"))
     code, rows, _ = run_predict(["--model_path", str(demo_run), "--input", "-"], capsys)
     results["stdin_jsonl"] = rows[0]
-    assert results["a.csv"]["id"] == "x1" and results["a.csv"]["input_label"] == "machine"
+    assert results["a.csv"]["id"] == "x1" and results["a.csv"]["label"] == 1
     assert results["essay.txt"]["id"] == "essay" and results["stdin"]["id"] == "stdin"
     assert results["stdin_jsonl"]["id"] == 7
     probs = [r["prob_machine"] for r in results.values()]
     assert probs == pytest.approx([probs[0]] * len(probs), abs=1e-6)
-    assert {r["num_chunks"] for r in results.values()} == {results["a.jsonl"]["num_chunks"]}
-    assert results["a.jsonl"]["num_chunks"] > 1
+    assert {r["n_chunks"] for r in results.values()} == {results["a.jsonl"]["n_chunks"]}
+    assert results["a.jsonl"]["n_chunks"] > 1
 
 
 def test_m4_file_and_m4_directory(demo_run, tmp_path, capsys):
@@ -102,7 +102,7 @@ def test_m4_file_and_m4_directory(demo_run, tmp_path, capsys):
     n_rows = sum(1 for line in m4_file.open() if line.strip())
     assert code == 0 and len(rows) == 2 * n_rows
     assert rows[0]["id"] == "reddit-0/human" and rows[1]["id"] == "reddit-0/machine"
-    assert (rows[0]["input_label"], rows[1]["input_label"]) == (0, 1)
+    assert (rows[0]["label"], rows[1]["label"]) == (0, 1)
     assert rows[1]["domain"] == "reddit" and rows[1]["generator"] == "davinci" and rows[0]["generator"] == "human"
 
     out = tmp_path / "dir_predictions.jsonl"
@@ -130,9 +130,9 @@ def test_aggregation_matches_hand_computation_with_mixed_batches(demo_run, tmp_p
             settings["chunking"]["chunk_overlap"],
             settings["normalization"]["normalize_digits"],
         )
-        assert row["num_chunks"] == len(chunk_probs)
+        assert row["n_chunks"] == len(chunk_probs)
         assert row["prob_machine"] == pytest.approx(getattr(chunk_probs, how)(), abs=1e-5)
-    assert rows[0]["num_chunks"] >= 3 and rows[1]["num_chunks"] == 1
+    assert rows[0]["n_chunks"] >= 3 and rows[1]["n_chunks"] == 1
 
 
 def test_training_normalisation_is_applied(demo_run, tmp_path, capsys):
@@ -167,7 +167,7 @@ def test_hf_pipeline_returns_human_machine_labels(demo_run, tmp_path, capsys):
         ("no_row_with_text", "no usable document in 2 rows (skipped: {'text_missing': 1, 'text_empty': 1})"),
         ("csv_without_text_column", "no text column (text, body, selftext) in the CSV header; columns: id, content"),
         ("model_without_classifier", "is not a sequence-classification model (architectures: BertModel)"),
-        ("eval_without_labels", "--eval needs a label"),
+        ("eval_without_labels", "--eval: INPUT: every document needs a label (0/1 or human/machine); none for ids [1]"),
     ],
 )
 def test_bad_input_one_line_error_and_nothing_written(demo_run, tmp_path, capsys, case, expected):
@@ -194,6 +194,7 @@ def test_bad_input_one_line_error_and_nothing_written(demo_run, tmp_path, capsys
     assert predict.main(argv) == 2
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    expected = expected.replace("INPUT", str(input_path))
     assert len(errors) == 1 and expected in errors[0] and "Traceback" not in captured.err
     assert not output.exists() and not (tmp_path / "report").exists() and captured.out == ""
 

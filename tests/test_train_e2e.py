@@ -110,10 +110,10 @@ def test_document_metrics_match_predictions(demo_run):
     predictions = read_jsonl(demo_run / "eval_predictions.jsonl")
     splits = {s["doc_id"]: s for s in read_jsonl(demo_run / "splits.jsonl")}
     val_ids = {i for i, s in splits.items() if s["split"] == "val"}
-    assert {p["doc_id"] for p in predictions} == val_ids and len(predictions) == len(val_ids)
+    assert {p["id"] for p in predictions} == val_ids and len(predictions) == len(val_ids)
     threshold = json.loads((demo_run / "training_config.json").read_text())["threshold"]
     for p in predictions:
-        assert p["label"] == splits[p["doc_id"]]["label"] and p["n_chunks"] == splits[p["doc_id"]]["n_chunks"]
+        assert p["label"] == splits[p["id"]]["label"] and p["n_chunks"] == splits[p["id"]]["n_chunks"]
         assert p["pred"] == int(p["prob_machine"] >= threshold)
     metrics = json.loads((demo_run / "metrics.json").read_text())
     labels = np.array([p["label"] for p in predictions])

@@ -19,6 +19,7 @@ import torch
 from conftest import raw_text, read_jsonl, tiny_train_args, write_jsonl
 from huggingface_hub.utils import filter_repo_objects
 from safetensors.numpy import load_file
+from sklearn.metrics import roc_auc_score
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.util.tensor_util import make_ndarray
 from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
@@ -115,7 +116,8 @@ def test_test_sets_use_the_validation_thresholds(evaluated_run):
         expected = evaluation.classification_metrics(labels, baseline, metrics["baseline"]["threshold"]["value"])
         assert result["baseline"]["document"]["f1_macro"] == pytest.approx(expected["f1_macro"])
         # A threshold chosen on the test documents themselves would differ: the one used is validation's.
-        rechosen = evaluation.choose_threshold(labels, probs, 0.05, np.array([r["domain"] for r in rows]))
+        domains = np.array([r.get("domain", "unknown") for r in rows])  # the fresh file's rows name none
+        rechosen = evaluation.choose_threshold(labels, probs, 0.05, domains)
         assert rechosen != pytest.approx(threshold)
     assert set(metrics["test"]["m4"]["document"]["by_generator"]) == {"human", "chatgpt", "flant5"}
     assert set(metrics["test"]["m4"]["document"]["by_domain"]) == set(demo.DEMO_DOMAINS)
@@ -133,6 +135,65 @@ def test_test_probabilities_equal_predict_py_on_the_same_file(evaluated_run, tmp
     by_id = {r["id"]: r["prob_machine"] for r in read_jsonl(out)}
     rows = read_jsonl(output_dir / "test_predictions" / "fresh_and_copies.jsonl")
     assert rows and all(by_id[r["id"]] == pytest.approx(r["prob_machine"], abs=1e-5) for r in rows)
+
+
+def test_the_three_prediction_files_share_one_schema(evaluated_run, demo_inputs, tmp_path):
+    """eval_predictions.jsonl, test_predictions/m4.jsonl and predict.py's predictions.jsonl of the same run (the
+    last two on the same M4 directory): the same fields in the same order, each value checked against the data
+    (splits.jsonl, the corpus read here, windows counted from the tokenizer) and the metrics."""
+    output_dir, _, _ = evaluated_run
+    data_dir = demo_inputs[0]
+    report_dir = tmp_path / "report"
+    argv = ["--model_path", str(output_dir), "--input", str(data_dir), "--generators", "chatgpt", "flant5", "--eval",
+            "--report_dir", str(report_dir), "--baseline_train", str(data_dir / "arxiv_dolly2.jsonl")]  # fmt: skip
+    assert predict.main(argv) == 0
+    files = {
+        "eval": read_jsonl(output_dir / "eval_predictions.jsonl"),
+        "test": read_jsonl(output_dir / "test_predictions" / "m4.jsonl"),
+        "predict": read_jsonl(report_dir / "predictions.jsonl"),
+    }
+    fields = ["id", "prob_machine", "pred", "n_chunks", "label", "domain", "generator", "baseline_prob_machine"]
+    for name, rows in files.items():
+        assert rows and all(list(row) == fields for row in rows), name
+
+    settings = json.loads((output_dir / "training_config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    content = settings["chunking"]["max_length"] - tokenizer.num_special_tokens_to_add(pair=False)
+    step = content - settings["chunking"]["chunk_overlap"]
+
+    def windows(text):
+        n_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return 1 + max(0, -(-(n_tokens - content) // step))
+
+    splits = {s["doc_id"]: s for s in read_jsonl(output_dir / "splits.jsonl")}
+    corpus = load_corpus(data_dir, list(demo.DEMO_DOMAINS), ["chatgpt", "flant5"], None, normalize_digits=True)
+    read_here = {
+        d.doc_id: {"label": d.label, "domain": d.domain, "generator": d.generator, "n_chunks": windows(d.text)}
+        for d in corpus.documents
+    }
+    expected = {
+        "eval": {i: {k: splits[i][k] for k in ("label", "domain", "generator", "n_chunks")} for i in splits},
+        "test": read_here,
+        "predict": read_here,
+    }
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    baseline_auroc = {
+        "eval": metrics["baseline"]["document"]["auroc"],
+        "test": metrics["test"]["m4"]["baseline"]["document"]["auroc"],
+        "predict": json.loads((report_dir / "metrics.json").read_text())["baseline"]["document"]["auroc"],
+    }
+    for name, rows in files.items():
+        for row in rows:
+            assert {k: row[k] for k in ("label", "domain", "generator", "n_chunks")} == expected[name][row["id"]]
+            assert row["pred"] == int(row["prob_machine"] >= settings["threshold"])
+        labels = [row["label"] for row in rows]
+        assert roc_auc_score(labels, [row["baseline_prob_machine"] for row in rows]) == pytest.approx(
+            baseline_auroc[name]
+        )
+    assert {row["id"] for row in files["eval"]} == {i for i, s in splits.items() if s["split"] == "val"}
+    assert len(files["predict"]) == len(corpus.documents) > len(files["test"])  # overlap left the test set only
+    by_id = {row["id"]: row["prob_machine"] for row in files["predict"]}
+    assert all(by_id[row["id"]] == pytest.approx(row["prob_machine"], abs=1e-5) for row in files["test"])
 
 
 def test_best_checkpoint_is_reloaded_and_the_report_says_what_chose_what(evaluated_run):
