@@ -83,7 +83,7 @@ class WeightedTrainer(Trainer):
         self.accelerator.end_training()
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """No Trainer-drafted README.md: the model card is reports.format_model_card's, written with the results
+        """No Trainer-drafted README.md: the model card is reports.build_model_card's, written with the results
         (the Trainer drafts one before every Hub upload and would replace it)."""
 
     def training_step(

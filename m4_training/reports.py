@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
@@ -305,23 +306,15 @@ def _breakdown(metrics: dict[str, Any], key: str, title: str) -> str:
     return format_table(header, rows, markdown=True)
 
 
-def format_report(metrics: dict[str, Any], title: str) -> str:
-    threshold = metrics["threshold"]
+def _document_tables(metrics: dict[str, Any]) -> list[str]:
+    """Each model's document metrics at each operating point, then (with a Reddit file) by source corpus."""
     metric_names = [name for _, name in METRIC_COLUMNS]
     lines = [
-        f"# {title}",
-        "",
-        f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
-        + _threshold_sentence(threshold),
-        *_selection_lines(metrics),
-        "",
-        "## All documents",
-        "",
         format_table(
             ["model", "threshold", *metric_names],
             [[name, f"{t:.4f}", *_metric_cells(m)] for name, m, t in _models(metrics)],
             markdown=True,
-        ),
+        )
     ]
     if "by_corpus" in metrics["document"]:
         rows = [
@@ -338,6 +331,22 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
             "",
             format_table(["corpus", "model", "threshold", *metric_names], rows, markdown=True),
         ]
+    return lines
+
+
+def format_report(metrics: dict[str, Any], title: str) -> str:
+    threshold = metrics["threshold"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
+        + _threshold_sentence(threshold),
+        *_selection_lines(metrics),
+        "",
+        "## All documents",
+        "",
+        *_document_tables(metrics),
+    ]
     lines += ["", "## By domain (at the decision threshold)", "", _breakdown(metrics, "by_domain", "domain")]
     lines += [
         "",
@@ -566,24 +575,97 @@ def write_comparison_report(
 # ----------------------------------------------------------------------------------------------- model card
 
 
-def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], settings: dict[str, Any]) -> str:
-    """The model directory's README.md; `settings` is training_config.json's `arguments` (by group)."""
-    model, data, split, chunking = settings["model"], settings["data"], settings["split"], settings["chunking"]
-    threshold = metrics["threshold"]["value"]
-    documents, chunks = data_report["documents"], data_report["chunks"]
-    flow = data_report["split_flow"]
-    summary = format_report(metrics, "Validation metrics").split("## All documents", 1)[1].split("## By domain")[0]
+# (metrics.json key, model-index metric type, name on the card) of the document metrics the card's YAML carries.
+CARD_METRICS = (
+    ("accuracy", "accuracy", "accuracy"),
+    ("f1_macro", "f1", "F1 (macro)"),
+    ("fpr_human", "false_positive_rate", "FPR (human)"),
+    ("recall", "recall", "recall (machine)"),
+    ("auroc", "roc_auc", "AUROC"),
+)
+
+
+def model_limits(target_fpr: float) -> list[str]:
+    """The model's intended use and limits, one sentence each: the card's last section and the app's panel."""
+    return [
+        "A screening aid for large collections of texts of the kind it was trained on; not proof that a particular "
+        "person used a language model. Do not base decisions about individuals on it alone.",
+        f"The threshold keeps the false-positive rate on the validation human documents of every domain at or below "
+        f"{target_fpr:g}; on other human writing (other domains, non-native writers) the rate can be much higher. "
+        "Re-check it on your own human texts.",
+        "Short texts (a sentence or two) carry little signal; expect many more errors on them.",
+        "Generators not in the training data, newer models, paraphrased or edited machine text can evade it.",
+        "Trained on the domains listed above, mainly English: other languages and genres are out of scope.",
+    ]
+
+
+def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """What the model was trained and validated on, as Markdown: the card's "Training data" section and the app's
+    panel. `data_summary` is data_report.json or training_config.json's `data_summary` (the same counts)."""
+    data, split, flow = settings["data"], settings["split"], data_summary["split_flow"]
     reddit_file = data["reddit_file"]
-    lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "tags: [machine-generated-text-detection, m4]",
-        "---",
+    return [
+        f"M4 domains {', '.join(data['train_domains'])}; generators {', '.join(data['train_generators'])}; "
+        + (f"human posts from `{Path(str(reddit_file)).name}`. " if reddit_file else "no Reddit file. ")
+        + f"Split: {FLOW_NAMES.get(flow, flow)}, grouped (no group of a human text "
+        "and the machine texts made from it is on both sides), "
+        + {
+            "generator_holdout": f"validation generator `{split['val_generator']}` never trained on.",
+            "domain_holdout": f"validation domain `{split.get('val_domain')}` never trained on.",
+        }.get(flow, f"{split['validation_split']:g} of the documents in validation."),
         "",
+        format_table(
+            ["", "train human", "train machine", "val human", "val machine"],
+            [
+                [name, *(counts[side][label] for side in ("train", "val") for label in ("human", "machine"))]
+                for name, counts in (("documents", data_summary["documents"]), ("chunks", data_summary["chunks"]))
+            ],
+            markdown=True,
+        ),
+    ]
+
+
+def _card_eval_results(metrics: dict[str, Any], data_report: dict[str, Any]) -> list[EvalResult]:
+    """The transformer's document metrics at its threshold, on validation and on each test set, as the Hub's
+    model-index entries."""
+    flow = data_report["split_flow"]
+    sets = [("validation", "m4", f"M4 validation ({FLOW_NAMES.get(flow, flow)})", metrics)]
+    sets += [("test", name, f"test set {name}", result) for name, result in metrics.get("test", {}).items()]
+    return [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Machine-generated text detection",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=split,
+            metric_type=metric_type,
+            metric_name=metric_name,
+            metric_value=value,
+            metric_config=f"documents, threshold {result['threshold']['value']:.4f}",
+        )
+        for split, dataset_type, dataset_name, result in sets
+        if "document" in result
+        for key, metric_type, metric_name in CARD_METRICS
+        if (value := result["document"].get(key)) is not None
+    ]
+
+
+def build_model_card(metrics: dict[str, Any], data_report: dict[str, Any], settings: dict[str, Any]) -> ModelCard:
+    """The model directory's README.md; `settings` is training_config.json's `arguments` (by group)."""
+    model, chunking = settings["model"]["model"], settings["chunking"]
+    threshold = metrics["threshold"]["value"]
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["machine-generated-text-detection", "m4"],
+        base_model=None if Path(model).exists() else model,  # a local directory means nothing on the Hub
+        model_name=Path(settings["training"]["output_dir"]).name,
+        eval_results=_card_eval_results(metrics, data_report),
+    )
+    lines = [
         "# Machine-generated text detector (human / machine)",
         "",
-        f"Fine-tuned from `{model['model']}` to tell human-written (`human`, 0) from machine-generated "
+        f"Fine-tuned from `{model}` to tell human-written (`human`, 0) from machine-generated "
         "(`machine`, 1) text. Documents longer than one window are split into overlapping windows of "
         f"{chunking['max_length']} tokens ({chunking['chunk_overlap']} shared) and the window probabilities are "
         "averaged.",
@@ -603,51 +685,29 @@ def format_model_card(metrics: dict[str, Any], data_report: dict[str, Any], sett
         f"The decision threshold is **{threshold:.4f}** on P(machine) (also `detection_threshold` in "
         "`config.json` and `threshold` in `training_config.json`); the pipeline's own label is the argmax (0.5). "
         "The pipeline sees only the first window and skips the training normalisation (whitespace"
-        + (", digits mapped to 0" if data["normalize_digits"] else "")
+        + (", digits mapped to 0" if settings["data"]["normalize_digits"] else "")
         + "), so `predict.py` is the reference.",
         "",
         "## Training data",
         "",
-        f"M4 domains {', '.join(data['train_domains'])}; generators {', '.join(data['train_generators'])}; "
-        + (f"human posts from `{Path(str(reddit_file)).name}`. " if reddit_file else "no Reddit file. ")
-        + f"Split: {FLOW_NAMES.get(flow, flow)}, grouped (no group of a human text "
-        "and the machine texts made from it is on both sides), "
-        + {
-            "generator_holdout": f"validation generator `{split['val_generator']}` never trained on.",
-            "domain_holdout": f"validation domain `{split.get('val_domain')}` never trained on.",
-        }.get(flow, f"{split['validation_split']:g} of the documents in validation."),
-        "",
-        format_table(
-            ["", "train human", "train machine", "val human", "val machine"],
-            [
-                [name, *(counts[side][label] for side in ("train", "val") for label in ("human", "machine"))]
-                for name, counts in (("documents", documents), ("chunks", chunks))
-            ],
-            markdown=True,
-        ),
+        *training_data_lines(data_report, settings),
         "",
         "## Validation metrics (documents)",
-        summary.rstrip(),
+        "",
+        *_document_tables(metrics),
         "",
         *_card_test_lines(metrics),
-        "Per domain and per generator: `report.md`; every number: `metrics.json`. The validation documents chose "
-        "the threshold"
+        "Per domain and per generator: `report.md`; every number: `metrics.json` (the YAML header holds the "
+        "transformer's at its threshold). The validation documents chose the threshold"
         + (" and the checkpoint" if settings["training"].get("load_best_model_at_end") else "")
         + ", so their numbers are optimistic"
         + ("; the test sets chose nothing." if "test" in metrics else "."),
         "",
         "## Intended use and limits",
         "",
-        "- A screening aid for large collections of texts of the kind it was trained on; not proof that a "
-        "particular person used a language model. Do not base decisions about individuals on it alone.",
-        f"- The threshold keeps the false-positive rate on the validation human documents of every domain at or "
-        f"below {metrics['threshold']['target_fpr']:g}; on other human writing (other domains, non-native writers) the "
-        "rate can be much higher. Re-check it on your own human texts.",
-        "- Short texts (a sentence or two) carry little signal; expect many more errors on them.",
-        "- Generators not in the training data, newer models, paraphrased or edited machine text can evade it.",
-        "- Trained on the domains listed above, mainly English: other languages and genres are out of scope.",
+        *(f"- {limit}" for limit in model_limits(metrics["threshold"]["target_fpr"])),
     ]
-    return "\n".join(lines) + "\n"
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
 
 
 def _card_test_lines(metrics: dict[str, Any]) -> list[str]:
@@ -679,4 +739,4 @@ def write_training_outputs(
     write_report(
         output_dir, metrics, predictions, "Validation and test report" if "test" in metrics else "Validation report"
     )
-    write_text(output_dir / "README.md", format_model_card(metrics, data_report, settings))
+    write_text(output_dir / "README.md", str(build_model_card(metrics, data_report, settings)))

@@ -13,7 +13,6 @@ import html
 import logging
 import math
 import random
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,11 +25,9 @@ import pandas as pd
 import predict
 import train
 from data_loaders import has_lone_surrogate, labels_of, normalize_text, read_objects
-from m4_training import demo, evaluation
+from m4_training import demo, evaluation, reports
 from m4_training.cli import UserError, arg_help, require
-from m4_training.files import read_json
-from m4_training.files import write_jsonl
-from m4_training.reports import format_table
+from m4_training.files import read_json, write_jsonl
 from m4_training.scoring import (
     EXTERNAL_MAX_LENGTH,
     MODEL_DEFAULTS,
@@ -330,6 +327,10 @@ def result_html(result: TextResult, threshold: float, short_text_tokens: int) ->
 
 def shaded_html(result: TextResult, threshold: float) -> str:
     """The text with every passage shaded by P(machine), a legend, and the table of windows."""
+    # Not gr.HighlightedText (Gradio 6.31): it lays each (text, score) pair out as its own flex box with
+    # word-break: break-all, so every passage starts a new line and words split mid-word; undone by CSS on its inner
+    # classes, it still puts a space between passages (the text shown is not the text scored), its legend runs
+    # from -1 to +1, and a passage cannot show its P(machine).
     if result.windows is None:
         return ""
     windows = result.windows
@@ -371,19 +372,6 @@ PAGE_CSS = """
 # ----------------------------------------------------------------------------------------------- model panel
 
 
-def model_card_limits(model_dir: Path) -> list[str]:
-    """The bullets of the model card's "Intended use and limits" section (README.md written by train.py)."""
-    try:
-        card = (model_dir / "README.md").read_text(encoding="utf-8")
-    except OSError:
-        return []
-    section = re.split(r"^## Intended use and limits\s*$", card, maxsplit=1, flags=re.MULTILINE)
-    if len(section) < 2:
-        return []
-    body = re.split(r"^## ", section[1], maxsplit=1, flags=re.MULTILINE)[0]
-    return [line[2:].strip() for line in body.splitlines() if line.startswith("- ")]
-
-
 def model_description(detector: Detector) -> str:
     """The panel that says what the model is: its data, threshold, validation metrics and limits (Markdown)."""
     path = Path(detector.path)
@@ -417,30 +405,14 @@ def model_description(detector: Detector) -> str:
     elif detector.settings_from == MODEL_DEFAULTS:
         target = ": the default for a model without training_config.json, chosen on no documents"
     lines.append(f"**Decision threshold** {detector.threshold:.4f} on P(machine){target}.")
-    summary = config.get("data_summary")
-    data = arguments.get("data", {})
-    if summary:
-        lines.append(
-            f"**Training data**: M4 domains {', '.join(data.get('train_domains') or ['?'])}; generators "
-            f"{', '.join(data.get('train_generators') or ['?'])}; split `{summary.get('split_flow')}`."
-        )
-        lines.append(
-            format_table(
-                ["", "train human", "train machine", "val human", "val machine"],
-                [
-                    [name, *(summary[name][side][label] for side in ("train", "val") for label in ("human", "machine"))]
-                    for name in ("documents", "chunks")
-                    if name in summary
-                ],
-                markdown=True,
-            )
-        )
+    if "data_summary" in config:
+        lines.append("**Training data**: " + "\n".join(reports.training_data_lines(config["data_summary"], arguments)))
     if metrics.get("document"):
         keys = ("n", "accuracy", "f1_macro", "auroc", "fpr_human", "recall")
         points = [("at the threshold", metrics["document"]), ("at 0.5", metrics.get("document_at_0.5", {}))]
         lines.append("**Validation metrics** (documents)")
         lines.append(
-            format_table(
+            reports.format_table(
                 ["", "n", "accuracy", "F1 (macro)", "AUROC", "FPR (human)", "recall (machine)"],
                 [[name, *(m.get(key) for key in keys)] for name, m in points],
                 markdown=True,
@@ -448,7 +420,7 @@ def model_description(detector: Detector) -> str:
         )
     else:
         lines.append("**Validation metrics**: none recorded for this model (no metrics.json in its directory).")
-    limits = model_card_limits(path)
-    if limits:
-        lines.append("**Limits** (from the model card)\n\n" + "\n".join(f"- {limit}" for limit in limits))
+    if detector.target_fpr is not None:  # the limits of a model train.py trained (its card's last section)
+        limits = reports.model_limits(detector.target_fpr)
+        lines.append("**Intended use and limits**\n\n" + "\n".join(f"- {limit}" for limit in limits))
     return "\n\n".join(lines)

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, write_jsonl
+from conftest import ROOT, read_jsonl, write_jsonl
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import chunking
@@ -194,18 +194,29 @@ def test_unsupported_or_oversized_upload_is_refused_clearly(demo_run, tmp_path):
 # ----------------------------------------------------------------------------------------------- the model panel
 
 
-def test_model_panel_shows_data_threshold_metrics_and_limits(service, demo_run):
-    panel = serving.model_description(service.detector)
+def test_model_panel_shows_data_threshold_metrics_and_limits(demo_run, tmp_path):
+    """Read from the run's JSON files: a model directory without its card (README.md) shows the same panel."""
+    model = tmp_path / "model"
+    shutil.copytree(demo_run, model, ignore=shutil.ignore_patterns("checkpoint-*", "demo_inputs", "README.md"))
+    panel = serving.model_description(load_detector(model))
+    served_from_the_run = serving.model_description(load_detector(demo_run))
+    assert panel.split("\n\n", 1)[1] == served_from_the_run.split("\n\n", 1)[1]  # all but the **Model** line
     config = json.loads((demo_run / "training_config.json").read_text())
     metrics = json.loads((demo_run / "metrics.json").read_text())
-    documents = config["data_summary"]["documents"]
     assert f"**Decision threshold** {config['threshold']:.4f}" in panel
     assert f"at most {config['target_fpr']:g}" in panel
-    train_val = [documents[side][label] for side in ("train", "val") for label in ("human", "machine")]
-    assert "| documents | " + " | ".join(map(str, train_val)) + " |" in panel
+    counts = {}
+    for row in read_jsonl(demo_run / "splits.jsonl"):  # documents and chunks per side and label, counted here
+        for name, n in (("documents", 1), ("chunks", row["n_chunks"])):
+            counts[name, row["split"], row["label"]] = counts.get((name, row["split"], row["label"]), 0) + n
+    for name in ("documents", "chunks"):
+        cells = [counts[name, side, label] for side in ("train", "val") for label in (0, 1)]
+        assert f"| {name} | " + " | ".join(map(str, cells)) + " |" in panel
+    assert "human posts from `reddit_posts.jsonl`" in panel and "validation generator `flant5` never trained" in panel
     assert f"| at the threshold | {metrics['document']['n']} | {metrics['document']['accuracy']:.3f} |" in panel
-    assert "Short texts (a sentence or two) carry little signal" in panel
-    assert "Generators not in the training data" in panel
+    limits = panel.split("**Intended use and limits**", 1)[1]
+    assert "at or below 0.05; on other human writing" in limits and "Short texts (a sentence or two)" in limits
+    assert "Generators not in the training data" in limits
 
 
 def test_a_model_without_training_config_is_served_as_predict_scores_it(tiny_model_dir, tmp_path, capsys):

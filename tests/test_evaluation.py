@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import read_jsonl
+from huggingface_hub import ModelCard
 
 import predict
 from m4_training import reports
@@ -119,8 +120,16 @@ def test_training_writes_threshold_baseline_report_and_model_card(demo_run):
     assert metrics["document"]["by_corpus"]["reddit_file"]["n"] == sum(
         p["domain"] == "reddit_demo" for p in predictions
     )
-    card = (demo_run / "README.md").read_text()
-    assert f"**{threshold:.4f}**" in card and "Intended use and limits" in card and "pipeline_tag" in card
+    card = ModelCard.load(demo_run / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
+    assert card.data.base_model is None  # the demo's tiny model is a local directory, unknown to the Hub
+    assert f"**{threshold:.4f}**" in card.text and "generators chatgpt, davinci, dolly, flant5;" in card.text
+    assert "at or below 0.05; on other human writing" in card.text.split("## Intended use and limits")[1]
+    validation = {r.metric_type: r for r in card.data.eval_results}
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation"}  # the demo has no test set
+    assert validation["false_positive_rate"].metric_value == fpr(labels, probs, threshold)
+    assert validation["accuracy"].metric_value == np.mean((np.array(probs) >= threshold) == np.array(labels))
+    assert validation["roc_auc"].metric_config == f"documents, threshold {threshold:.4f}"
     for name in ("confusion_matrix.png", "roc.png"):
         assert (demo_run / name).read_bytes()[:8] == PNG_MAGIC
 

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import raw_text, read_jsonl, tiny_train_args, write_jsonl
+from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
 from safetensors.numpy import load_file
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.util.tensor_util import make_ndarray
 from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
@@ -126,6 +127,37 @@ def test_test_sets_use_the_validation_thresholds(evaluated_run):
     assert "## Test sets (not used for any choice)" in report and "### Test set `fresh_and_copies`" in report
     card = (output_dir / "README.md").read_text()
     assert "## Test metrics (documents, held out)" in card and "| m4 | transformer |" in card
+
+
+def test_model_card_metadata_holds_the_document_metrics(evaluated_run):
+    """The card's model-index (as the Hub reads it) against metrics recomputed from the written predictions."""
+    output_dir, _, _ = evaluated_run
+    threshold = json.loads((output_dir / "metrics.json").read_text())["threshold"]["value"]
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.pipeline_tag == "text-classification" and card.data.model_name == output_dir.name
+    results = {(r.dataset_split, r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    sets = {
+        ("validation", "m4"): output_dir / "eval_predictions.jsonl",
+        ("test", "m4"): output_dir / "test_predictions" / "m4.jsonl",
+        ("test", "fresh_and_copies"): output_dir / "test_predictions" / "fresh_and_copies.jsonl",
+    }
+    assert {key[:2] for key in results} == set(sets)
+    for (split, name), path in sets.items():
+        rows = read_jsonl(path)
+        labels = np.array([r["label"] for r in rows])
+        probs = np.array([r["prob_machine"] for r in rows])
+        predicted = (probs >= threshold).astype(int)
+        expected = {
+            "accuracy": accuracy_score(labels, predicted),
+            "f1": f1_score(labels, predicted, average="macro"),
+            "false_positive_rate": predicted[labels == 0].mean(),
+            "recall": predicted[labels == 1].mean(),
+            "roc_auc": roc_auc_score(labels, probs),
+        }
+        for metric, value in expected.items():
+            assert results[split, name, metric] == pytest.approx(value), (split, name, metric)
+    # Distinct values on the m4 test set, so a metric written under another's name would fail above.
+    assert len({results["test", "m4", metric] for metric in ("accuracy", "f1", "recall")}) == 3
 
 
 def test_test_probabilities_equal_predict_py_on_the_same_file(evaluated_run, tmp_path):
