@@ -2,7 +2,9 @@
 # Named training recipes: `bash example_commands.sh list`, `bash example_commands.sh <recipe> [extra flags]`;
 # `--print` anywhere on the line shows the command instead of running it.
 # Paths come from the environment: DATA_DIR, REDDIT_FILE, OUTPUT_ROOT, NGPU, PYTHON, ACCELERATE_CONFIG,
-# LAPTOP_MODEL, HOLDOUT_DOMAINS and HOLDOUT_GENERATORS (the items of the two sweeps).
+# LAPTOP_MODEL, RAW_M4_DIR, REDDIT_DUMP, HOLDOUT_DOMAINS and HOLDOUT_GENERATORS (the items of the two sweeps);
+# relative ones are taken from the directory you call the script from. The commands run in the repository, so
+# relative paths in extra flags are the repository's.
 # Extra flags after the recipe name are appended, so they override the recipe's (argparse keeps the last); a sweep
 # appends them to each of its runs.
 set -euo pipefail
@@ -11,8 +13,20 @@ DATA_DIR=${DATA_DIR:-M4_cleaned/data}
 REDDIT_FILE=${REDDIT_FILE:-reddit_training_60k.jsonl}
 OUTPUT_ROOT=${OUTPUT_ROOT:-outputs}
 PYTHON=${PYTHON:-python3}
+RAW_M4_DIR=${RAW_M4_DIR:-M4/data}
+REDDIT_DUMP=${REDDIT_DUMP:-reddit_dump.csv}
 # A small encoder for CPU runs (22M parameters); any hub id or local model directory works.
 LAPTOP_MODEL=${LAPTOP_MODEL:-sentence-transformers/all-MiniLM-L6-v2}
+# Paths given relative to where the script was called from stay valid after the cd to the repository.
+absolute() { if [[ $1 == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
+DATA_DIR=$(absolute "$DATA_DIR")
+OUTPUT_ROOT=$(absolute "$OUTPUT_ROOT")
+RAW_M4_DIR=$(absolute "$RAW_M4_DIR")
+REDDIT_DUMP=$(absolute "$REDDIT_DUMP")
+if [[ ${REDDIT_FILE,,} != none ]]; then REDDIT_FILE=$(absolute "$REDDIT_FILE"); fi
+if [[ -e $LAPTOP_MODEL ]]; then LAPTOP_MODEL=$(absolute "$LAPTOP_MODEL"); fi  # else a hub id
+if [[ -n ${ACCELERATE_CONFIG:-} ]]; then ACCELERATE_CONFIG=$(absolute "$ACCELERATE_CONFIG"); fi
+if [[ $PYTHON == */* ]]; then PYTHON=$(absolute "$PYTHON"); fi  # e.g. .venv/bin/python; a bare name is looked up
 HOLDOUT_DOMAINS=${HOLDOUT_DOMAINS:-arxiv wikipedia reddit wikihow peerread}
 HOLDOUT_GENERATORS=${HOLDOUT_GENERATORS:-chatGPT davinci cohere dolly flant5}
 
@@ -85,9 +99,9 @@ build_command() {
             if [[ -n ${ACCELERATE_CONFIG:-} ]]; then cmd+=(--config_file "$ACCELERATE_CONFIG"); fi
             cmd+=("${base[@]}") ;;
         prepare-m4)
-            cmd=("$PYTHON" prepare_data.py m4 --input_dir "${RAW_M4_DIR:-M4/data}" --output_dir "$DATA_DIR") ;;
+            cmd=("$PYTHON" prepare_data.py m4 --input_dir "$RAW_M4_DIR" --output_dir "$DATA_DIR") ;;
         prepare-reddit)
-            cmd=("$PYTHON" prepare_data.py reddit --input "${REDDIT_DUMP:-reddit_dump.csv}" --output "$REDDIT_FILE"
+            cmd=("$PYTHON" prepare_data.py reddit --input "$REDDIT_DUMP" --output "$REDDIT_FILE"
                 --cutoff_date 2022-11-30 --sample_size 60000 --seed 42) ;;
         demo) cmd=("$PYTHON" train.py --demo) ;;
         *)

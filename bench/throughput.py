@@ -237,8 +237,10 @@ def main() -> None:
     results = {}
     for config in ("upstream_style", "optimized"):
         command = [sys.executable, __file__, "--config", config, *sys.argv[1:]]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[config] = json.loads(output.strip().splitlines()[-1])
+        child = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        if child.returncode:
+            sys.exit(child.returncode)  # its message is already on stderr
+        results[config] = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"{config}: {json.dumps(results[config])}", file=sys.stderr)
     device, model = results["optimized"].pop("device"), results["optimized"].pop("model")
     results["upstream_style"].pop("device")

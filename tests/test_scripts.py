@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FAKE_GPU = "NVIDIA Fake A6000, 49140 MiB, 550.54"
 
 
-def run_script(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 120):
+def run_script(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 120, cwd: Path | None = None):
     return subprocess.run(
         ["bash", str(ROOT / script), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         env=env,
@@ -61,12 +62,13 @@ def test_example_commands_list_help_and_unknown():
 
 
 def test_example_commands_print_uses_environment_and_extra_flags():
-    env = {**os.environ, "DATA_DIR": "/data/m4 dir", "REDDIT_FILE": "/data/r.jsonl", "NGPU": "4", "PYTHON": "py"}
+    env = {**os.environ, "DATA_DIR": "/data/m4 dir", "REDDIT_FILE": "/data/r.jsonl", "OUTPUT_ROOT": "/out"}
+    env |= {"NGPU": "4", "PYTHON": "py"}
     base = run_script("example_commands.sh", "--print", "base", "--epochs", "1", env=env)
     assert base.returncode == 0
     assert base.stdout.split() == [
         *"py train.py --model roberta-base --data_dir /data/m4\\ dir --reddit_file /data/r.jsonl".split(),
-        *"--use_class_weights --stratified_split --output_dir outputs/roberta-base --epochs 1".split(),
+        *"--use_class_weights --stratified_split --output_dir /out/roberta-base --epochs 1".split(),
     ]
     anywhere = run_script("example_commands.sh", "base", "--epochs", "1", "--print", env=env)
     assert anywhere.returncode == 0 and anywhere.stdout == base.stdout  # printed, not run
@@ -84,16 +86,34 @@ def test_example_commands_print_uses_environment_and_extra_flags():
     assert "--stratified_split" not in holdout and holdout[holdout.index("--val_generator") + 1] == "flant5"
 
 
+def test_example_commands_resolves_relative_paths_from_the_callers_directory(tmp_path):
+    """The script changes into the repository: relative paths in the environment are the caller's, made absolute
+    first (a local LAPTOP_MODEL directory too; a hub id and REDDIT_FILE=none stay as given)."""
+    (tmp_path / "mini").mkdir()
+    env = {**os.environ, "DATA_DIR": "m4", "REDDIT_FILE": "r.jsonl", "OUTPUT_ROOT": "out", "LAPTOP_MODEL": "mini"}
+    env |= {"PYTHON": "venv/bin/python"}
+    laptop = shlex.split(run_script("example_commands.sh", "laptop", "--print", env=env, cwd=tmp_path).stdout)
+    for flag, value in (("--model", "mini"), ("--data_dir", "m4"), ("--reddit_file", "r.jsonl")):
+        assert laptop[laptop.index(flag) + 1] == str(tmp_path / value)
+    assert laptop[0] == str(tmp_path / "venv/bin/python")
+    assert laptop[laptop.index("--output_dir") + 1] == str(tmp_path / "out" / "laptop")
+    env |= {"REDDIT_FILE": "none", "LAPTOP_MODEL": "org/model", "PYTHON": "py"}
+    laptop = shlex.split(run_script("example_commands.sh", "laptop", "--print", env=env, cwd=tmp_path).stdout)
+    assert laptop[0] == "py" and laptop[laptop.index("--reddit_file") + 1] == "none"
+    assert laptop[laptop.index("--model") + 1] == "org/model"
+
+
 def test_example_commands_runs_the_recipe(tmp_path):
-    """Without --print the recipe really runs (a prepare-reddit on a tiny dump: fast, no model)."""
-    dump = tmp_path / "dump.jsonl"
-    dump.write_text(
+    """Without --print the recipe really runs (a prepare-reddit on a tiny dump: fast, no model), from another
+    directory with relative paths: it reads and writes there, not in the repository."""
+    (tmp_path / "dump.jsonl").write_text(
         json.dumps({"text": "a post long enough to keep " * 3, "created_utc": 1600000000, "id": "p"}) + "\n"
     )
-    env = {**os.environ, "PYTHON": sys.executable, "REDDIT_DUMP": str(dump), "REDDIT_FILE": str(tmp_path / "r.jsonl")}
-    result = run_script("example_commands.sh", "prepare-reddit", env=env)
+    env = {**os.environ, "PYTHON": sys.executable, "REDDIT_DUMP": "dump.jsonl", "REDDIT_FILE": "r.jsonl"}
+    result = run_script("example_commands.sh", "prepare-reddit", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [json.loads(line)["id"] for line in open(tmp_path / "r.jsonl")] == ["p"]
+    assert f"--output {tmp_path / 'r.jsonl'}" in result.stderr  # the log line names the absolute path
 
 
 # ----------------------------------------------------------------------------------------------- setup_runpod.sh
