@@ -26,7 +26,7 @@ from datasets.table import InMemoryTable
 from tokenizers import Encoding, Tokenizer
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from data_loaders import Document
+from data_loaders import Document, text_pieces
 from m4_training.cli import UserError
 
 # A text longer than this is encoded in pieces of about this many characters, cut before a space: the backend's
@@ -58,18 +58,11 @@ def text_dataset(
     """
     doc_ids = np.arange(len(texts)) if doc_ids is None else np.asarray(doc_ids, dtype=np.int64)
     labels = np.zeros(len(texts), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
-    batches = [
-        pa.record_batch(
-            [
-                pa.array(doc_ids[rows]),
-                pa.array([text.encode("utf-8") for text in texts[rows]], type=pa.binary()).cast(pa.string()),
-                pa.array(labels[rows]),
-            ],
-            schema=TEXT_SCHEMA,
-        )
-        for rows in (slice(begin, begin + TEXT_BATCH) for begin in range(0, len(texts), TEXT_BATCH))
-    ]
-    table = pa.Table.from_batches(batches, schema=TEXT_SCHEMA)
+    encoded = (
+        pa.array([text.encode("utf-8") for text in texts[begin : begin + TEXT_BATCH]], pa.binary()).cast(pa.string())
+        for begin in range(0, len(texts), TEXT_BATCH)
+    )
+    table = pa.table([doc_ids, pa.chunked_array(encoded, pa.string()), labels], schema=TEXT_SCHEMA)
     return Dataset(InMemoryTable(table), fingerprint=uuid.uuid4().hex)
 
 
@@ -120,20 +113,9 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}|{state}".encode()).hexdigest()
 
 
-def text_pieces(text: str, size: int = LONG_TEXT_PIECE_CHARS) -> Iterator[str]:
-    """Consecutive pieces of at most `size` characters that join to `text`, each cut before a space if any."""
-    start = 0
-    while len(text) - start > size:
-        cut = text.rfind(" ", start + 1, start + size + 1)
-        cut = cut if cut > start else start + size
-        yield text[start:cut]
-        start = cut
-    yield text[start:]
-
-
 def encode_long_text(backend: Tokenizer, text: str) -> np.ndarray:
     """The token ids of a long text (no special tokens), encoded a few pieces at a time."""
-    parts, pieces = [], text_pieces(text)
+    parts, pieces = [], text_pieces(text, LONG_TEXT_PIECE_CHARS)
     while batch := list(itertools.islice(pieces, PIECES_PER_CALL)):
         encodings = backend.encode_batch_fast(batch, add_special_tokens=False)
         parts.extend(np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings)
@@ -142,14 +124,11 @@ def encode_long_text(backend: Tokenizer, text: str) -> np.ndarray:
 
 def encode_texts(backend: Tokenizer, texts: list[str]) -> list[Sequence[int]]:
     """Each text's token ids without special tokens: short texts in one batch call, long ones piece by piece."""
-    token_ids: list[Sequence[int]] = [()] * len(texts)
     short = [i for i, text in enumerate(texts) if len(text) <= LONG_TEXT_PIECE_CHARS]
-    for i, encoding in zip(short, backend.encode_batch_fast([texts[i] for i in short], add_special_tokens=False)):
-        token_ids[i] = encoding.ids
-    for i, text in enumerate(texts):
-        if len(text) > LONG_TEXT_PIECE_CHARS:
-            token_ids[i] = encode_long_text(backend, text)
-    return token_ids
+    encodings = backend.encode_batch_fast([texts[i] for i in short], add_special_tokens=False)
+    ids = {i: encoding.ids for i, encoding in zip(short, encodings)}
+    del encodings  # the encodings hold far more than the ids; gone before any long text is encoded
+    return [ids[i] if i in ids else encode_long_text(backend, text) for i, text in enumerate(texts)]
 
 
 class WindowSpec(NamedTuple):

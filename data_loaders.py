@@ -19,12 +19,15 @@ import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
+import numpy as np
 import pandas as pd
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from m4_training.cli import UserError
 
@@ -46,12 +49,10 @@ TEXT_FIELDS = ("text", "body", "selftext")
 ID_FIELDS = ("id", "source_ID", "source_id")
 LABEL_WORDS = {"human": HUMAN, "machine": MACHINE}
 M4_CORPUS, REDDIT_CORPUS = "m4", "reddit_file"
-INPUT_FORMATS = ("auto", "jsonl", "csv", "txt", "m4_dir")
 PASSTHROUGH_FIELDS = ("domain", "generator")
 MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 NORMALIZE_PIECE_CHARS = 1_000_000  # longer texts are normalised in pieces of this size
 # Leading bytes of compressed files, with the command that unpacks them.
 COMPRESSED_SIGNATURES = (
@@ -83,30 +84,31 @@ def normalize_text(text: str, normalize_digits: bool) -> str:
 
 
 def _normalize_in_pieces(text: str, normalize_digits: bool) -> str:
-    """`normalize_text` of a huge text, a piece at a time (cut before whitespace where there is any).
+    """`normalize_text` of a huge text, a piece at a time.
 
     On the whole text, str.split() and re.sub would make one Python string per word or match: about ten times
     the text's size for one 48 MB document.
     """
     parts: list[str] = []
     space_before = False  # whether whitespace separates the next part from the last one
-    start = 0
-    while start < len(text):
-        end = min(start + NORMALIZE_PIECE_CHARS, len(text))
-        cut = end
-        while end < len(text) and cut > start and not text[cut].isspace():
-            cut -= 1
-        end = cut if cut > start else end
-        piece = text[start:end]
+    for piece in text_pieces(text, NORMALIZE_PIECE_CHARS):
         normalized = normalize_text(piece, normalize_digits)
         space_before = space_before or piece[0].isspace()
         if normalized:
             parts.append(" " + normalized if parts and space_before else normalized)
-            space_before = piece[-1].isspace()
-        else:
-            space_before = True  # a piece of whitespace only
-        start = end
+        space_before = piece[-1].isspace()
     return "".join(parts)
+
+
+def text_pieces(text: str, size: int) -> Iterator[str]:
+    """Consecutive pieces of at most `size` characters that join to `text`, each cut before a space if any."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind(" ", start + 1, start + size + 1)
+        cut = cut if cut > start else start + size
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def canonical_generator(name: str) -> str:
@@ -161,14 +163,7 @@ class FileReport:
             logger.warning("%s:%d: skipped (%s)", self.path, line, reason)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "domain": self.domain,
-            "generator": self.generator,
-            "rows": self.rows,
-            "used": self.used,
-            "documents": self.documents,
+        return asdict(self) | {
             "skipped": dict(sorted(self.skipped.items())),
             "skipped_lines": dict(sorted(self.skipped_lines.items())),
         }
@@ -202,19 +197,12 @@ def open_input(path: Path) -> IO[bytes]:
     return handle
 
 
-def has_lone_surrogate(row: Any) -> bool:
-    """Whether any key or string value holds half of a UTF-16 surrogate pair (valid JSON, but not encodable)."""
-    pending = [row]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if _LONE_SURROGATE.search(value):
-                return True
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether any key or string of a JSON value holds half of a UTF-16 surrogate pair (valid JSON, not UTF-8)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
     return False
 
 
@@ -259,10 +247,9 @@ def iter_csv(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int
     A header without any of the text columns (TEXT_FIELDS) stops the run: no row of such a file could be used.
     """
     csv.field_size_limit(sys.maxsize)
-    name = source.name if isinstance(source, Path) else str(report.path)
     binary = open_input(source) if isinstance(source, Path) else source
     with io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if name.lower().endswith(".tsv") else ",")
+        reader = csv.DictReader(handle, delimiter="\t" if report.path.lower().endswith(".tsv") else ",")
         columns = reader.fieldnames or []
         if not set(columns) & {*TEXT_FIELDS, "human_text", "machine_text"}:
             raise UserError(
@@ -281,13 +268,9 @@ def iter_csv(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int
             start = reader.line_num + 1
 
 
-def is_csv(path: Path) -> bool:
-    return path.suffix.lower() in (".csv", ".tsv")
-
-
 def iter_rows(path: Path, report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
     """The rows of a JSONL or CSV file (by its name)."""
-    return iter_csv(path, report) if is_csv(path) else iter_jsonl(path, report)
+    return iter_csv(path, report) if path.suffix.lower() in (".csv", ".tsv") else iter_jsonl(path, report)
 
 
 def extract_text(row: dict[str, Any], fields: tuple[str, ...]) -> tuple[str | None, str, str | None]:
@@ -318,8 +301,7 @@ def is_m4_row(row: dict[str, Any]) -> bool:
 def m4_row_texts(row: dict[str, Any]) -> Iterator[tuple[str, int, str | None, str, str | None]]:
     """(role, label, text, field, skip reason) of an M4 row's human and of its machine text."""
     for role, label, fields in (("human", HUMAN, HUMAN_TEXT_FIELDS), ("machine", MACHINE, MACHINE_TEXT_FIELDS)):
-        text, key, problem = extract_text(row, fields)
-        yield role, label, text, key, problem
+        yield role, label, *extract_text(row, fields)
 
 
 # ----------------------------------------------------------------------------------------------- M4 files
@@ -333,33 +315,45 @@ def parse_m4_filename(path: Path) -> tuple[str, str] | None:
     return domain.lower(), canonical_generator(generator)
 
 
+def m4_files(directory: Path) -> list[tuple[Path, str, str]]:
+    """(path, domain, generator) of each `<domain>_<generator>.jsonl` file in the directory, by name."""
+    return [(path, *parsed) for path in sorted(directory.glob("*.jsonl")) if (parsed := parse_m4_filename(path))]
+
+
 class RequestedNames(NamedTuple):
     """Domain or generator names the user gave under one flag: each must match some M4 file, as a typo would
-    otherwise only drop data."""
+    otherwise only drop data. `single`: the flag takes one name."""
 
     flag: str
     kind: Literal["domains", "generators"]
     names: Sequence[str]
+    single: bool = False
 
 
 def check_requested_names(
     where: str, available: list[tuple[Path, str, str]], requested: Iterable[RequestedNames]
 ) -> None:
-    """Every name of `requested` must match some of the `available` files (a did-you-mean error otherwise)."""
-    present = {
-        "domains": sorted({d for _, d, _ in available}),
-        "generators": sorted({g for _, _, g in available}),
-    }
-    unmatched = []
-    for flag, kind, names in requested:
+    """Every name of `requested` must match some of the `available` files: else an error with the names there,
+    the close ones, and the flag that would read them."""
+    present = {"domains": sorted({d for _, d, _ in available}), "generators": sorted({g for _, _, g in available})}
+    problems = []
+    for flag, kind, names, single in requested:
         canonical = str.lower if kind == "domains" else canonical_generator
-        for name, as_given in {canonical(n): n for n in names}.items():
-            if name not in present[kind]:
-                close = difflib.get_close_matches(name, present[kind], n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                unmatched.append(f"{flag} {as_given} matches no file{hint}; {kind} there: {' '.join(present[kind])}")
-    if unmatched:
-        raise UserError(f"{where}: " + "; ".join(unmatched))
+        given = {canonical(name): name for name in names}
+        unmatched = [name for name in given if name not in present[kind]]
+        if not unmatched:
+            continue
+        close = [match for name in unmatched for match in difflib.get_close_matches(name, present[kind], n=1)]
+        fix = list(dict.fromkeys([name for name in given if name in present[kind]] + close)) or present[kind]
+        problems.append(
+            f"{flag} {' '.join(given[name] for name in unmatched)} "
+            + ("matches" if len(unmatched) == 1 else "match")
+            + " no file"
+            + (f" (did you mean {', '.join(close)}?)" if close else "")
+            + f"; {kind} there: {' '.join(present[kind])} (give {flag} {(' or ' if single else ' ').join(fix)})"
+        )
+    if problems:
+        raise UserError(f"{where}: " + "; ".join(problems))
 
 
 def find_m4_files(
@@ -371,14 +365,14 @@ def find_m4_files(
 ) -> list[tuple[Path, str, str]]:
     """The M4 files for the requested domains and generators, matched case-insensitively and by alias.
 
-    `must_match`: the names that must each match some file (an error with the names there); None means every
-    requested domain and generator, as --train_domains/--train_generators. Pairs without a file are only logged
-    (a default list need not be present in every directory): `warn_missing` False for a second look-up in the
-    same run (the data cache's key is computed first), so the warning is printed once.
+    `must_match`: the names that must each match some file; None means every requested domain and generator, as
+    --train_domains/--train_generators. Pairs without a file are only logged (a default list need not be present
+    in every directory): `warn_missing` False for a second look-up in the same run (the data cache's key is
+    computed first), so the warning is printed once.
     """
     if not data_dir.is_dir():
         raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
-    available = [(p, *parsed) for p in sorted(data_dir.glob("*.jsonl")) if (parsed := parse_m4_filename(p))]
+    available = m4_files(data_dir)
     if not available:
         raise UserError(f"no <domain>_<generator>.jsonl files in {data_dir}")
     if must_match is None:
@@ -387,21 +381,18 @@ def find_m4_files(
             RequestedNames("--train_generators", "generators", generators),
         ]
     check_requested_names(str(data_dir), available, must_match)
-    wanted_domains = {d.lower() for d in domains}
-    wanted_generators = {canonical_generator(g) for g in generators}
-    selected = [(p, d, g) for p, d, g in available if d in wanted_domains and g in wanted_generators]
+    wanted = {"domains": {d.lower() for d in domains}, "generators": {canonical_generator(g) for g in generators}}
+    selected = [(p, d, g) for p, d, g in available if d in wanted["domains"] and g in wanted["generators"]]
     if not selected:
-        found = ", ".join(sorted(p.name for p, _, _ in available))
+        there = {"domains": {d for _, d, _ in available}, "generators": {g for _, _, g in available}}
+        fixes = [f"--train_{kind} {' '.join(sorted(there[kind]))}" for kind in there if not there[kind] & wanted[kind]]
         raise UserError(
-            f"no M4 file in {data_dir} matches --train_domains {' '.join(domains)} and "
-            f"--train_generators {' '.join(generators)}; files there: {found}"
+            f"no M4 file in {data_dir} matches --train_domains {' '.join(domains)} and --train_generators "
+            f"{' '.join(generators)}; files there: {', '.join(p.name for p, _, _ in available)}"
+            + (f" (give {' '.join(fixes)})" if fixes else "")
         )
-    missing = sorted(
-        f"{d}_{g}"
-        for d in wanted_domains
-        for g in wanted_generators
-        if not any(sd == d and sg == g for _, sd, sg in selected)
-    )
+    found = {(d, g) for _, d, g in selected}
+    missing = sorted(f"{d}_{g}" for d in wanted["domains"] for g in wanted["generators"] if (d, g) not in found)
     if missing and warn_missing:
         logger.warning("No M4 file for %d requested domain/generator pairs: %s", len(missing), ", ".join(missing))
     return selected
@@ -495,7 +486,8 @@ class _CorpusBuilder:
                 len(self.conflicting),
                 conflicting_occurrences,
             )
-        assign_groups(keep, [link for link in self.row_links if not self.conflicting.intersection(link)])
+        links = [link for link in self.row_links if not self.conflicting.intersection(link)]
+        assign_groups(keep, links, len(self.documents))
         generators: dict[str, set[str]] = defaultdict(set)
         for report in files:
             if report.kind == "m4" and report.documents:
@@ -510,22 +502,15 @@ class _CorpusBuilder:
         )
 
 
-def assign_groups(documents: list[Document], links: list[tuple[int, int]]) -> None:
-    """Union the documents of each M4 row; a group's id is the smallest doc_id in it."""
-    parent = {doc.doc_id: doc.doc_id for doc in documents}
-
-    def root(node: int) -> int:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    for a, b in links:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+def assign_groups(documents: list[Document], links: list[tuple[int, int]], n_ids: int) -> None:
+    """Join the documents of each M4 row (doc_ids below `n_ids`); a group's id is the smallest doc_id in it."""
+    rows, columns = np.array(links, dtype=np.int64).reshape(-1, 2).T
+    graph = coo_array((np.ones(len(rows), dtype=np.int8), (rows, columns)), shape=(n_ids, n_ids))
+    component = connected_components(graph, directed=False)[1]
+    smallest = np.full(n_ids, n_ids)
+    np.minimum.at(smallest, component, np.arange(n_ids))
     for doc in documents:
-        doc.group_id = root(doc.doc_id)
+        doc.group_id = int(smallest[component[doc.doc_id]])
 
 
 def read_m4_file(builder: _CorpusBuilder, path: Path, domain: str, generator: str) -> FileReport:
@@ -617,17 +602,12 @@ def load_corpus(
 # ----------------------------------------------------------------------------------------------- documents to score
 
 
-def detect_format(source: str, head: bytes = b"") -> str:
-    if source != "-" and Path(source).is_dir():
-        return "m4_dir"
+def detect_format(source: str, head: bytes) -> str:
+    """The format of a file (by its suffix) or of stdin (by its first character)."""
     suffix = Path(source).suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
+    if suffix in (".jsonl", ".json", ".ndjson") or (source == "-" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"):
         return "jsonl"
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if source == "-":
-        return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "txt"
-    return "txt"
+    return "csv" if suffix in (".csv", ".tsv") else "txt"
 
 
 def _scoring_rows(rows: Iterable[tuple[int, dict[str, Any]]], report: FileReport, m4_names: tuple[str, str] | None):
@@ -716,8 +696,8 @@ def read_documents(
             except UnicodeDecodeError as error:
                 raise UserError(f"{name}: not UTF-8 text (byte {error.start})") from error
             rows = [{"id": Path(name).stem if source != "-" else "stdin", "text": content, "line": 1}]
-            report.rows = report.used = 1 if content.strip() else 0
             rows = rows if content.strip() else []
+            report.rows = report.used = len(rows)
         else:
             reader = iter_csv if kind == "csv" else iter_jsonl
             m4_names = parse_m4_filename(Path(name)) if source != "-" else None
@@ -771,16 +751,8 @@ def _m4_dir_documents(
     if not domains or not generators:
         raise UserError("an M4 data directory needs --domains and --generators (or a training_config.json with them)")
     corpus = load_corpus(data_dir, domains, generators, reddit_file, normalize_digits, must_match=must_match)
-    return pd.DataFrame(
-        {
-            "id": [doc.doc_id for doc in corpus.documents],
-            "input_label": [doc.label for doc in corpus.documents],
-            "domain": [doc.domain for doc in corpus.documents],
-            "generator": [doc.generator for doc in corpus.documents],
-            "corpus": [corpus.corpus_name(doc) for doc in corpus.documents],
-            "text": [doc.text for doc in corpus.documents],
-        }
-    )
+    rows = [(d.doc_id, d.label, d.domain, d.generator, corpus.corpus_name(d), d.text) for d in corpus.documents]
+    return pd.DataFrame(rows, columns=["id", "input_label", "domain", "generator", "corpus", "text"])
 
 
 def labels_of(frame: pd.DataFrame, required: bool = True) -> pd.Series:

@@ -144,10 +144,8 @@ class PredictArguments:
 
 
 def parse_predict_args(argv: list[str] | None = None, description: str | None = None) -> PredictArguments:
-    (arguments,) = CommandLineParser([PredictArguments], prog="predict.py", description=description).parse_dataclasses(
-        argv
-    )
-    return arguments
+    parser = CommandLineParser([PredictArguments], prog="predict.py", description=description)
+    return parser.parse_dataclasses(argv)[0]
 
 
 @dataclass(frozen=True)
@@ -165,18 +163,11 @@ class Reading:
     @classmethod
     def for_detectors(cls, detectors: list[Detector], args: PredictArguments) -> Reading:
         normalize = all(d.normalize_whitespace for d in detectors)
-        trained_domains, trained_generators = training_selection(detectors)
-        domains = args.domains or trained_domains
-        generators = args.generators or trained_generators
-        must_match = tuple(
-            RequestedNames(flag, kind, names)
-            for flag, kind, names in (
-                ("--domains", "domains", args.domains),
-                ("--generators", "generators", args.generators),
-            )
-            if names
-        )
-        return cls(normalize, normalize and all(d.normalize_digits for d in detectors), domains, generators, must_match)
+        digits = normalize and all(d.normalize_digits for d in detectors)
+        domains, generators = training_selection(detectors)
+        requested = {"domains": args.domains, "generators": args.generators}
+        must_match = tuple(RequestedNames(f"--{kind}", kind, names) for kind, names in requested.items() if names)
+        return cls(normalize, digits, args.domains or domains, args.generators or generators, must_match)
 
 
 def training_selection(detectors: list[Detector]) -> tuple[list[str] | None, list[str] | None]:
@@ -200,10 +191,9 @@ def model_names(paths: list[str]) -> list[str]:
     names = []
     for path in paths:
         local = Path(path)
-        if local.is_dir():
-            name = f"{local.resolve().parent.name}/{local.name}" if local.name.startswith("checkpoint-") else local.name
-        else:
-            name = path
+        name = local.name if local.is_dir() else path
+        if local.is_dir() and name.startswith("checkpoint-"):
+            name = f"{local.resolve().parent.name}/{name}"
         names.append(name if name not in names else f"{name} ({len(names) + 1})")
     return names
 
@@ -213,10 +203,9 @@ def score_documents(
 ) -> pd.DataFrame:
     """Every document's `prob_machine` and `n_chunks` over chunks scored in batches that mix documents."""
     texts = documents["text"].tolist()
-    if reading is not None and (reading.normalize, reading.normalize_digits) != (
-        detector.normalize_whitespace,
-        detector.normalize_digits,
-    ):
+    # The reader applied the normalisation every model shares; a model trained with more applies its own.
+    read_as = None if reading is None else (reading.normalize, reading.normalize_digits)
+    if read_as not in (None, (detector.normalize_whitespace, detector.normalize_digits)):
         texts = [detector.normalize(text) for text in texts]
     scored, _, _ = detector.score(texts, args.batch_size, autocast_dtype(args.precision), args.aggregate, args.num_proc)
     return documents.drop(columns=["text", "line"], errors="ignore").assign(
@@ -242,10 +231,6 @@ def evaluate(
     labelled = evaluation.fill_groups(predictions)
     target_fpr = detector.target_fpr if detector.target_fpr is not None else DEFAULT_TARGET_FPR
     return evaluation.evaluate_predictions(labelled, target_fpr, threshold, chosen_on=chosen_on), labelled
-
-
-def read(source: str, input_format: str, reading: Reading, args: PredictArguments) -> pd.DataFrame:
-    return read_counting_skips(source, input_format, reading, args)[0]
 
 
 def read_counting_skips(
@@ -304,10 +289,6 @@ def baseline_probs(
     return evaluation.tfidf_baseline_probs(train["text"].tolist(), labels.tolist(), documents["text"].tolist())
 
 
-def load_detectors(args: PredictArguments) -> list[Detector]:
-    return [load_detector(path, args.machine_label_for(i), args.max_length) for i, path in enumerate(args.model_path)]
-
-
 def predict(args: PredictArguments) -> int:
     if args.output not in (None, "-"):
         check_output_file(args.output, "--output")
@@ -322,9 +303,11 @@ def predict(args: PredictArguments) -> int:
 
 
 def score_and_write(args: PredictArguments) -> int:
-    detectors = load_detectors(args)
+    detectors = [
+        load_detector(path, args.machine_label_for(i), args.max_length) for i, path in enumerate(args.model_path)
+    ]
     reading = Reading.for_detectors(detectors, args)
-    documents = read(args.input, args.input_format, reading, args)
+    documents, _ = read_counting_skips(args.input, args.input_format, reading, args)
     baseline = baseline_probs(args, reading, detectors, documents) if args.eval and args.baseline_train else None
     models = []
     for name, path, detector in zip(model_names(args.model_path), args.model_path, detectors):
@@ -346,7 +329,7 @@ def score_and_write(args: PredictArguments) -> int:
         )
     ]
     if args.eval and len(models) == 1:
-        evaluate_one(models[0], baseline, args)
+        evaluate_one(models[0], with_baseline, args)
     elif args.eval:
         compare(models, baseline, args)
     if args.eval:
@@ -359,13 +342,10 @@ def score_and_write(args: PredictArguments) -> int:
     return 0
 
 
-def evaluate_one(model: ScoredModel, baseline: np.ndarray | None, args: PredictArguments) -> None:
+def evaluate_one(model: ScoredModel, with_baseline: dict[str, np.ndarray], args: PredictArguments) -> None:
     """--eval with one model: metrics.json, report.md and the plots."""
-    predictions = model.predictions
-    if baseline is not None:
-        predictions = predictions.assign(**{evaluation.BASELINE_COLUMN: baseline})
-    chosen_on = threshold_source(model.detector, args)
-    metrics, labelled = evaluate(predictions, model.detector, model.threshold, chosen_on)
+    predictions = model.predictions.assign(**with_baseline)
+    metrics, labelled = evaluate(predictions, model.detector, model.threshold, threshold_source(model.detector, args))
     report_dir = Path(args.report_dir)
     write_json(report_dir / "metrics.json", metrics)
     reports.write_report(report_dir, metrics, labelled, f"Evaluation of {model.path} on {args.input}")

@@ -17,7 +17,7 @@ import random
 import shutil
 import sys
 import tempfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -133,34 +133,15 @@ def parse_prepare_args(
 # ----------------------------------------------------------------------------------------------- tables
 
 
-@dataclass
-class FileTable:
-    """Rows read, kept and dropped by reason for one input file."""
-
-    path: str
-    rows: int = 0
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "rows": self.rows, "kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}
-
-
-def format_tables(tables: list[FileTable]) -> str:
-    reasons = sorted({reason for table in tables for reason in table.dropped})
-    rows = [[Path(t.path).name, t.rows, t.kept, *(t.dropped.get(r, 0) for r in reasons)] for t in tables]
-    total = [
-        "TOTAL",
-        sum(t.rows for t in tables),
-        sum(t.kept for t in tables),
-        *(sum(t.dropped.get(r, 0) for t in tables) for r in reasons),
+def write_tables(reports: list[data_loaders.FileReport], path: Path, settings: dict[str, Any]) -> None:
+    """Rows read, kept and dropped by reason per input file: as JSON in `path` and as a table on stdout."""
+    files = [
+        {"path": r.path, "rows": r.rows, "kept": r.used, "dropped": dict(sorted(r.skipped.items()))} for r in reports
     ]
-    return format_table(["file", "rows", "kept", *reasons], [*rows, total])
-
-
-def write_tables(tables: list[FileTable], path: Path, settings: dict[str, Any]) -> None:
-    write_json(path, {"settings": settings, "files": [t.as_dict() for t in tables]})
-    print(format_tables(tables))
+    write_json(path, {"settings": settings, "files": files})
+    reasons = sorted({reason for report in reports for reason in report.skipped})
+    rows = [[Path(r.path).name, r.rows, r.used, *(r.skipped[reason] for reason in reasons)] for r in reports]
+    print(format_table(["file", "rows", "kept", *reasons], [*rows, ["TOTAL", *map(sum, list(zip(*rows))[1:])]]))
 
 
 # ----------------------------------------------------------------------------------------------- M4
@@ -180,10 +161,6 @@ def clean_field(value: Any) -> tuple[Any, str | None]:
     return cleaned, None if cleaned else "empty"
 
 
-def _text_length(value: str | list[str]) -> int:
-    return len("\n\n".join(value)) if isinstance(value, list) else len(value)
-
-
 def clean_m4_row(row: dict[str, Any], min_chars: int) -> str | None:
     """Clean the row's text fields in place; return the reason to drop the row, or None to keep it."""
     for role, fields in (("human", data_loaders.HUMAN_TEXT_FIELDS), ("machine", data_loaders.MACHINE_TEXT_FIELDS)):
@@ -194,21 +171,19 @@ def clean_m4_row(row: dict[str, Any], min_chars: int) -> str | None:
             cleaned, problem = clean_field(row[name])
             if problem:
                 return f"{role}_text_{problem}"
-            if _text_length(cleaned) < min_chars:
+            if len("\n\n".join(cleaned) if isinstance(cleaned, list) else cleaned) < min_chars:
                 return f"{role}_text_too_short"
             row[name] = cleaned
     return None
 
 
-def _cleaned_m4_rows(
-    path: Path, report: data_loaders.FileReport, table: FileTable, min_chars: int
-) -> Iterator[dict[str, Any]]:
+def _cleaned_m4_rows(path: Path, report: data_loaders.FileReport, min_chars: int) -> Iterator[dict[str, Any]]:
     for line, row in data_loaders.iter_jsonl(path, report):
         reason = clean_m4_row(row, min_chars)
         if reason:
             report.skip(line, reason)
             continue
-        table.kept += 1
+        report.used += 1
         yield row
 
 
@@ -248,16 +223,13 @@ def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int, report_path: P
     try:
         tables = []
         for path in paths:
-            report = data_loaders.FileReport(path=str(path), kind="m4")
-            table = FileTable(path=str(path))
+            tables.append(data_loaders.FileReport(path=str(path), kind="m4"))
             try:
-                write_jsonl(building / path.name, _cleaned_m4_rows(path, report, table, min_chars))
+                write_jsonl(building / path.name, _cleaned_m4_rows(path, tables[-1], min_chars))
             except OSError as error:  # named by its final place, not the temporary one
                 if message := files.write_failure(error, building, output_dir / path.name):
                     raise UserError(message) from error
                 raise
-            table.rows, table.dropped = report.rows, report.skipped
-            tables.append(table)
         inside = report_path.absolute().parent == output_dir.absolute()
         if inside:
             write_tables(tables, building / report_path.name, settings)
@@ -305,22 +277,13 @@ def _first(row: dict[str, Any], fields: tuple[str, ...]) -> Any:
     return next((row[name] for name in fields if row.get(name) not in (None, "")), None)
 
 
-@dataclass
-class RedditPost:
-    line: int
-    text: str
-    timestamp: datetime
-    post_id: str
-    source: str
-
-
-def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileReport) -> list[RedditPost]:
-    """Every clean, long-enough, pre-cut-off, first-seen post of the dump, in file order."""
+def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileReport) -> list[tuple[int, str, dict]]:
+    """(line, month, row to write) of every clean, long-enough, pre-cut-off, first-seen post, in file order."""
     path = Path(args.input)
     if not os.path.lexists(path):
         raise UserError(f"Reddit dump not found: {path}")
     cutoff = datetime.combine(date.fromisoformat(args.cutoff_date), datetime.min.time(), tzinfo=timezone.utc)
-    posts: list[RedditPost] = []
+    posts: list[tuple[int, str, dict]] = []
     seen_texts: set[str] = set()
     seen_ids: set[str] = set()
     for line, row in data_loaders.iter_rows(path, report):
@@ -349,42 +312,45 @@ def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileRep
             continue
         seen_texts.add(key)
         seen_ids.add(post_id)
-        source = args.source or (
-            row.get("source") if isinstance(row.get("source"), str) and row["source"] else "reddit"
-        )
-        posts.append(RedditPost(line, text, timestamp, post_id, source))
+        source = args.source or (row["source"] if isinstance(row.get("source"), str) and row["source"] else "reddit")
+        written = timestamp.strftime("%Y-%m-%d %H:%M:%S")
+        row = {"text": text, "label": data_loaders.HUMAN, "source": source, "timestamp": written, "id": post_id}
+        posts.append((line, timestamp.strftime("%Y-%m"), row))
     return posts
 
 
+def _keep(posts: list, chosen: set[int], reason: str, report: data_loaders.FileReport) -> list:
+    """The posts at the `chosen` positions, in order; the others are counted as skipped for `reason`."""
+    for index, (line, *_) in enumerate(posts):
+        if index not in chosen:
+            report.skip(line, reason)
+    return [post for index, post in enumerate(posts) if index in chosen]
+
+
 def sample_posts(
-    posts: list[RedditPost],
+    posts: list[tuple[int, str, dict]],
     max_per_month: int | None,
     sample_size: int | None,
     seed: int,
     report: data_loaders.FileReport,
-) -> list[RedditPost]:
+) -> list[tuple[int, str, dict]]:
     """Cap each calendar month, then draw the total sample; both seeded, and the file order is kept."""
     if max_per_month is not None:
         by_month: dict[str, list[int]] = defaultdict(list)
-        for index, post in enumerate(posts):
-            by_month[post.timestamp.strftime("%Y-%m")].append(index)
-        keep: set[int] = set()
+        for index, (_, month, _) in enumerate(posts):
+            by_month[month].append(index)
+        chosen: set[int] = set()
         for month, indices in sorted(by_month.items()):
-            chosen = random.Random(f"{seed}-{month}").sample(indices, min(max_per_month, len(indices)))
-            keep.update(chosen)
-            for index in set(indices) - set(chosen):
-                report.skip(posts[index].line, "over_month_cap")
-        posts = [post for index, post in enumerate(posts) if index in keep]
+            chosen.update(random.Random(f"{seed}-{month}").sample(indices, min(max_per_month, len(indices))))
+        posts = _keep(posts, chosen, "over_month_cap", report)
     if sample_size is not None and len(posts) > sample_size:
-        chosen = set(random.Random(seed).sample(range(len(posts)), sample_size))
-        for index, post in enumerate(posts):
-            if index not in chosen:
-                report.skip(post.line, "over_sample_size")
-        posts = [post for index, post in enumerate(posts) if index in chosen]
+        posts = _keep(
+            posts, set(random.Random(seed).sample(range(len(posts)), sample_size)), "over_sample_size", report
+        )
     return posts
 
 
-def prepare_reddit(args: PrepareRedditArguments) -> list[FileTable]:
+def prepare_reddit(args: PrepareRedditArguments) -> data_loaders.FileReport:
     check_output_file(args.output, "--output")
     check_output_file(args.report_path, "--report")
     dump = Path(args.input)
@@ -394,20 +360,9 @@ def prepare_reddit(args: PrepareRedditArguments) -> list[FileTable]:
     posts = sample_posts(read_reddit_posts(args, report), args.max_per_month, args.sample_size, args.seed, report)
     if not posts:
         raise UserError(f"no post of {args.input} passed the filters: {dict(report.skipped)}")
-    write_jsonl(
-        args.output,
-        (
-            {
-                "text": post.text,
-                "label": data_loaders.HUMAN,
-                "source": post.source,
-                "timestamp": post.timestamp.strftime("%Y-%m-%d %H:%M:%S"),
-                "id": post.post_id,
-            }
-            for post in posts
-        ),
-    )
-    return [FileTable(path=str(args.input), rows=report.rows, kept=len(posts), dropped=report.skipped)]
+    write_jsonl(args.output, (row for _, _, row in posts))
+    report.used = len(posts)
+    return report
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -423,8 +378,7 @@ def prepare(command: str, args: PrepareM4Arguments | PrepareRedditArguments) -> 
                 check_output_file(report_path, "--report")
             prepare_m4(Path(args.input_dir), output, args.min_chars, report_path, settings)
         else:
-            tables = prepare_reddit(args)
-            write_tables(tables, Path(args.report_path), settings)
+            write_tables([prepare_reddit(args)], Path(args.report_path), settings)
             logger.info("Posts written to %s; table in %s", output, args.report_path)
     except OSError as error:
         if message := files.write_failure(error, output.absolute().parent):

@@ -7,7 +7,8 @@ The input is a JSONL file of N labelled documents ({"id", "text", "label", "doma
 come from the shared sample's English domains (else the generated demo sample), each made distinct. Timed in
 a fresh process per size (fastest of --repeats; peak memory is that process's own):
 
-- read: `predict.read`, that is `data_loaders.read_documents` (JSON, skip accounting, frame, normalisation);
+- read: `predict.read_counting_skips`, that is `data_loaders.read_documents` (JSON, skip accounting, frame,
+  normalisation);
 - aggregate: `predict.score_documents` with the model replaced by made-up chunk probabilities (one chunk per
   2,000 characters, seeded): `evaluation.aggregate_documents` by doc_id and predict's merge of the scores into
   the documents, exactly as after a real forward pass. Chunking and the model are not timed here
@@ -115,7 +116,7 @@ def measure(path: str) -> dict:
         start, start_cpu = time.perf_counter(), time.thread_time()
 
     reading = predict.Reading.for_detectors([detector], args)
-    documents = predict.read(args.input, args.input_format, reading, args)
+    documents, _ = predict.read_counting_skips(args.input, args.input_format, reading, args)
     lap("read")
     predictions = predict.score_documents(documents, detector, args, reading)
     lap("aggregate")

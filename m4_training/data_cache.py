@@ -17,6 +17,7 @@ clean-up). A cache directory that cannot be written is a warning: the data is th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -111,12 +112,11 @@ def loaded_selection(settings: DataSettings) -> tuple[list[str], list[str]]:
     name it (`--val_generator flant5 --train_generators chatGPT davinci` validates on flant5).
     """
     domains, generators = list(settings.train_domains), list(settings.train_generators)
-    held_out_domain, held_out_generator = settings.val_domain, settings.held_out_generator
-    if held_out_domain is not None and held_out_domain not in {d.lower() for d in domains}:
-        domains.append(held_out_domain)
-    if held_out_generator is not None:
-        if canonical_generator(held_out_generator) not in {canonical_generator(g) for g in generators}:
-            generators.append(held_out_generator)
+    if settings.val_domain is not None and settings.val_domain not in {d.lower() for d in domains}:
+        domains.append(settings.val_domain)
+    held_out = settings.held_out_generator
+    if held_out is not None and canonical_generator(held_out) not in {canonical_generator(g) for g in generators}:
+        generators.append(held_out)
     return domains, generators
 
 
@@ -132,9 +132,9 @@ def requested_names(settings: DataSettings) -> list[RequestedNames]:
     if settings.train_generators != DEFAULT_GENERATORS:
         names.append(RequestedNames("--train_generators", "generators", settings.train_generators))
     if settings.val_domain is not None:
-        names.append(RequestedNames("--val_domain", "domains", [settings.val_domain]))
+        names.append(RequestedNames("--val_domain", "domains", [settings.val_domain], single=True))
     if settings.held_out_generator is not None:
-        names.append(RequestedNames("--val_generator", "generators", [settings.held_out_generator]))
+        names.append(RequestedNames("--val_generator", "generators", [settings.held_out_generator], single=True))
     return names
 
 
@@ -204,15 +204,6 @@ def build(settings: DataSettings, tokenizer: PreTrainedTokenizerBase, chunk_dir:
         for side, docs in zip(SIDES, (split.train, split.val))
     )
     return PreparedChunks(corpus, split, train_chunks, val_chunks)
-
-
-def _start_build(cache: Path, entry: Path) -> tuple[Path, FileLock]:
-    """A private temporary directory for building `entry`, and its held lock."""
-    cache.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp-", dir=cache))
-    lock = FileLock(building / BUILD_LOCK)
-    lock.acquire()
-    return building, lock
 
 
 def remove_orphans(cache: Path) -> list[Path]:
@@ -294,11 +285,9 @@ def _read_entry(entry: Path) -> PreparedChunks:
 def _discard(entry: Path) -> None:
     """Move a damaged entry out of the way (atomically, others may be reading it) and delete it."""
     doomed = entry.with_name(f"{entry.name}.tmp-damaged-{os.getpid()}-{time.time_ns()}")
-    try:
+    with contextlib.suppress(OSError):  # another run moved it already
         os.rename(entry, doomed)
-    except OSError:
-        return  # another run moved it already
-    shutil.rmtree(doomed, ignore_errors=True)
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 @cyclic_gc.paused()
@@ -320,29 +309,21 @@ def prepare(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> Prepa
         else:
             logger.info("Prepared data read from the cache %s (--no_cache to rebuild)", entry)
             return prepared
+    building = None
     try:
-        building, lock = _start_build(cache, entry)
-    except OSError as error:
+        cache.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp-", dir=cache))
+        with FileLock(building / BUILD_LOCK):  # held for as long as the build runs: see remove_orphans
+            remove_orphans(cache)
+            logger.info("Preparing data; the result is cached in %s", entry)
+            return _write_entry(building, entry, settings, tokenizer)
+    except OSError as error:  # the data is built again in memory, as with --no_cache
         logger.warning(
-            "The cache directory %s cannot be written (%s); preparing the data without a cache (as --no_cache)",
+            "The cache directory %s cannot be written (%s); preparing the data without a cache",
             cache,
             error.strerror or error,
         )
-        return build(settings, tokenizer)
-    try:
-        remove_orphans(cache)
-        logger.info("Preparing data; the result is cached in %s", entry)
-        return _write_entry(building, entry, settings, tokenizer)
-    except OSError as error:
-        logger.warning(
-            "Could not store the prepared data in %s (%s); preparing it again without a cache",
-            cache,
-            error.strerror or error,
-        )
-        shutil.rmtree(building, ignore_errors=True)
-        return build(settings, tokenizer)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     finally:
-        lock.release()
+        if building is not None:
+            shutil.rmtree(building, ignore_errors=True)  # gone already when the entry took its place
+    return build(settings, tokenizer)

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
 from m4_training.files import write_jsonl
+from m4_training.modeling import ID2LABEL, LABEL2ID
 
 TOY_NOTE = (
     "This was the demo: a generated toy sample, whose machine texts are written in stock phrases of their own, "
@@ -30,86 +31,28 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 DEMO_DOMAINS = ("arxiv", "wikipedia", "reddit")
 # File-name spelling per generator, as in the real M4 release.
 DEMO_GENERATOR_FILES = {"chatgpt": "chatGPT", "davinci": "davinci", "dolly": "dolly2", "flant5": "flant5"}
-DEMO_TOPICS = (
-    "battery storage",
-    "river ecology",
-    "quantum sensors",
-    "medieval trade",
-    "urban gardens",
-    "solar wind",
-    "protein folding",
-    "jazz history",
-    "glacier retreat",
-    "sleep research",
-    "bridge design",
-    "coral reefs",
-    "street food",
-    "chess openings",
-    "volcanic soil",
-    "bird migration",
-    "tax policy",
-    "rail networks",
-    "fermentation",
-    "dark matter",
-    "language learning",
-    "forest fires",
-    "video codecs",
-    "honey bees",
-    "desert plants",
-    "ocean tides",
-    "vaccine trials",
-    "market bubbles",
-    "ancient roads",
-    "wind turbines",
+DEMO_TOPICS = tuple(
+    "battery storage, river ecology, quantum sensors, medieval trade, urban gardens, solar wind, "
+    "protein folding, jazz history, glacier retreat, sleep research, bridge design, coral reefs, "
+    "street food, chess openings, volcanic soil, bird migration, tax policy, rail networks, fermentation, "
+    "dark matter, language learning, forest fires, video codecs, honey bees, desert plants, ocean tides, "
+    "vaccine trials, market bubbles, ancient roads, wind turbines".split(", ")
 )
 # Each class writes in its own register: the human texts casual and first-person, the machine texts formal
 # and formulaic, each generator with a few pet phrases of its own on top of the shared machine style. The two
 # registers share no word (only NEUTRAL_WORDS and the topics are common), and a text borrows from the other
 # register only now and then, so a 2-layer model learns the difference in seconds, including for a
 # generator held out of training. A toy: real machine text is far harder to tell apart.
-HUMAN_PHRASES = (
-    "honestly i think",
-    "tbh",
-    "lol",
-    "idk why but",
-    "my buddy said",
-    "anyway",
-    "i guess",
-    "pretty sure",
-    "kinda",
-    "no idea if",
-    "we measured",
-    "ran twice and",
-    "weird thing tho",
-    "imo",
-    "ages ago",
-    "i read somewhere",
-    "turns out",
-    "fwiw",
-    "numbers look way off",
-    "my old prof",
-    "gonna try again",
-    "ugh",
+HUMAN_PHRASES = tuple(
+    "honestly i think, tbh, lol, idk why but, my buddy said, anyway, i guess, pretty sure, kinda, "
+    "no idea if, we measured, ran twice and, weird thing tho, imo, ages ago, i read somewhere, turns out, "
+    "fwiw, numbers look way off, my old prof, gonna try again, ugh".split(", ")
 )
-MACHINE_PHRASES = (
-    "furthermore",
-    "in conclusion",
-    "it is important to note that",
-    "overall",
-    "additionally",
-    "this highlights",
-    "a comprehensive overview of",
-    "plays a crucial role in",
-    "in summary",
-    "moreover",
-    "it is worth noting that",
-    "a wide range of",
-    "significant insights into",
-    "offers valuable perspectives on",
-    "ultimately",
-    "the multifaceted nature of",
-    "in today's world",
-    "various factors",
+MACHINE_PHRASES = tuple(
+    "furthermore, in conclusion, it is important to note that, overall, additionally, this highlights, "
+    "a comprehensive overview of, plays a crucial role in, in summary, moreover, it is worth noting that, "
+    "a wide range of, significant insights into, offers valuable perspectives on, ultimately, "
+    "the multifaceted nature of, in today's world, various factors".split(", ")
 )
 GENERATOR_PHRASES = {
     "chatgpt": ("delve into", "a rich tapestry of", "navigate the complexities"),
@@ -117,29 +60,9 @@ GENERATOR_PHRASES = {
     "dolly": ("according to experts", "generally speaking", "a key consideration"),
     "flant5": ("the answer is", "this is because", "in other words"),
 }
-NEUTRAL_WORDS = (
-    "the",
-    "system",
-    "results",
-    "people",
-    "study",
-    "model",
-    "data",
-    "time",
-    "change",
-    "effect",
-    "city",
-    "water",
-    "energy",
-    "price",
-    "work",
-    "method",
-    "group",
-    "years",
-    "level",
-    "process",
-    "region",
-    "growth",
+NEUTRAL_WORDS = tuple(
+    "the system results people study model data time change effect city water energy price work method group "
+    "years level process region growth".split()
 )
 TEXT_SENTENCES = (2, 3, 5, 8)  # sentences of an M4 text (a few need two windows of 128 tokens)
 POST_SENTENCES = (1, 2, 3, 5)  # ... of a Reddit post
@@ -280,24 +203,16 @@ def build_tiny_model(vocab_size: int, seed: int = 0) -> BertForSequenceClassific
         intermediate_size=128,
         max_position_embeddings=512,
         num_labels=2,
-        id2label={0: "human", 1: "machine"},
-        label2id={"human": 0, "machine": 1},
+        id2label=ID2LABEL,
+        label2id=LABEL2ID,
     )
     torch.manual_seed(seed)
     return BertForSequenceClassification(config)
 
 
-def write_demo_model(directory: str | Path, texts: list[str], seed: int = 0) -> Path:
-    """Save a demo tokenizer and tiny model to `directory`, loadable with the Auto* classes."""
-    directory = Path(directory)
-    tokenizer = train_demo_tokenizer(texts)
-    tokenizer.save_pretrained(directory)
-    build_tiny_model(len(tokenizer), seed).save_pretrained(directory)
-    return directory
-
-
 def prepare_demo(directory: str | Path, seed: int = 0) -> tuple[Path, Path, Path]:
-    """Write the demo data and model once; returns (data_dir, reddit_file, model_dir)."""
+    """Write the demo data, and a tokenizer and tiny model loadable with the Auto* classes once; returns
+    (data_dir, reddit_file, model_dir)."""
     directory = Path(directory)
     data_dir, reddit_file = write_demo_data(directory, seed)
     model_dir = directory / "tiny-bert"
@@ -307,5 +222,7 @@ def prepare_demo(directory: str | Path, seed: int = 0) -> tuple[Path, Path, Path
             for line in open(path, encoding="utf-8"):
                 row = json.loads(line)
                 texts += [str(row.get("human_text", row.get("text", ""))), str(row["machine_text"])]
-        write_demo_model(model_dir, texts, seed)
+        tokenizer = train_demo_tokenizer(texts)
+        tokenizer.save_pretrained(model_dir)
+        build_tiny_model(len(tokenizer), seed).save_pretrained(model_dir)
     return data_dir, reddit_file, model_dir

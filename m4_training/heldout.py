@@ -65,14 +65,12 @@ def m4_selection(
     directory: Path, domains: list[str] | None, generators: list[str] | None
 ) -> tuple[list[str], list[str]]:
     """The domains and generators to read from an M4 test directory: every file's, or those the flags keep."""
-    found = [parsed for path in sorted(directory.glob("*.jsonl")) if (parsed := data_loaders.parse_m4_filename(path))]
-    wanted_domains = {d.lower() for d in domains} if domains else None
-    wanted_generators = {data_loaders.canonical_generator(g) for g in generators} if generators else None
+    found = [(d, g) for _, d, g in data_loaders.m4_files(directory)]
     kept = [
         (domain, generator)
         for domain, generator in found
-        if (wanted_domains is None or domain in wanted_domains)
-        and (wanted_generators is None or generator in wanted_generators)
+        if (not domains or domain in {d.lower() for d in domains})
+        and (not generators or generator in {data_loaders.canonical_generator(g) for g in generators})
     ]
     if not kept:
         files = ", ".join(f"{d}_{g}" for d, g in found) or "none"
@@ -87,17 +85,11 @@ def check_test_names(paths: Sequence[str], test_domains: list[str] | None, test_
     """Each --test_domains/--test_generators name must match a file in some --test_data directory: a typo would
     otherwise only leave documents out of the test set."""
     directories = [path for path in paths if Path(path).is_dir()]
-    available = [
-        (path, *parsed)
-        for directory in directories
-        for path in sorted(Path(directory).glob("*.jsonl"))
-        if (parsed := data_loaders.parse_m4_filename(path))
-    ]
-    requested = [
-        RequestedNames("--test_domains", "domains", test_domains or []),
-        RequestedNames("--test_generators", "generators", test_generators or []),
-    ]
-    if available:
+    if available := [file for directory in directories for file in data_loaders.m4_files(Path(directory))]:
+        requested = [
+            RequestedNames("--test_domains", "domains", test_domains or []),
+            RequestedNames("--test_generators", "generators", test_generators or []),
+        ]
         data_loaders.check_requested_names(f"--test_data {' '.join(directories)}", available, requested)
 
 
@@ -113,15 +105,11 @@ def read_test_sets(
             domains, generators = m4_selection(Path(path), test_domains, test_generators)
         try:
             frame, report = data_loaders.read_documents(path, "auto", normalize_digits, domains, generators)
-        except UserError as error:
-            message = str(error).removeprefix(f"{path}: ")
-            raise UserError(f"--test_data {path}: {message}") from error
-        if report is not None and report.skipped:
-            logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
-        try:
             labels = data_loaders.labels_of(frame)
         except UserError as error:
-            raise UserError(f"--test_data {path}: {error}") from error
+            raise UserError(f"--test_data {path}: {str(error).removeprefix(f'{path}: ')}") from error
+        if report is not None and report.skipped:
+            logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
         test_sets.append(HeldOutSet(name, str(path), frame.assign(label=labels), len(frame)))
         logger.info("Test set %s: %d labelled documents from %s", name, len(frame), path)
     return test_sets

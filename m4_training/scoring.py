@@ -12,7 +12,6 @@ defaults, its machine class found from `id2label`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -60,12 +59,6 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(precision))
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
-
-
 @torch.inference_mode()
 def predict_chunk_probs(
     model: PreTrainedModel,
@@ -86,42 +79,23 @@ def predict_chunk_probs(
     loader = DataLoader(
         chunks.select(order).with_format("python"),
         batch_size=batch_size,
-        shuffle=False,
         collate_fn=chunking.ChunkCollator(tokenizer, pad_to_multiple_of=8),
     )
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     in_dataset_order = np.zeros(len(chunks))
-    done = 0
     show = len(chunks) >= SHOW_PROGRESS_FROM_CHUNKS if show_progress is None else show_progress
-    for batch in tqdm(loader, desc="Predicting", disable=not show, leave=False):
+    for i, batch in enumerate(tqdm(loader, desc="Predicting", disable=not show, leave=False)):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "labels"}
-        with _autocast(device, dtype):
+        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda" and dtype is not None):
             logits = model(**batch).logits
         probs = torch.softmax(logits.float(), dim=-1)[:, machine_index].cpu().numpy()
         # Copied out at once: keeping every batch's small array (a view of its tensor) alive fragments the
         # heap, about 5 KB per chunk of peak memory (+0.5 GB for one 48 MB document).
-        in_dataset_order[order[done : done + len(probs)]] = probs
-        done += len(probs)
+        in_dataset_order[order[i * batch_size : (i + 1) * batch_size]] = probs
     model.train(was_training)
     return in_dataset_order
-
-
-def score_chunks(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    chunks: Dataset,
-    documents: pd.DataFrame,
-    batch_size: int,
-    dtype: torch.dtype | None,
-    aggregate: str = "mean",
-    machine_index: int = 1,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per document (a row of `documents` with its `doc_id`): `prob_machine` and `n_chunks`; plus chunk probs."""
-    probs = predict_chunk_probs(model, chunks, tokenizer, batch_size, dtype, machine_index=machine_index)
-    doc_ids = chunking.column_array(chunks, "doc_id")
-    return aggregate_documents(doc_ids, probs, documents, how=aggregate), probs
 
 
 def score_texts(
@@ -139,9 +113,9 @@ def score_texts(
     """Chunk normalised texts and score them: per text (in order) `prob_machine` and `n_chunks`; the chunks
     (with their `doc_id` = position of the text) and each chunk's probability."""
     chunks = chunking.chunk_documents(chunking.text_dataset(list(texts)), tokenizer, max_length, overlap, num_proc)
-    frame = pd.DataFrame({"doc_id": np.arange(len(texts))})
-    scored, probs = score_chunks(model, tokenizer, chunks, frame, batch_size, dtype, aggregate, machine_index)
-    return scored, chunks, probs
+    probs = predict_chunk_probs(model, chunks, tokenizer, batch_size, dtype, machine_index=machine_index)
+    documents = pd.DataFrame({"doc_id": np.arange(len(texts))})
+    return aggregate_documents(chunking.column_array(chunks, "doc_id"), probs, documents, how=aggregate), chunks, probs
 
 
 def _label_kind(name: str, n_labels: int) -> str | None:
@@ -188,22 +162,22 @@ def machine_label_index(id2label: Mapping[int, str], machine_label: str | None =
 class Detector:
     """A detector and the settings scoring must repeat: those it was trained with (train.py) or defaults.
 
-    The weights are loaded when first used, so bad input is reported before that cost. `normalize_whitespace`
-    False (models not trained by train.py) means texts are scored as written: no normalisation at all.
+    The weights are loaded when first used, so bad input is reported before that cost. The defaults are those of
+    a model not trained by train.py: texts scored as written (no normalisation at all), at threshold 0.5.
     """
 
     path: Path | str
     tokenizer: PreTrainedTokenizerBase
-    normalize_digits: bool
     max_length: int
     chunk_overlap: int
-    threshold: float
-    target_fpr: float | None
-    domains: list[str] | None
-    generators: list[str] | None
-    machine_index: int = 1
-    normalize_whitespace: bool = True
-    settings_from: str = TRAINING_CONFIG
+    machine_index: int
+    settings_from: str
+    normalize_whitespace: bool = False
+    normalize_digits: bool = False
+    threshold: float = 0.5
+    target_fpr: float | None = None
+    domains: list[str] | None = None
+    generators: list[str] | None = None
 
     def normalize(self, text: str) -> str:
         """A text as this detector's training saw it (unchanged for a model not trained by train.py)."""
@@ -258,6 +232,7 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
         config = read_json(config_path)
         data = config.get("arguments", {}).get("data", {})
         settings = {
+            "normalize_whitespace": True,
             "normalize_digits": bool(config["normalization"]["normalize_digits"]),
             "max_length": int(config["chunking"]["max_length"]),
             "chunk_overlap": int(config["chunking"]["chunk_overlap"]),
@@ -271,8 +246,10 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
     model_config = modeling.load_pretrained_config(str(path))
     machine_index = machine_label_index(model_config.id2label, machine_label, str(path))
     settings_from = TRAINING_CONFIG if run_dir == path else RUN_OF_CHECKPOINT
-    tokenizer = _tokenizer(path, run_dir)
-    return Detector(path, tokenizer, **settings, machine_index=machine_index, settings_from=settings_from)
+    # A checkpoint holds the tokenizer the Trainer saved with it; the run's directory has it too.
+    has_own = any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = modeling.load_tokenizer(str(path if has_own else run_dir))
+    return Detector(path, tokenizer, machine_index=machine_index, settings_from=settings_from, **settings)
 
 
 def _run_directory(path: Path) -> Path | None:
@@ -287,12 +264,6 @@ def _run_directory(path: Path) -> Path | None:
             "its threshold and window); finish or resume that run first"
         )
     return None
-
-
-def _tokenizer(path: Path, run_dir: Path) -> PreTrainedTokenizerBase:
-    """A checkpoint holds the tokenizer the Trainer saved with it; the run's directory has it too."""
-    has_own = any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
-    return modeling.load_tokenizer(str(path if has_own else run_dir))
 
 
 def _external_detector(name: str, machine_label: str | None, max_length: int | None) -> Detector:
@@ -312,13 +283,8 @@ def _external_detector(name: str, machine_label: str | None, max_length: int | N
     machine_index = machine_label_index(config.id2label, machine_label, name)
     tokenizer = modeling.load_tokenizer(name)
     positions = modeling.position_limit(config)
-    if max_length is None:
-        limits = [
-            EXTERNAL_MAX_LENGTH,
-            positions,
-            tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else None,
-        ]
-        max_length = min(limit for limit in limits if limit is not None)
+    if max_length is None:  # a tokenizer without a limit has a huge model_max_length
+        max_length = min(limit for limit in (EXTERNAL_MAX_LENGTH, positions, tokenizer.model_max_length) if limit)
     check_positions(max_length, positions, name)
     content = check_window(tokenizer, max_length, 0)
     overlap = min(EXTERNAL_CHUNK_OVERLAP, content // 2)
@@ -330,20 +296,7 @@ def _external_detector(name: str, machine_label: str | None, max_length: int | N
         overlap,
         config.id2label[machine_index],
     )
-    return Detector(
-        path=name,
-        tokenizer=tokenizer,
-        normalize_digits=False,
-        max_length=max_length,
-        chunk_overlap=overlap,
-        threshold=0.5,
-        target_fpr=None,
-        domains=None,
-        generators=None,
-        machine_index=machine_index,
-        normalize_whitespace=False,
-        settings_from=MODEL_DEFAULTS,
-    )
+    return Detector(name, tokenizer, max_length, overlap, machine_index, MODEL_DEFAULTS)
 
 
 def covering_mean(window_tokens: np.ndarray, window_probs: np.ndarray, n_tokens: int) -> np.ndarray:

@@ -106,22 +106,22 @@ def generator_holdout_split(
                 split.drop(doc, "val_generator_in_training_group")
             else:
                 split.train.append(doc)
-    m4_group_set = set(m4_group_ids)
-    reddit_group_ids = [gid for gid in groups if gid not in m4_group_set]
-    _split_reddit_groups(split, groups, reddit_group_ids, reddit_val_fraction, rng)
-    split.train.sort(key=lambda doc: doc.doc_id)
-    split.val.sort(key=lambda doc: doc.doc_id)
-    return split
+    reddit_group_ids = sorted(groups.keys() - set(m4_group_ids))
+    return _with_reddit_groups(split, groups, reddit_group_ids, reddit_val_fraction, rng)
 
 
-def _split_reddit_groups(
+def _with_reddit_groups(
     split: Split, groups: dict[int, list[Document]], group_ids: list[int], fraction: float, rng: random.Random
-) -> None:
-    """A seeded `fraction` of the Reddit-file posts (one group each) to validation, the rest to training."""
+) -> Split:
+    """The split with a seeded `fraction` of the Reddit-file posts (one group each) added to validation and the
+    rest to training, each side in corpus order."""
     rng.shuffle(group_ids)
     n_val = round(fraction * len(group_ids))
     for position, gid in enumerate(group_ids):
         (split.val if position < n_val else split.train).extend(groups[gid])
+    split.train.sort(key=lambda doc: doc.doc_id)
+    split.val.sort(key=lambda doc: doc.doc_id)
+    return split
 
 
 def domain_holdout_split(corpus: Corpus, val_domain: str, reddit_val_fraction: float, seed: int) -> Split:
@@ -152,10 +152,7 @@ def domain_holdout_split(corpus: Corpus, val_domain: str, reddit_val_fraction: f
             split.train.extend(members)
         else:
             reddit_group_ids.append(gid)
-    _split_reddit_groups(split, groups, reddit_group_ids, reddit_val_fraction, random.Random(seed))
-    split.train.sort(key=lambda doc: doc.doc_id)
-    split.val.sort(key=lambda doc: doc.doc_id)
-    return split
+    return _with_reddit_groups(split, groups, reddit_group_ids, reddit_val_fraction, random.Random(seed))
 
 
 def sample_groups(documents: list[Document], max_documents: int | None, seed: int) -> list[Document]:

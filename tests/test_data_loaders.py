@@ -220,3 +220,19 @@ def test_max_samples_take_whole_groups_after_split(tmp_path):
     full = splits.split_corpus(corpus, True, 0.2, "flant5", 0.1, seed=1)
     full_groups = Counter(d.group_id for d in full.train)
     assert all(full_groups[g] == n for g, n in Counter(d.group_id for d in split.train).items())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a b  c\n\nd e",
+        "   lead and trail  ",
+        "x" * 25 + "  " + "\t" * 30 + " y\n",
+        "nospace" * 10,
+        "\u00a0a\u2003b\u3000c",
+    ],
+)
+def test_huge_texts_normalised_in_pieces_equal_the_whole(monkeypatch, text):
+    monkeypatch.setattr(dl, "NORMALIZE_PIECE_CHARS", 7)  # every text here is cut into many pieces
+    for repeated in (text, text * 3):
+        assert dl.normalize_text(repeated, normalize_digits=False) == " ".join(repeated.split())

@@ -1163,7 +1163,7 @@ def test_long_texts_are_encoded_in_pieces_with_the_same_ids(tokenizer_name, tiny
     tokenizer = tiny_tokenizer if tokenizer_name == "tiny_wordpiece" else request.getfixturevalue("roberta_tokenizer")
     text = " ".join(words(i, 30) + " café 42, (naïve) — 日本語 ok!  " for i in range(6_000))
     assert len(text) > 3 * chunking.LONG_TEXT_PIECE_CHARS
-    assert "".join(chunking.text_pieces(text)) == text
+    assert "".join(chunking.text_pieces(text, chunking.LONG_TEXT_PIECE_CHARS)) == text
     backend = chunking.plain_backend(tokenizer)
     whole = backend.encode_batch_fast([text], add_special_tokens=False)[0].ids
     assert chunking.encode_long_text(backend, text).tolist() == whole
