@@ -32,10 +32,6 @@ SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # the default theme
 MONOSPACE_FONTS = ["ui-monospace", "Consolas", "monospace"]
 
 
-def len_or_zero(request: Any) -> int:
-    return len(request) if isinstance(request, list) else 0
-
-
 def build_page(service: serving.DetectorService) -> Any:
     """The page (a gradio.Blocks) with its batched API endpoint."""
     import gradio as gr  # here, so that --help and a bad setting answer without loading the web framework
@@ -73,7 +69,8 @@ def build_page(service: serving.DetectorService) -> Any:
         The type hints describe one request, as the API documents it; with batch=True Gradio calls this with the
         requests waiting in the queue and takes back a tuple holding one result per request.
         """
-        logger.info("API batch of %d requests (%d items)", len(texts), sum(map(len_or_zero, texts)))
+        n_items = sum(len(request) for request in texts if isinstance(request, list))
+        logger.info("API batch of %d requests (%d items)", len(texts), n_items)
         return (service.score_requests(texts),)
 
     with gr.Blocks(title="Machine-generated text detector", analytics_enabled=False) as page:
@@ -163,16 +160,12 @@ def serve(settings: AppArguments) -> int:
     return 0
 
 
-def parse_app_args(argv: list[str] | None = None, description: str | None = None) -> AppArguments:
-    (arguments,) = CommandLineParser([AppArguments], prog="app.py", description=description).parse_dataclasses(argv)
-    return arguments
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry, no version check
     setup_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes of the server
-    return run_cli(lambda: serve(parse_app_args(argv, description=__doc__)))
+    parser = CommandLineParser([AppArguments], prog="app.py", description=__doc__)
+    return run_cli(lambda: serve(*parser.parse_dataclasses(argv)))
 
 
 if __name__ == "__main__":

@@ -10,14 +10,7 @@ import time
 from typing import Any
 
 from tqdm.auto import tqdm
-from transformers import (
-    PrinterCallback,
-    ProgressCallback,
-    Trainer,
-    TrainerControl,
-    TrainerState,
-    TrainingArguments,
-)
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import has_length
 
 # An evaluation of fewer batches than this is over before a bar would tell anything.

@@ -20,11 +20,7 @@ from m4_training.evaluation import BASELINE_COLUMN, DEFAULT_THRESHOLD_SOURCE, TH
 from m4_training.files import save_figure, write_text
 from m4_training.splits import Split, group_overlap
 
-FLOW_NAMES = {
-    "stratified": "stratified",
-    "generator_holdout": "generator hold-out",
-    "domain_holdout": "domain hold-out",
-}
+FLOW_NAMES = {"generator_holdout": "generator hold-out", "domain_holdout": "domain hold-out"}  # others as named
 # Columns of the terminal summaries (format_metrics_summary, format_test_summary), after the row name.
 SUMMARY_COLUMNS = ("n", "acc", "F1", "recall", "FPR", "AUROC")
 GENERATOR_ROWS_NOTE = (
@@ -37,17 +33,14 @@ METRIC_COLUMNS = (
     ("fpr_human", "FPR (human)"),
     ("auroc", "AUROC"),
 )
+METRIC_NAMES = [name for _, name in METRIC_COLUMNS]
 
 
 def cell(value: Any) -> str:
     """How every table writes a value: counts as they are, rates with 3 decimals, a missing value as '-'."""
     if value is None:
         return "-"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def format_table(header: Sequence[str], rows: Iterable[Sequence[Any]], markdown: bool = False) -> str:
@@ -111,36 +104,23 @@ def build_data_report(
     }
 
 
+def _audit_row(doc: Document, where: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """A line of splits.jsonl or dropped_documents.jsonl: the document's id, where it went, its metadata."""
+    metadata = {"label": doc.label, "domain": doc.domain, "generator": doc.generator, "group_id": doc.group_id}
+    return {"doc_id": doc.doc_id, **where, **metadata, **(counts or {}), "sources": doc.sources}
+
+
 def split_rows(split: Split, token_counts: dict[int, tuple[int, int]]) -> Iterable[dict[str, Any]]:
     for side, documents in (("train", split.train), ("val", split.val)):
         for doc in documents:
             n_tokens, n_chunks = token_counts[doc.doc_id]
-            yield {
-                "doc_id": doc.doc_id,
-                "split": side,
-                "label": doc.label,
-                "domain": doc.domain,
-                "generator": doc.generator,
-                "group_id": doc.group_id,
-                "n_tokens": n_tokens,
-                "n_chunks": n_chunks,
-                "sources": doc.sources,
-            }
+            yield _audit_row(doc, {"split": side}, {"n_tokens": n_tokens, "n_chunks": n_chunks})
 
 
 def dropped_rows(corpus: Corpus, split: Split) -> Iterable[dict[str, Any]]:
     """The documents that are on neither side, each with its reason and sources (for audits)."""
     dropped = [("conflicting_labels", doc) for doc in corpus.conflicting_documents] + split.dropped_documents
-    for reason, doc in dropped:
-        yield {
-            "doc_id": doc.doc_id,
-            "reason": reason,
-            "label": doc.label,
-            "domain": doc.domain,
-            "generator": doc.generator,
-            "group_id": doc.group_id,
-            "sources": doc.sources,
-        }
+    return (_audit_row(doc, {"reason": reason}) for reason, doc in dropped)
 
 
 def format_data_summary(report: dict[str, Any]) -> str:
@@ -161,10 +141,7 @@ def format_data_summary(report: dict[str, Any]) -> str:
         counts = [train.get("human", 0), train.get("machine", 0), val.get("human", 0), val.get("machine", 0)]
         return [name, *counts, f"{share:.1f}%"]
 
-    rows = [
-        row("documents", report["documents"]["train"], report["documents"]["val"]),
-        row("chunks", report["chunks"]["train"], report["chunks"]["val"]),
-    ]
+    rows = [row(name, report[name]["train"], report[name]["val"]) for name in ("documents", "chunks")]
     for title, key in (("domain", "documents_by_domain"), ("generator", "documents_by_generator")):
         for name in sorted(set(report[key]["train"]) | set(report[key]["val"])):
             rows.append(row(f"  {title} {name}", report[key]["train"].get(name, {}), report[key]["val"].get(name, {})))
@@ -181,25 +158,14 @@ def format_data_summary(report: dict[str, Any]) -> str:
 def format_metrics_summary(metrics: dict[str, Any], title: str = "Documents") -> str:
     """Document metrics at the decision threshold, overall, per domain and per generator, with the baseline's
     F1 and AUROC beside the transformer's (each model at its own threshold for the same FPR target)."""
-    document, threshold = metrics["document"], metrics["threshold"]
-    baseline = metrics.get("baseline")
-    entries = [("all", "all", document)]
-    entries += [(f"domain {k}", ("by_domain", k), v) for k, v in document["by_domain"].items()]
-    entries += [(_generator_row(k), ("by_generator", k), v) for k, v in document["by_generator"].items()]
-    header = ["documents", *SUMMARY_COLUMNS]
-    if baseline:
-        header += [f"{baseline['name']} F1", f"{baseline['name']} AUROC"]
-    rows = []
-    for name, key, part in entries:
-        row = [name, *_summary_cells(part)]
-        if baseline:
-            other = baseline["document"] if key == "all" else baseline["document"][key[0]].get(key[1], {})
-            row += [other.get("f1_macro"), other.get("auroc")]
-        rows.append(row)
+    document, threshold, baseline = metrics["document"], metrics["threshold"], metrics.get("baseline")
+    rows = [["all", *_summary_cells(document), *_baseline_cells(metrics)]]
+    for key, row_name in (("by_domain", lambda value: f"domain {value}"), ("by_generator", _generator_row)):
+        rows += [[row_name(k), *_summary_cells(v), *_baseline_cells(metrics, key, k)] for k, v in document[key].items()]
     lines = [
         f"{title} at the decision threshold {threshold['value']:.4f} (P(machine) >= threshold means "
         f"machine; {_threshold_origin(threshold)}):",
-        format_table(header, rows),
+        format_table(["documents", *SUMMARY_COLUMNS, *_baseline_header(metrics)], rows),
         GENERATOR_ROWS_NOTE,
     ]
     if baseline:
@@ -219,6 +185,19 @@ def _summary_cells(part: dict[str, Any]) -> list[Any]:
     return [part["n"], part["accuracy"], part["f1_macro"], part["recall"], part["fpr_human"], part["auroc"]]
 
 
+def _baseline_header(metrics: dict[str, Any]) -> list[str]:
+    return [f"{metrics['baseline']['name']} {name}" for name in ("F1", "AUROC")] if "baseline" in metrics else []
+
+
+def _baseline_cells(metrics: dict[str, Any], key: str | None = None, value: str | None = None) -> list[Any]:
+    """The baseline's F1 and AUROC on the documents of a row (all of them, or those of a breakdown's value)."""
+    if "baseline" not in metrics:
+        return []
+    document = metrics["baseline"]["document"]
+    part = document if key is None else document[key].get(value, {})
+    return [part.get("f1_macro"), part.get("auroc")]
+
+
 def _threshold_origin(threshold: dict[str, Any]) -> str:
     """Where a threshold came from, in words, from metrics["threshold"]."""
     chosen_on = threshold["chosen_on"]
@@ -231,17 +210,12 @@ def _threshold_origin(threshold: dict[str, Any]) -> str:
 
 def format_test_data_summary(test_sets: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of the test sets: documents read, overlap removed, what is left to score."""
-    rows = [
-        [
-            name,
-            summary["documents_read"],
-            summary["test_overlap_removed_by_split"]["train"],
-            summary["test_overlap_removed_by_split"]["validation"],
-            summary["documents"]["human"],
-            summary["documents"]["machine"],
-        ]
-        for name, summary in test_sets.items()
-    ]
+    rows = []
+    for name, summary in test_sets.items():
+        removed, n = summary["test_overlap_removed_by_split"], summary["documents"]
+        rows.append(
+            [name, summary["documents_read"], removed["train"], removed["validation"], n["human"], n["machine"]]
+        )
     header = ["test set", "read", "removed: in train", "removed: in val", "human", "machine"]
     return format_table(header, rows)
 
@@ -282,85 +256,72 @@ def _metric_cells(metrics: dict[str, Any]) -> list[Any]:
 
 def _models(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any], float]]:
     """(name, document metrics, threshold) for each model and operating point, the chosen threshold first."""
-    models = [("transformer", metrics["document"], metrics["threshold"]["value"])]
-    models.append(("transformer", metrics["document_at_0.5"], 0.5))
+    models = [("transformer", metrics)]
     if "baseline" in metrics:
-        baseline = metrics["baseline"]
-        models.append((baseline["name"], baseline["document"], baseline["threshold"]["value"]))
-        models.append((baseline["name"], baseline["document_at_0.5"], 0.5))
-    return models
+        models.append((metrics["baseline"]["name"], metrics["baseline"]))
+    return [
+        (name, result[key], threshold)
+        for name, result in models
+        for key, threshold in (("document", result["threshold"]["value"]), ("document_at_0.5", 0.5))
+    ]
+
+
+def _models_table(metrics: dict[str, Any]) -> str:
+    rows = [[name, f"{t:.4f}", *_metric_cells(m)] for name, m, t in _models(metrics)]
+    return format_table(["model", "threshold", *METRIC_NAMES], rows, markdown=True)
 
 
 def _breakdown(metrics: dict[str, Any], key: str, title: str) -> str:
-    header = [title, *(name for _, name in METRIC_COLUMNS)]
-    has_baseline = "baseline" in metrics
-    if has_baseline:
-        header += [f"{metrics['baseline']['name']} F1", f"{metrics['baseline']['name']} AUROC"]
-    rows = []
-    for value, part in metrics["document"][key].items():
-        row = [value, *_metric_cells(part)]
-        if has_baseline:
-            other = metrics["baseline"]["document"][key].get(value, {})
-            row += [other.get("f1_macro"), other.get("auroc")]
-        rows.append(row)
-    return format_table(header, rows, markdown=True)
+    rows = [
+        [value, *_metric_cells(part), *_baseline_cells(metrics, key, value)]
+        for value, part in metrics["document"][key].items()
+    ]
+    return format_table([title, *METRIC_NAMES, *_baseline_header(metrics)], rows, markdown=True)
 
 
 def _document_tables(metrics: dict[str, Any]) -> list[str]:
     """Each model's document metrics at each operating point, then (with a Reddit file) by source corpus."""
-    metric_names = [name for _, name in METRIC_COLUMNS]
-    lines = [
-        format_table(
-            ["model", "threshold", *metric_names],
-            [[name, f"{t:.4f}", *_metric_cells(m)] for name, m, t in _models(metrics)],
-            markdown=True,
-        )
+    if "by_corpus" not in metrics["document"]:
+        return [_models_table(metrics)]
+    rows = [
+        [corpus, name, f"{t:.4f}", *_metric_cells(part)]
+        for corpus in metrics["document"]["by_corpus"]
+        for name, m, t in _models(metrics)
+        if (part := m["by_corpus"].get(corpus)) is not None
     ]
-    if "by_corpus" in metrics["document"]:
-        rows = [
-            [corpus, name, f"{t:.4f}", *_metric_cells(part)]
-            for corpus in metrics["document"]["by_corpus"]
-            for name, m, t in _models(metrics)
-            if (part := m["by_corpus"].get(corpus)) is not None
-        ]
-        lines += [
-            "",
-            "## By source corpus",
-            "",
-            "M4 documents only (`m4`) and posts from the Reddit file.",
-            "",
-            format_table(["corpus", "model", "threshold", *metric_names], rows, markdown=True),
-        ]
-    return lines
+    return [
+        _models_table(metrics),
+        "## By source corpus",
+        "M4 documents only (`m4`) and posts from the Reddit file.",
+        format_table(["corpus", "model", "threshold", *METRIC_NAMES], rows, markdown=True),
+    ]
+
+
+def markdown(paragraphs: Iterable[str]) -> str:
+    """A Markdown document of these paragraphs (headings, tables, lists), a blank line between two."""
+    return "\n\n".join(paragraphs) + "\n"
 
 
 def format_report(metrics: dict[str, Any], title: str) -> str:
     threshold = metrics["threshold"]
-    lines = [
-        f"# {title}",
-        "",
-        f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
-        + _threshold_sentence(threshold),
-        *_selection_lines(metrics),
-        "",
-        "## All documents",
-        "",
-        *_document_tables(metrics),
-    ]
-    lines += ["", "## By domain (at the decision threshold)", "", _breakdown(metrics, "by_domain", "domain")]
-    lines += [
-        "",
-        "## By generator (at the decision threshold)",
-        "",
-        "Each generator's machine documents together with all human documents; the `human` row has human "
-        "documents only (its FPR is the overall one).",
-        "",
-        _breakdown(metrics, "by_generator", "generator"),
-        "",
-        "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
-    ]
-    lines += _test_set_lines(metrics)
-    return "\n".join(lines) + "\n"
+    return markdown(
+        [
+            f"# {title}",
+            f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
+            + _threshold_sentence(threshold),
+            *_selection_lines(metrics),
+            "## All documents",
+            *_document_tables(metrics),
+            "## By domain (at the decision threshold)",
+            _breakdown(metrics, "by_domain", "domain"),
+            "## By generator (at the decision threshold)",
+            "Each generator's machine documents together with all human documents; the `human` row has human "
+            "documents only (its FPR is the overall one).",
+            _breakdown(metrics, "by_generator", "generator"),
+            "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
+            *_test_set_lines(metrics),
+        ]
+    )
 
 
 def _threshold_sentence(threshold: dict[str, Any]) -> str:
@@ -390,11 +351,9 @@ def _selection_lines(metrics: dict[str, Any]) -> list[str]:
     if not selection:
         return []
     return [
-        "",
         "## What chose what",
-        "",
         f"- Validation documents chose the decision threshold; checkpoint: {selection['checkpoint']}. The validation "
-        f"numbers below are therefore {selection['validation_metrics']}.",
+        f"numbers below are therefore {selection['validation_metrics']}.\n"
         f"- Test sets: {selection['test_sets']}"
         + (" (their numbers are the unbiased ones)." if "test" in metrics else "."),
     ]
@@ -404,20 +363,15 @@ def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
     """One section per --test_data set: its counts, the models at the validation thresholds, the breakdowns."""
     if "test" not in metrics:
         return []
-    metric_names = [name for _, name in METRIC_COLUMNS]
     lines = [
-        "",
         "## Test sets (not used for any choice)",
-        "",
         "Scored once after training at the thresholds chosen on validation (the transformer's and the baseline's); "
         "documents whose text is also a training or validation document are removed first and counted.",
     ]
     for name, result in metrics["test"].items():
         removed = result["test_overlap_removed_by_split"]
         lines += [
-            "",
             f"### Test set `{name}`",
-            "",
             f"From `{result['source']}`: {result['documents_read']} documents read, "
             f"{result['test_overlap_removed']} removed as overlap ({removed['train']} also in training, "
             f"{removed['validation']} also in validation), {result['documents']['human']} human and "
@@ -425,18 +379,8 @@ def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
         ]
         if "document" not in result:
             continue
-        lines += [
-            "",
-            format_table(
-                ["model", "threshold", *metric_names],
-                [[model, f"{t:.4f}", *_metric_cells(m)] for model, m, t in _models(result)],
-                markdown=True,
-            ),
-            "",
-            _breakdown(result, "by_domain", "domain"),
-            "",
-            _breakdown(result, "by_generator", "generator"),
-        ]
+        lines += [_models_table(result), _breakdown(result, "by_domain", "domain")]
+        lines.append(_breakdown(result, "by_generator", "generator"))
     return lines
 
 
@@ -456,22 +400,36 @@ def write_plots(report_dir: Path, predictions: pd.DataFrame, metrics: dict[str, 
     figure.axes[0].set_title(f"Documents at threshold {threshold:.3f}")
     save_figure(figure, report_dir / "confusion_matrix.png")
 
-    figure = Figure(figsize=(5, 4.5))
-    axes = figure.subplots()
-    curves = [("transformer", "prob_machine")]
+    curves = {"transformer": predictions["prob_machine"].to_numpy()}
     if BASELINE_COLUMN in predictions.columns:
-        curves.append((metrics["baseline"]["name"], BASELINE_COLUMN))
-    if 0 < labels.sum() < len(labels):
-        for name, column in curves:
-            RocCurveDisplay.from_predictions(labels, predictions[column].to_numpy(), name=name, ax=axes)
-        document = metrics["document"]
-        axes.plot(document["fpr_human"], document["recall"], "o", color="black", label="decision threshold")
-        axes.axvline(metrics["threshold"]["target_fpr"], linestyle=":", color="grey", label="target FPR")
-        axes.legend(loc="lower right")
-    else:
-        axes.text(0.5, 0.5, "ROC needs human and machine documents", ha="center", va="center")
-    axes.set_title("Document ROC")
-    save_figure(figure, report_dir / "roc.png")
+        curves[metrics["baseline"]["name"]] = predictions[BASELINE_COLUMN].to_numpy()
+    point = (metrics["document"]["fpr_human"], metrics["document"]["recall"], metrics["threshold"]["target_fpr"])
+    write_roc(report_dir / "roc.png", labels, curves, point)
+
+
+def write_roc(path: Path, labels: np.ndarray, curves: dict[str, np.ndarray], point: tuple | None = None) -> None:
+    """A ROC curve per model on the same documents, on a linear and on a log FPR axis (thresholds are chosen in
+    the 1-5% FPR region, which the linear axis squeezes into its left edge); `point` (FPR, recall, target FPR)
+    marks the decision threshold's point and the FPR it was chosen for."""
+    figure = Figure(figsize=(10, 4.5))
+    for axes, log_scale in zip(figure.subplots(1, 2), (False, True)):
+        if 0 < labels.sum() < len(labels):
+            for i, (name, probs) in enumerate(curves.items()):
+                chance = i == 0 and not log_scale
+                RocCurveDisplay.from_predictions(labels, probs, name=name, ax=axes, plot_chance_level=chance)
+            if point:
+                fpr, recall, target_fpr = point
+                axes.plot(fpr, recall, "o", color="black", label="decision threshold")
+                axes.axvline(target_fpr, linestyle=":", color="grey", label="target FPR")
+            axes.legend(loc="lower right", fontsize="small")
+        else:
+            axes.text(0.5, 0.5, "ROC needs human and machine documents", ha="center", va="center")
+        if log_scale:
+            axes.set(xscale="log", xlim=(1e-3, 1), aspect="auto")
+        axes.set_xlabel("FPR: human documents called machine" + (" (log)" if log_scale else ""))
+        axes.set_ylabel("TPR: machine documents caught")
+        axes.set_title("Document ROC" + (", low-FPR region" if log_scale else ""))
+    save_figure(figure, path)
 
 
 def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: pd.DataFrame, title: str) -> None:
@@ -509,45 +467,31 @@ def format_comparison_summary(comparison: dict[str, Any]) -> str:
 
 
 def format_comparison_report(comparison: dict[str, Any], title: str) -> str:
-    metric_names = [name for _, name in METRIC_COLUMNS]
+    entries = _compared(comparison)
     rows = []
-    for name, result in _compared(comparison):
-        window = result.get("window")
-        rows.append(
-            [
-                name,
-                f"{result['threshold']['value']:.4f}",
-                result["threshold"]["chosen_on"],
-                f"{window['max_length']} / {window['chunk_overlap']}" if window else "-",
-                *_metric_cells(result["document"]),
-            ]
-        )
-    lines = [
+    for name, result in entries:
+        threshold, window = result["threshold"], result.get("window")
+        shown_window = f"{window['max_length']} / {window['chunk_overlap']}" if window else "-"
+        cells = [name, f"{threshold['value']:.4f}", threshold["chosen_on"], shown_window]
+        rows.append(cells + _metric_cells(result["document"]))
+    paragraphs = [
         f"# {title}",
-        "",
         "Every model scored the same documents, each with its own settings: a train.py model with its "
         "training_config.json (normalisation, window, threshold chosen on its validation documents), any other "
         "model with its texts as written, windows of its positions and threshold 0.5. The thresholds differ in "
         "where they come from, so accuracy, F1 and FPR compare operating points; AUROC compares the models.",
-        "",
-        format_table(["model", "threshold", "threshold chosen on", "window / overlap", *metric_names], rows, True),
+        format_table(["model", "threshold", "threshold chosen on", "window / overlap", *METRIC_NAMES], rows, True),
     ]
-    entries = _compared(comparison)
     for key, heading in (("by_domain", "domain"), ("by_generator", "generator")):
-        values = sorted({value for _, result in entries for value in result["document"][key]})
+        metrics_of = [result["document"][key] for _, result in entries]
+        values = sorted(set().union(*metrics_of))
         header = [heading, *(f"{name} {metric}" for name, _ in entries for metric in ("F1", "AUROC"))]
         table_rows = [
-            [value]
-            + [
-                result["document"][key].get(value, {}).get(metric)
-                for _, result in entries
-                for metric in ("f1_macro", "auroc")
-            ]
+            [value, *(by_value.get(value, {}).get(m) for by_value in metrics_of for m in ("f1_macro", "auroc"))]
             for value in values
         ]
-        lines += ["", f"## By {heading} (at each model's threshold)", "", format_table(header, table_rows, True)]
-    lines += ["", "Plot: `roc.png` (a curve per model)."]
-    return "\n".join(lines) + "\n"
+        paragraphs += [f"## By {heading} (at each model's threshold)", format_table(header, table_rows, True)]
+    return markdown([*paragraphs, "Plot: `roc.png` (a curve per model)."])
 
 
 def write_comparison_report(
@@ -558,18 +502,8 @@ def write_comparison_report(
     title: str,
 ) -> None:
     """report.md with a row per model and roc.png with a curve per model, all on the same documents."""
-    report_dir = Path(report_dir)
-    figure = Figure(figsize=(5.5, 5))
-    axes = figure.subplots()
-    if 0 < labels.sum() < len(labels):
-        for name, probs in probabilities.items():
-            RocCurveDisplay.from_predictions(labels, probs, name=name, ax=axes)
-        axes.legend(loc="lower right", fontsize="small")
-    else:
-        axes.text(0.5, 0.5, "ROC needs human and machine documents", ha="center", va="center")
-    axes.set_title("Document ROC")
-    save_figure(figure, report_dir / "roc.png")
-    write_text(report_dir / "report.md", format_comparison_report(comparison, title))
+    write_roc(Path(report_dir) / "roc.png", labels, probabilities)
+    write_text(Path(report_dir) / "report.md", format_comparison_report(comparison, title))
 
 
 # ----------------------------------------------------------------------------------------------- model card
@@ -613,7 +547,6 @@ def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) 
             "generator_holdout": f"validation generator `{split['val_generator']}` never trained on.",
             "domain_holdout": f"validation domain `{split.get('val_domain')}` never trained on.",
         }.get(flow, f"{split['validation_split']:g} of the documents in validation."),
-        "",
         format_table(
             ["", "train human", "train machine", "val human", "val machine"],
             [
@@ -662,52 +595,38 @@ def build_model_card(metrics: dict[str, Any], data_report: dict[str, Any], setti
         model_name=Path(settings["training"]["output_dir"]).name,
         eval_results=_card_eval_results(metrics, data_report),
     )
-    lines = [
+    paragraphs = [
         "# Machine-generated text detector (human / machine)",
-        "",
         f"Fine-tuned from `{model}` to tell human-written (`human`, 0) from machine-generated "
         "(`machine`, 1) text. Documents longer than one window are split into overlapping windows of "
         f"{chunking['max_length']} tokens ({chunking['chunk_overlap']} shared) and the window probabilities are "
         "averaged.",
-        "",
         "## Use",
-        "",
-        "```bash",
-        "python predict.py --model_path THIS_DIR --input texts.jsonl --output predictions.jsonl",
+        "```bash\npython predict.py --model_path THIS_DIR --input texts.jsonl --output predictions.jsonl\n```",
+        "```python\n"
+        "from transformers import pipeline\n"
+        'detector = pipeline("text-classification", model="THIS_DIR")\n'
+        'scores = detector(text, truncation=True, top_k=None)  # [{"label": "machine", "score": ...}, ...]\n'
         "```",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        'detector = pipeline("text-classification", model="THIS_DIR")',
-        'scores = detector(text, truncation=True, top_k=None)  # [{"label": "machine", "score": ...}, ...]',
-        "```",
-        "",
         f"The decision threshold is **{threshold:.4f}** on P(machine) (also `detection_threshold` in "
         "`config.json` and `threshold` in `training_config.json`); the pipeline's own label is the argmax (0.5). "
         "The pipeline sees only the first window and skips the training normalisation (whitespace"
         + (", digits mapped to 0" if settings["data"]["normalize_digits"] else "")
         + "), so `predict.py` is the reference.",
-        "",
         "## Training data",
-        "",
         *training_data_lines(data_report, settings),
-        "",
         "## Validation metrics (documents)",
-        "",
         *_document_tables(metrics),
-        "",
         *_card_test_lines(metrics),
         "Per domain and per generator: `report.md`; every number: `metrics.json` (the YAML header holds the "
         "transformer's at its threshold). The validation documents chose the threshold"
         + (" and the checkpoint" if settings["training"].get("load_best_model_at_end") else "")
         + ", so their numbers are optimistic"
         + ("; the test sets chose nothing." if "test" in metrics else "."),
-        "",
         "## Intended use and limits",
-        "",
-        *(f"- {limit}" for limit in model_limits(metrics["threshold"]["target_fpr"])),
+        "\n".join(f"- {limit}" for limit in model_limits(metrics["threshold"]["target_fpr"])),
     ]
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + markdown(paragraphs))
 
 
 def _card_test_lines(metrics: dict[str, Any]) -> list[str]:
@@ -719,8 +638,8 @@ def _card_test_lines(metrics: dict[str, Any]) -> list[str]:
         if "document" in result
         for model, m, t in _models(result)[::2]  # at the validation thresholds
     ]
-    header = ["test set", "model", "threshold", "overlap removed", *(name for _, name in METRIC_COLUMNS)]
-    return ["## Test metrics (documents, held out)", "", format_table(header, rows, markdown=True), ""]
+    header = ["test set", "model", "threshold", "overlap removed", *METRIC_NAMES]
+    return ["## Test metrics (documents, held out)", format_table(header, rows, markdown=True)]
 
 
 def write_training_outputs(

@@ -25,21 +25,10 @@ import pandas as pd
 import predict
 import train
 from data_loaders import has_lone_surrogate, labels_of, normalize_text, read_objects
-from m4_training import demo, evaluation, reports
+from m4_training import demo, evaluation, reports, scoring
 from m4_training.cli import UserError, arg_help, require
 from m4_training.files import read_json, write_jsonl
-from m4_training.scoring import (
-    EXTERNAL_MAX_LENGTH,
-    MODEL_DEFAULTS,
-    RUN_OF_CHECKPOINT,
-    TRAINING_CONFIG,
-    Detector,
-    WindowScores,
-    autocast_dtype,
-    score_windows,
-)
 from m4_training.train_args import DEMO_DEFAULTS
-from predict import PredictArguments
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +76,7 @@ class AppArguments:
         default=None,
         **arg_help(
             "a model without training_config.json: tokens per window (default: the model's positions, at most "
-            f"{EXTERNAL_MAX_LENGTH})"
+            f"{scoring.EXTERNAL_MAX_LENGTH})"
         ),
     )
 
@@ -98,12 +87,8 @@ class AppArguments:
             raise UserError("give --model_path DIR (an output directory of train.py) or --demo")
         require(1 <= self.port <= 65535, "port", "between 1 and 65535", self.port)
         require(self.max_chars >= 1, "max_chars", "at least 1", self.max_chars)
-        require(
-            math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0,
-            "max_upload_mb",
-            "a positive number",
-            self.max_upload_mb,
-        )
+        # NaN fails every comparison.
+        require(0 < self.max_upload_mb < math.inf, "max_upload_mb", "a positive number", self.max_upload_mb)
         require(self.max_batch_size >= 1, "max_batch_size", "at least 1", self.max_batch_size)
         require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
         require(self.short_text_tokens >= 0, "short_text_tokens", "at least 0", self.short_text_tokens)
@@ -123,22 +108,14 @@ def demo_model_dir(directory: str | Path = DEMO_MODEL_DIR) -> Path:
 
 def example_texts(seed: int = 11) -> dict[str, str]:
     """Texts to try, written by the demo sample's generator (no text from elsewhere)."""
-    rng = random.Random(seed)
-    human = demo.synthetic_text(rng, "bird migration", None, 3)
-    machine = demo.synthetic_text(rng, "solar wind", "chatgpt", 3)
-    long_machine = demo.synthetic_text(rng, "coral reefs", "davinci", 40)
-    mixed = " ".join(
-        [
-            demo.synthetic_text(rng, "rail networks", None, 14),
-            demo.synthetic_text(rng, "rail networks", "dolly", 14),
-            demo.synthetic_text(rng, "rail networks", None, 14),
-        ]
-    )
+    rng = random.Random(seed)  # the texts are drawn in this order, so a seed always gives the same four
     return {
-        "Short human post": human,
-        "Short machine paragraph": machine,
-        "Long machine-written text": long_machine,
-        "Human text with a machine-written middle": mixed,
+        "Short human post": demo.synthetic_text(rng, "bird migration", None, 3),
+        "Short machine paragraph": demo.synthetic_text(rng, "solar wind", "chatgpt", 3),
+        "Long machine-written text": demo.synthetic_text(rng, "coral reefs", "davinci", 40),
+        "Human text with a machine-written middle": " ".join(
+            demo.synthetic_text(rng, "rail networks", generator, 14) for generator in (None, "dolly", None)
+        ),
     }
 
 
@@ -149,7 +126,7 @@ class TextResult:
     message: str | None = None
     prob_machine: float | None = None
     label: str | None = None
-    windows: WindowScores | None = None
+    windows: scoring.WindowScores | None = None
     display_text: str = ""  # the scored text with its original digits (same length: digits map one to one)
     too_short: bool = False
 
@@ -157,23 +134,17 @@ class TextResult:
 class DetectorService:
     """A loaded detector and the app's settings: scores page texts, API requests and uploaded files."""
 
-    def __init__(self, detector: Detector, settings: AppArguments) -> None:
+    def __init__(self, detector: scoring.Detector, settings: AppArguments) -> None:
         self.detector = detector
         self.settings = settings
-        self.dtype = autocast_dtype(settings.precision)
+        self.threshold = detector.threshold
+        self.dtype = scoring.autocast_dtype(settings.precision)
         # predict.py's settings, so uploads and API calls are read and scored exactly as predict.py does.
-        self.predict_args = PredictArguments(
+        self.predict_args = predict.PredictArguments(
             model_path=[str(detector.path)], input="-", batch_size=settings.batch_size, precision=settings.precision
         )
         self.reading = predict.Reading.for_detectors([detector], self.predict_args)
         self.workdir = Path(tempfile.mkdtemp(prefix="m4-detector-app-"))
-
-    @property
-    def threshold(self) -> float:
-        return self.detector.threshold
-
-    def label(self, prob_machine: float) -> str:
-        return evaluation.label_name(prob_machine >= self.threshold)
 
     def too_long(self, n_chars: int) -> str | None:
         if n_chars > self.settings.max_chars:
@@ -200,20 +171,16 @@ class DetectorService:
             else:
                 todo.append(i)
         normalised = [self.detector.normalize(texts[i]) for i in todo]
-        scored = score_windows(self.detector, normalised, self.settings.batch_size, self.dtype) if todo else []
+        scored = scoring.score_windows(self.detector, normalised, self.settings.batch_size, self.dtype) if todo else []
         for i, windows in zip(todo, scored):
             results[i] = TextResult(
                 prob_machine=windows.prob_machine,
-                label=self.label(windows.prob_machine),
+                label=evaluation.label_name(windows.prob_machine >= self.threshold),
                 windows=windows,
-                display_text=self.display_text(texts[i]),
+                display_text=normalize_text(texts[i], False) if self.detector.normalize_whitespace else texts[i],
                 too_short=windows.n_tokens < self.settings.short_text_tokens,
             )
         return results
-
-    def display_text(self, text: str) -> str:
-        """The text as scored, with its original digits (digits map one to one, so the windows' offsets hold)."""
-        return normalize_text(text, False) if self.detector.normalize_whitespace else text
 
     # ------------------------------------------------------------------------------------------- API
 
@@ -284,7 +251,7 @@ class DetectorService:
 # ----------------------------------------------------------------------------------------------- rendering
 
 
-def shading_segments(windows: WindowScores) -> list[tuple[int, int, float]]:
+def shading_segments(windows: scoring.WindowScores) -> list[tuple[int, int, float]]:
     """(start, end, P(machine)) character ranges covering the whole text; each token takes the mean over the
     windows covering it, and neighbours with the same value form one range (gaps go to the token before)."""
     n_chars = len(windows.text)
@@ -372,52 +339,46 @@ PAGE_CSS = """
 # ----------------------------------------------------------------------------------------------- model panel
 
 
-def model_description(detector: Detector) -> str:
+def model_description(detector: scoring.Detector) -> str:
     """The panel that says what the model is: its data, threshold, validation metrics and limits (Markdown)."""
     path = Path(detector.path)
-    run_dir = path.parent if detector.settings_from == RUN_OF_CHECKPOINT else path
-    config = read_json(run_dir / TRAINING_CONFIG) or {}
-    metrics = {}
-    if detector.settings_from == TRAINING_CONFIG:  # a run's metrics.json is its final model's, not a checkpoint's
-        metrics = read_json(path / "metrics.json") or config.get("final_metrics") or {}
+    checkpoint = detector.settings_from == scoring.RUN_OF_CHECKPOINT
+    config = read_json((path.parent if checkpoint else path) / scoring.TRAINING_CONFIG) or {}
     arguments = config.get("arguments", {})
-    base = arguments.get("model", {}).get("model")
-    if detector.settings_from == MODEL_DEFAULTS:
+    metrics = {}
+    if detector.settings_from == scoring.TRAINING_CONFIG:  # a run's metrics.json: its final model's, not a checkpoint's
+        metrics = read_json(path / "metrics.json") or config.get("final_metrics") or {}
+    if detector.settings_from == scoring.MODEL_DEFAULTS:
         machine_label = detector.model.config.id2label[detector.machine_index]
-        lines = [
-            f"**Model** `{detector.path}`, not trained by train.py (no {TRAINING_CONFIG}); its machine class is "
-            f"the label `{machine_label}`."
-        ]
+        model = f", not trained by train.py (no training_config.json); its machine class is the label `{machine_label}`"
         normalisation = "texts scored as written (no normalisation)."
-    else:
-        lines = [f"**Model** `{detector.path}`" + (f", fine-tuned from `{base}`" if base else "") + "."]
-        normalisation = "whitespace normalised" + (", digits mapped to 0." if detector.normalize_digits else ".")
-    lines.append(
-        f"Scored in windows of {detector.max_length} tokens ({detector.chunk_overlap} shared), averaged per text; "
-        + normalisation
-    )
-    target = ""
-    if detector.target_fpr is not None:
-        target = f", chosen for a false-positive rate of at most {detector.target_fpr:g} on the validation human "
-        target += "documents of every domain"
-        if detector.settings_from == RUN_OF_CHECKPOINT:
-            target += " by the run this checkpoint belongs to (for its final model)"
-    elif detector.settings_from == MODEL_DEFAULTS:
         target = ": the default for a model without training_config.json, chosen on no documents"
-    lines.append(f"**Decision threshold** {detector.threshold:.4f} on P(machine){target}.")
+    else:
+        base = arguments.get("model", {}).get("model")
+        model = f", fine-tuned from `{base}`" if base else ""
+        normalisation = "whitespace normalised" + (", digits mapped to 0." if detector.normalize_digits else ".")
+        target = ""
+        if detector.target_fpr is not None:
+            target = f", chosen for a false-positive rate of at most {detector.target_fpr:g} on the validation human "
+            target += "documents of every domain"
+            if checkpoint:
+                target += " by the run this checkpoint belongs to (for its final model)"
+    lines = [
+        f"**Model** `{detector.path}`{model}.",
+        f"Scored in windows of {detector.max_length} tokens ({detector.chunk_overlap} shared), averaged per text; "
+        + normalisation,
+        f"**Decision threshold** {detector.threshold:.4f} on P(machine){target}.",
+    ]
     if "data_summary" in config:
-        lines.append("**Training data**: " + "\n".join(reports.training_data_lines(config["data_summary"], arguments)))
+        lines.append(
+            "**Training data**: " + "\n\n".join(reports.training_data_lines(config["data_summary"], arguments))
+        )
     if metrics.get("document"):
         keys = ("n", "accuracy", "f1_macro", "auroc", "fpr_human", "recall")
         points = [("at the threshold", metrics["document"]), ("at 0.5", metrics.get("document_at_0.5", {}))]
-        lines.append("**Validation metrics** (documents)")
-        lines.append(
-            reports.format_table(
-                ["", "n", "accuracy", "F1 (macro)", "AUROC", "FPR (human)", "recall (machine)"],
-                [[name, *(m.get(key) for key in keys)] for name, m in points],
-                markdown=True,
-            )
-        )
+        header = ["", "n", "accuracy", "F1 (macro)", "AUROC", "FPR (human)", "recall (machine)"]
+        table = reports.format_table(header, [[name, *(m.get(key) for key in keys)] for name, m in points], True)
+        lines.append(f"**Validation metrics** (documents)\n\n{table}")
     else:
         lines.append("**Validation metrics**: none recorded for this model (no metrics.json in its directory).")
     if detector.target_fpr is not None:  # the limits of a model train.py trained (its card's last section)

@@ -20,22 +20,11 @@ from typing import Any
 from data_loaders import canonical_generator
 from m4_training.cli import CommandLineParser, UserError, arg_help, check_output_paths, one_line, run_cli, setup_logging
 from m4_training.files import check_output_file, read_json, write_failure, write_text
-from m4_training.reports import FLOW_NAMES, format_table
+from m4_training.reports import FLOW_NAMES, format_table, markdown
 
-RUN_HEADER = [
-    "run",
-    "split",
-    "held out",
-    "val human",
-    "val machine",
-    "threshold",
-    "F1",
-    "AUROC",
-    "FPR",
-    "baseline F1",
-    "baseline AUROC",
-]
-TEST_HEADER = ["run", "test set", "n", "overlap removed", "F1", "AUROC", "FPR", "baseline F1", "baseline AUROC"]
+METRICS_HEADER = ["F1", "AUROC", "FPR", "baseline F1", "baseline AUROC"]
+RUN_HEADER = ["run", "split", "held out", "val human", "val machine", "threshold", *METRICS_HEADER]
+TEST_HEADER = ["run", "test set", "n", "overlap removed", *METRICS_HEADER]
 
 
 @dataclass
@@ -51,14 +40,6 @@ class SummarizeArguments:
             if not self.runs:
                 raise UserError("--runs names no run directory besides --output")
         check_output_paths({"--output": self.output}, {"--runs": self.runs})
-
-
-def parse_summarize_args(argv: list[str] | None = None, description: str | None = None) -> SummarizeArguments:
-    parser = CommandLineParser(
-        [SummarizeArguments], prog="python -m m4_training.summarize_runs", description=description
-    )
-    (arguments,) = parser.parse_dataclasses(argv)
-    return arguments
 
 
 def held_out(settings: dict[str, Any], flow: str) -> tuple[str | None, str | None]:
@@ -85,29 +66,20 @@ def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
     key, value = held_out(settings, flow)
     part = _slice(metrics["document"], key, value)
     baseline = _slice(metrics["baseline"]["document"], key, value) if "baseline" in metrics else {}
-    row = [
-        run_dir.name,
-        FLOW_NAMES.get(flow, flow),
-        value or "-",
-        part.get("n_human"),
-        part.get("n_machine"),
-        metrics["threshold"]["value"],
-        part.get("f1_macro"),
-        part.get("auroc"),
-        part.get("fpr_human"),
-        baseline.get("f1_macro"),
-        baseline.get("auroc"),
+    row = [run_dir.name, FLOW_NAMES.get(flow, flow), value or "-", part.get("n_human"), part.get("n_machine")]
+    row += [metrics["threshold"]["value"], *_metric_cells(part, baseline)]
+    tests = [
+        [run_dir.name, name, result.get("document", {}).get("n", 0), result["test_overlap_removed"]]
+        + _metric_cells(result.get("document", {}), result.get("baseline", {}).get("document", {}))
+        for name, result in metrics.get("test", {}).items()
     ]
-    tests = []
-    for name, result in metrics.get("test", {}).items():
-        document = result.get("document", {})
-        test_baseline = result.get("baseline", {}).get("document", {})
-        tests.append(
-            [run_dir.name, name, document.get("n", 0), result["test_overlap_removed"]]
-            + [document.get(k) for k in ("f1_macro", "auroc", "fpr_human")]
-            + [test_baseline.get(k) for k in ("f1_macro", "auroc")]
-        )
     return row, tests
+
+
+def _metric_cells(document: dict[str, Any], baseline: dict[str, Any]) -> list[Any]:
+    """The METRICS_HEADER cells: the transformer's F1, AUROC and FPR, the baseline's F1 and AUROC."""
+    transformer = [document.get(k) for k in ("f1_macro", "auroc", "fpr_human")]
+    return transformer + [baseline.get(k) for k in ("f1_macro", "auroc")]
 
 
 def _mean_row(rows: list[list[Any]], first_metric: int) -> list[Any]:
@@ -135,24 +107,19 @@ def summary(run_dirs: list[Path]) -> str:
     finished = [row for row in rows if isinstance(row[5], float)]
     if len(finished) > 1:
         rows.append(_mean_row(finished, RUN_HEADER.index("F1")))
-    text = [
+    paragraphs = [
         "Validation documents of the held-out domain or generator (all validation documents for a stratified run), "
         "at each run's threshold, which was chosen on that validation set; AUROC does not depend on it.",
-        "",
         format_table(RUN_HEADER, rows, markdown=True),
     ]
     if tests:
-        text += [
-            "",
-            "Test sets (scored at each run's validation threshold):",
-            "",
-            format_table(TEST_HEADER, tests, True),
-        ]
-    return "\n".join(text) + "\n"
+        paragraphs += ["Test sets (scored at each run's validation threshold):", format_table(TEST_HEADER, tests, True)]
+    return markdown(paragraphs)
 
 
 def summarize(argv: list[str] | None = None) -> int:
-    args = parse_summarize_args(argv, description=__doc__)
+    parser = CommandLineParser([SummarizeArguments], prog="python -m m4_training.summarize_runs", description=__doc__)
+    (args,) = parser.parse_dataclasses(argv)
     run_dirs = [Path(run) for run in args.runs]
     for run_dir in run_dirs:
         if not run_dir.is_dir():

@@ -1,9 +1,6 @@
-"""The run's final numbers for the trackers of `--report_to` (TensorBoard, W&B, ...): the document metrics on
-validation, the threshold, the baseline and every test set, logged through the Trainer so each tracker's own
-callback writes them, next to the chunk-level numbers it logged during training.
-
-Names follow the Trainer's convention (`eval_...` shows as `eval/...`, `test_...` as `test/...`), so a tracker
-shows `eval/threshold`, `eval/document/f1_macro`, `eval/document/by_domain/arxiv/auroc`,
+"""The run's final numbers for the trackers of `--report_to` (TensorBoard, W&B, ...), logged through the Trainer so
+each tracker's own callback writes them next to the chunk-level numbers of training. Names follow the Trainer's
+convention (`eval_...` shows as `eval/...`): `eval/threshold`, `eval/document/by_domain/arxiv/auroc`,
 `eval/baseline/document/f1_macro`, `test/NAME/document/f1_macro`, `test/NAME/overlap_removed`, ...
 """
 
@@ -41,7 +38,6 @@ def _evaluation_scalars(prefix: str, metrics: dict[str, Any]) -> Iterator[tuple[
 
 
 def tracker_scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """metrics.json's numbers as flat tracker scalars."""
     scalars = dict(_evaluation_scalars("eval_", metrics))
     for name, result in metrics.get("test", {}).items():
         scalars[f"test_{name}/overlap_removed"] = float(result["test_overlap_removed"])
