@@ -29,7 +29,7 @@ import pandas as pd
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
-from m4_training.cli import UserError
+from m4_training.cli import UserError, counted
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ TEXT_FIELDS = ("text", "body", "selftext")
 ID_FIELDS = ("id", "source_ID", "source_id")
 LABEL_WORDS = {"human": HUMAN, "machine": MACHINE}
 M4_CORPUS, REDDIT_CORPUS = "m4", "reddit_file"
+# The domain of a Reddit-file post is its row's `source`, else this (prepare_data.py's default `source` too); not
+# M4's `reddit`, whose texts are answers to ELI5 questions.
+REDDIT_DOMAIN = "reddit_posts"
 PASSTHROUGH_FIELDS = ("domain", "generator")
 MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
@@ -320,6 +323,13 @@ def m4_files(directory: Path) -> list[tuple[Path, str, str]]:
     return [(path, *parsed) for path in sorted(directory.glob("*.jsonl")) if (parsed := parse_m4_filename(path))]
 
 
+def files_there(directory: Path, shown: int = 10) -> str:
+    """The names in a directory, for a message: the first `shown` by name, then how many more."""
+    names = sorted(path.name for path in directory.iterdir())
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else "none"
+
+
 class RequestedNames(NamedTuple):
     """Domain or generator names the user gave under one flag: each must match some M4 file, as a typo would
     otherwise only drop data. `single`: the flag takes one name."""
@@ -374,7 +384,7 @@ def find_m4_files(
         raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
     available = m4_files(data_dir)
     if not available:
-        raise UserError(f"no <domain>_<generator>.jsonl files in {data_dir}")
+        raise UserError(f"no <domain>_<generator>.jsonl files in {data_dir} (files there: {files_there(data_dir)})")
     if must_match is None:
         must_match = [
             RequestedNames("--train_domains", "domains", domains),
@@ -394,7 +404,8 @@ def find_m4_files(
     found = {(d, g) for _, d, g in selected}
     missing = sorted(f"{d}_{g}" for d in wanted["domains"] for g in wanted["generators"] if (d, g) not in found)
     if missing and warn_missing:
-        logger.warning("No M4 file for %d requested domain/generator pairs: %s", len(missing), ", ".join(missing))
+        pairs = counted(len(missing), "requested domain/generator pair")
+        logger.warning("No M4 file for %s: %s", pairs, ", ".join(missing))
     return selected
 
 
@@ -415,8 +426,8 @@ def ignored_m4_files(data_dir: Path, read: set[Path], domains: list[str]) -> lis
         ignored.append({"path": str(path), "reason": reason})
     if ignored:
         logger.info(
-            "Not reading %d files in %s: %s",
-            len(ignored),
+            "Not reading %s in %s: %s",
+            counted(len(ignored), "file"),
             data_dir,
             "; ".join(f"{Path(entry['path']).name} ({entry['reason']})" for entry in ignored),
         )
@@ -482,9 +493,9 @@ class _CorpusBuilder:
         conflicting_occurrences = sum(len(self.documents[i].sources) for i in self.conflicting)
         if self.conflicting:
             logger.warning(
-                "Dropped %d texts (%d occurrences) that appear both as human and as machine text",
-                len(self.conflicting),
-                conflicting_occurrences,
+                "Dropped %s (%s) that appear both as human and as machine text",
+                counted(len(self.conflicting), "text"),
+                counted(conflicting_occurrences, "occurrence"),
             )
         links = [link for link in self.row_links if not self.conflicting.intersection(link)]
         assign_groups(keep, links, len(self.documents))
@@ -533,9 +544,11 @@ def read_m4_file(builder: _CorpusBuilder, path: Path, domain: str, generator: st
 
 
 def read_reddit_file(builder: _CorpusBuilder, path: Path) -> FileReport:
-    """Posts of a Reddit file (JSONL, or CSV with a text/body column); a row without a label is human."""
-    report = FileReport(path=str(path), kind="reddit", domain="reddit_posts")
+    """Posts of a Reddit file (JSONL, or CSV with a text/body column); a row without a label is human. The file's
+    report names the domains its posts have (see REDDIT_DOMAIN)."""
+    report = FileReport(path=str(path), kind="reddit")
     file = report.path  # one string shared by every source of the file
+    domains = set()
     for line, row in iter_rows(path, report):
         text, key, problem = extract_text(row, TEXT_FIELDS)
         if problem:
@@ -545,11 +558,13 @@ def read_reddit_file(builder: _CorpusBuilder, path: Path) -> FileReport:
         if label is None:
             report.skip(line, "label_invalid")
             continue
-        domain = row["source"] if isinstance(row.get("source"), str) and row["source"] else "reddit_posts"
+        domain = row["source"] if isinstance(row.get("source"), str) and row["source"] else REDDIT_DOMAIN
         generator = HUMAN_GENERATOR if label == HUMAN else "unknown"
         builder.add(text, label, domain, generator, {"file": file, "line": line, "field": key})
+        domains.add(domain)
         report.used += 1
         report.documents += 1
+    report.domain = ", ".join(sorted(domains)) or None
     return report
 
 
@@ -573,17 +588,24 @@ def load_corpus(
         reddit = read_reddit_file(builder, reddit_path)
         if not reddit.used:
             raise UserError(
-                f"{reddit_path}: no usable post in {reddit.rows} rows (skipped: {dict(reddit.skipped)}); fix the "
-                "file or pass --reddit_file none"
+                f"{reddit_path}: no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)}); "
+                "fix the file or pass --reddit_file none"
+            )
+        if clash := set(reddit.domain.split(", ")) & {domain for _, domain, _ in selected}:
+            logger.warning(
+                "%s: posts whose source is %s join that M4 domain (give them their own source, e.g. %s)",
+                reddit_path,
+                " ".join(sorted(clash)),
+                REDDIT_DOMAIN,
             )
         files.append(reddit)
     for report in files:
         logger.info(
-            "%s: %d rows, %d used, %d documents%s",
+            "%s: %s, %d used, %s%s",
             report.path,
-            report.rows,
+            counted(report.rows, "row"),
             report.used,
-            report.documents,
+            counted(report.documents, "document"),
             f", skipped {dict(report.skipped)}" if report.skipped else "",
         )
     corpus = builder.build(files)
@@ -591,10 +613,10 @@ def load_corpus(
     if not corpus.documents:
         raise UserError("no usable rows in the selected files: " + ", ".join(r.path for r in files))
     logger.info(
-        "Loaded %d documents (%d duplicates merged, %d groups)",
-        len(corpus.documents),
-        corpus.duplicates_removed,
-        len({doc.group_id for doc in corpus.documents}),
+        "Loaded %s (%s merged, %s)",
+        counted(len(corpus.documents), "document"),
+        counted(corpus.duplicates_removed, "duplicate"),
+        counted(len({doc.group_id for doc in corpus.documents}), "group"),
     )
     return corpus
 
@@ -729,7 +751,8 @@ def _documents_frame(
     if not rows:
         if not report.rows:
             raise UserError(f"{report.path}: empty input, nothing to score")
-        raise UserError(f"{report.path}: no usable document in {report.rows} rows (skipped: {dict(report.skipped)})")
+        skipped = dict(report.skipped)
+        raise UserError(f"{report.path}: no usable document in {counted(report.rows, 'row')} (skipped: {skipped})")
     report.documents = len(rows)
     if normalize:
         for row in rows:  # in place: each raw text is freed as its normalised text arrives, never both sets at once
@@ -769,8 +792,8 @@ def labels_of(frame: pd.DataFrame, required: bool = True) -> pd.Series:
         if required:
             raise UserError(f"document {doc_id}: label {value!r} is not 0/1 or human/machine")
         logger.warning(
-            "%d documents have a label that is not 0/1 or human/machine (document %s: %r); read as unlabelled",
-            invalid.sum(),
+            "Labels that are not 0/1 or human/machine, read as unlabelled: %s (document %s: %r)",
+            counted(int(invalid.sum()), "document"),
             doc_id,
             value,
         )

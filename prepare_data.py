@@ -37,7 +37,7 @@ from m4_training.cli import (
     run_cli,
     setup_logging,
 )
-from m4_training.files import check_output_dir, check_output_file, new_mode, write_json, write_jsonl
+from m4_training.files import check_output_dir, check_output_file, new_mode, write_json, write_jsonl, write_text
 from m4_training.reports import format_table
 
 logger = logging.getLogger("prepare_data")
@@ -61,17 +61,27 @@ class PrepareM4Arguments:
         default="M4_cleaned/data", **arg_help("where the cleaned files go (must differ from the input)")
     )
     min_chars: int = field(default=50, **arg_help("drop a row whose human or machine text is shorter after cleaning"))
-    report: str | None = field(default=None, **arg_help("the JSON table (default: OUTPUT_DIR/prepare_report.json)"))
+    report: str | None = field(
+        default=None,
+        **arg_help("a copy of the JSON table outside OUTPUT_DIR (always in OUTPUT_DIR/prepare_report.json)"),
+    )
 
     def __post_init__(self) -> None:
         require(self.min_chars >= 0, "min_chars", "at least 0", self.min_chars)
-        if Path(self.input_dir).resolve() == Path(self.output_dir).resolve():
-            raise UserError(
-                f"--output_dir must differ from --input_dir ({self.input_dir}); raw files are never overwritten"
-            )
         # The output directory is replaced as a whole when complete, so it may not hold the input either.
         check_output_paths({"--output_dir": self.output_dir, "--report": self.report}, {"--input_dir": self.input_dir})
         check_output_paths({"--input_dir": self.input_dir}, {"--output_dir": self.output_dir})
+        output_dir, report = Path(self.output_dir).resolve(), Path(self.report or self.table).resolve()
+        if report != Path(self.table).resolve() and (output_dir in report.parents or report in output_dir.parents):
+            raise UserError(
+                f"--report {self.report} and --output_dir {self.output_dir} overlap: the output directory is "
+                f"replaced as a whole and holds its own table ({self.table}); choose a --report outside it"
+            )
+
+    @property
+    def table(self) -> str:
+        """The table in the output directory, which also marks the directory as this command's output."""
+        return str(Path(self.output_dir) / M4_REPORT_NAME)
 
 
 @dataclass
@@ -82,7 +92,10 @@ class PrepareRedditArguments:
     min_chars: int = field(default=50, **arg_help("drop posts shorter than this after cleaning"))
     max_per_month: int | None = field(default=None, **arg_help("cap of posts per calendar month (seeded)"))
     sample_size: int | None = field(default=None, **arg_help("total posts kept (seeded; default all)"))
-    source: str | None = field(default=None, **arg_help("`source` of every post (default: the row's, else reddit)"))
+    source: str | None = field(
+        default=None,
+        **arg_help(f"`source` (domain) of every post (default: the row's, else {data_loaders.REDDIT_DOMAIN})"),
+    )
     include_title: bool = field(default=False, **arg_help("prepend a `title` column to the body"))
     seed: int = field(default=42, **arg_help("seed of the month cap and the sample"))
     report: str | None = field(default=None, **arg_help("the JSON table (default: OUTPUT.report.json)"))
@@ -134,7 +147,7 @@ def parse_prepare_args(
 
 
 def write_tables(reports: list[data_loaders.FileReport], path: Path, settings: dict[str, Any]) -> None:
-    """Rows read, kept and dropped by reason per input file: as JSON in `path` and as a table on stdout."""
+    """Rows read, kept and dropped by reason per input file: as JSON in `path`, and as a table on stdout."""
     files = [
         {"path": r.path, "rows": r.rows, "kept": r.used, "dropped": dict(sorted(r.skipped.items()))} for r in reports
     ]
@@ -198,7 +211,7 @@ def m4_inputs(input_dir: Path) -> list[Path]:
 
 def check_m4_output_dir(output_dir: Path) -> None:
     """The output directory is replaced as a whole: only a missing or empty one, or an earlier output of this
-    command (it has the default prepare_report.json), may be given."""
+    command (it has its prepare_report.json), may be given."""
     check_output_dir(output_dir, "--output_dir")
     check_output_dir(output_dir.absolute().parent, "--output_dir's parent")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / M4_REPORT_NAME).is_file():
@@ -208,14 +221,17 @@ def check_m4_output_dir(output_dir: Path) -> None:
         )
 
 
-def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int, report_path: Path, settings: dict) -> None:
-    """Clean every `*.jsonl` of `input_dir` into `output_dir` (same file names); rows keep their other keys.
+def prepare_m4(args: PrepareM4Arguments, settings: dict) -> None:
+    """Clean every `*.jsonl` of --input_dir into --output_dir (same file names); rows keep their other keys.
 
-    Everything is written into a temporary directory next to `output_dir`, which then takes its place: a run
-    stopped by a crash, a kill or a full disk leaves no half-written directory for train.py to read.
+    Everything, the table too, is written into a temporary directory next to the output directory, which then
+    takes its place: a run stopped by a crash, a kill or a full disk leaves no half-written directory for train.py.
     """
+    input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     paths = m4_inputs(input_dir)
     check_m4_output_dir(output_dir)
+    if args.report:
+        check_output_file(args.report, "--report")
     files.check_free_space(
         output_dir.absolute().parent, sum(p.stat().st_size for p in paths), "--output_dir", "the cleaned files"
     )
@@ -225,21 +241,19 @@ def prepare_m4(input_dir: Path, output_dir: Path, min_chars: int, report_path: P
         for path in paths:
             tables.append(data_loaders.FileReport(path=str(path), kind="m4"))
             try:
-                write_jsonl(building / path.name, _cleaned_m4_rows(path, tables[-1], min_chars))
+                write_jsonl(building / path.name, _cleaned_m4_rows(path, tables[-1], args.min_chars))
             except OSError as error:  # named by its final place, not the temporary one
                 if message := files.write_failure(error, building, output_dir / path.name):
                     raise UserError(message) from error
                 raise
-        inside = report_path.absolute().parent == output_dir.absolute()
-        if inside:
-            write_tables(tables, building / report_path.name, settings)
+        write_tables(tables, building / M4_REPORT_NAME, settings)
         replace_directory(building, output_dir)
-        if not inside:
-            write_tables(tables, report_path, settings)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    logger.info("Cleaned files written to %s; table in %s", output_dir, report_path)
+    if args.report and Path(args.report).resolve() != Path(args.table).resolve():
+        write_text(args.report, Path(args.table).read_text(encoding="utf-8"))
+    logger.info("Cleaned files written to %s; table in %s", output_dir, args.report or args.table)
 
 
 def replace_directory(new: Path, target: Path) -> None:
@@ -312,7 +326,9 @@ def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileRep
             continue
         seen_texts.add(key)
         seen_ids.add(post_id)
-        source = args.source or (row["source"] if isinstance(row.get("source"), str) and row["source"] else "reddit")
+        source = args.source or (
+            row["source"] if isinstance(row.get("source"), str) and row["source"] else data_loaders.REDDIT_DOMAIN
+        )
         written = timestamp.strftime("%Y-%m-%d %H:%M:%S")
         row = {"text": text, "label": data_loaders.HUMAN, "source": source, "timestamp": written, "id": post_id}
         posts.append((line, timestamp.strftime("%Y-%m"), row))
@@ -358,6 +374,8 @@ def prepare_reddit(args: PrepareRedditArguments) -> data_loaders.FileReport:
     files.check_free_space(Path(args.output).absolute().parent, needed, "--output", "the posts")
     report = data_loaders.FileReport(path=str(args.input), kind="reddit")
     posts = sample_posts(read_reddit_posts(args, report), args.max_per_month, args.sample_size, args.seed, report)
+    if not report.rows:
+        raise UserError(f"{args.input}: holds no posts (no rows); nothing to prepare")
     if not posts:
         raise UserError(f"no post of {args.input} passed the filters: {dict(report.skipped)}")
     write_jsonl(args.output, (row for _, _, row in posts))
@@ -373,10 +391,7 @@ def prepare(command: str, args: PrepareM4Arguments | PrepareRedditArguments) -> 
     output = Path(args.output_dir if command == "m4" else args.output)
     try:
         if command == "m4":
-            report_path = Path(args.report or output / M4_REPORT_NAME)
-            if args.report:
-                check_output_file(report_path, "--report")
-            prepare_m4(Path(args.input_dir), output, args.min_chars, report_path, settings)
+            prepare_m4(args, settings)
         else:
             write_tables([prepare_reddit(args)], Path(args.report_path), settings)
             logger.info("Posts written to %s; table in %s", output, args.report_path)

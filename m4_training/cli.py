@@ -173,3 +173,8 @@ def capped_num_proc(num_proc: int | None) -> int | None:
         logger.warning("--num_proc %d is more than the %d CPUs here; using %d", num_proc, cpus, cpus)
         return cpus
     return num_proc
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 document`, `2 documents`: a count with its noun in the right number (`plural` when not noun + s)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"

@@ -38,6 +38,7 @@ import chunking
 import data_loaders
 from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS, Corpus, RequestedNames, canonical_generator
 from m4_training import cyclic_gc, splits
+from m4_training.cli import counted
 from m4_training.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -223,7 +224,8 @@ def remove_orphans(cache: Path) -> list[Path]:
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
     if removed:
-        logger.warning("Removed %d unfinished cache entries of killed runs from %s", len(removed), cache)
+        entries = counted(len(removed), "unfinished cache entry", "unfinished cache entries")
+        logger.warning("Removed %s of killed runs from %s", entries, cache)
     return removed
 
 

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 import data_loaders
 from data_loaders import RequestedNames
 from m4_training import evaluation
-from m4_training.cli import UserError
+from m4_training.cli import UserError, counted
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +73,10 @@ def m4_selection(
         and (not generators or generator in {data_loaders.canonical_generator(g) for g in generators})
     ]
     if not kept:
-        files = ", ".join(f"{d}_{g}" for d, g in found) or "none"
+        what = "matches --test_domains/--test_generators" if found else "is there"
         raise UserError(
-            f"--test_data {directory}: no <domain>_<generator>.jsonl file matches --test_domains/--test_generators "
-            f"(files there: {files})"
+            f"--test_data {directory}: no <domain>_<generator>.jsonl file {what} "
+            f"(files there: {data_loaders.files_there(directory)})"
         )
     return sorted({d for d, _ in kept}), sorted({g for _, g in kept})
 
@@ -109,9 +109,10 @@ def read_test_sets(
         except UserError as error:
             raise UserError(f"--test_data {path}: {str(error).removeprefix(f'{path}: ')}") from error
         if report is not None and report.skipped:
-            logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
+            skipped = counted(sum(report.skipped.values()), "row")
+            logger.warning("%s: %s skipped: %s", report.path, skipped, dict(report.skipped))
         test_sets.append(HeldOutSet(name, str(path), frame.assign(label=labels), len(frame)))
-        logger.info("Test set %s: %d labelled documents from %s", name, len(frame), path)
+        logger.info("Test set %s: %s from %s", name, counted(len(frame), "labelled document"), path)
     return test_sets
 
 
@@ -126,10 +127,10 @@ def remove_overlap(test_sets: Iterable[HeldOutSet], train_texts: Iterable[str], 
         test_set.documents = test_set.documents[~(in_train | in_val)].reset_index(drop=True)
         if in_train.any() or in_val.any():
             logger.warning(
-                "Test set %s: removed %d documents also in the training data and %d also in validation",
+                "Test set %s: removed %s also in the training data and %s also in validation",
                 test_set.name,
-                in_train.sum(),
-                in_val.sum(),
+                counted(int(in_train.sum()), "document"),
+                counted(int(in_val.sum()), "document"),
             )
 
 

@@ -101,6 +101,7 @@ def build_data_report(
         "group_overlap": group_overlap(split),
         "class_weights": class_weights,
         "generators_by_domain": corpus.generators_by_domain,
+        **({"sampling": split.sampling} if split.sampling else {}),  # only with --max_train/val_samples
     }
 
 

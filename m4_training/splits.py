@@ -11,9 +11,10 @@ import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from data_loaders import HUMAN, LABEL_NAMES, MACHINE, Corpus, Document, canonical_generator
-from m4_training.cli import UserError
+from m4_training.cli import UserError, counted
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class Split:
     dropped: Counter = field(default_factory=Counter)
     dropped_documents: list[tuple[str, Document]] = field(default_factory=list)
     flow: str = "stratified"
+    sampling: dict[str, Any] = field(default_factory=dict)  # per side: documents available and kept (sample_side)
 
     def drop(self, document: Document, reason: str) -> None:
         self.dropped[reason] += 1
@@ -133,11 +135,11 @@ def domain_holdout_split(corpus: Corpus, val_domain: str, reddit_val_fraction: f
     """
     val_domain = val_domain.lower()
     groups = _groups(corpus.documents)
-    domains = sorted({doc.domain for doc in corpus.documents})
-    if val_domain not in domains:
+    m4_domains = ", ".join(corpus.generators_by_domain) or "none"  # the Reddit file's domain is none of them
+    if val_domain not in corpus.generators_by_domain:
         raise UserError(
             f"--val_domain {val_domain} is not in the loaded data (no <domain>_<generator>.jsonl file of it in "
-            f"--data_dir for the loaded generators); domains found: {', '.join(domains) or 'none'}"
+            f"--data_dir for the loaded generators); M4 domains found: {m4_domains}"
         )
     split = Split(train=[], val=[], flow="domain_holdout")
     reddit_group_ids = []
@@ -155,19 +157,49 @@ def domain_holdout_split(corpus: Corpus, val_domain: str, reddit_val_fraction: f
     return _with_reddit_groups(split, groups, reddit_group_ids, reddit_val_fraction, random.Random(seed))
 
 
-def sample_groups(documents: list[Document], max_documents: int | None, seed: int) -> list[Document]:
-    """At most `max_documents` documents, drawn as whole groups in a seeded order."""
-    if max_documents is None or len(documents) <= max_documents:
-        return documents
-    groups = list(_groups(documents).values())
-    random.Random(seed).shuffle(groups)
-    chosen: set[int] = set()
-    total = 0
-    for members in groups:
-        if total + len(members) <= max_documents:
-            chosen.add(members[0].group_id)
-            total += len(members)
-    return [doc for doc in documents if doc.group_id in chosen]
+def even_shares(budget: int, available: dict[Any, int]) -> dict[Any, int]:
+    """`budget` shared as evenly as the `available` counts allow: what one key cannot use goes to the others."""
+    shares = {}
+    keys = sorted(available, key=lambda key: (available[key], key))
+    for position, key in enumerate(keys):
+        shares[key] = min(available[key], budget // (len(keys) - position))
+        budget -= shares[key]
+    return shares
+
+
+def sample_side(split: Split, side: str, max_documents: int, seed: int) -> None:
+    """Keep at most `max_documents` documents of one side, stratified by source (domain) and label.
+
+    The labels share the budget evenly, then within each label its sources (each M4 domain, the Reddit file's
+    domain) do, as far as each has documents; each (source, label) cell is drawn from with a seed. Documents, not
+    groups, are drawn: a side never gains a document, so no group can end up on both sides. The rest are dropped
+    (counted, with the reason `over_max_<side>_samples`), and `split.sampling` records the counts.
+    """
+    documents = getattr(split, side)
+    cells: dict[tuple[str, int], list[Document]] = defaultdict(list)
+    for doc in documents:
+        cells[doc.domain, doc.label].append(doc)
+    available = {cell: len(docs) for cell, docs in cells.items()}
+    per_label: Counter = Counter()
+    for (_, label), count in available.items():
+        per_label[label] += count
+    quota = {}
+    for label, budget in even_shares(max_documents, per_label).items():
+        sources = {domain: count for (domain, other), count in available.items() if other == label}
+        quota |= {(domain, label): share for domain, share in even_shares(budget, sources).items()}
+    rng = random.Random(seed)
+    kept = {doc.doc_id for cell in sorted(cells) for doc in rng.sample(cells[cell], quota[cell])}
+    for doc in documents:
+        if doc.doc_id not in kept:
+            split.drop(doc, f"over_max_{side}_samples")
+    setattr(split, side, [doc for doc in documents if doc.doc_id in kept])
+    split.sampling[side] = {"max_documents": max_documents} | {
+        name: {
+            domain: {label_name: counts.get((domain, label), 0) for label, label_name in LABEL_NAMES.items()}
+            for domain in sorted({domain for domain, _ in cells})
+        }
+        for name, counts in (("available", available), ("kept", quota))
+    }
 
 
 def split_corpus(
@@ -188,11 +220,13 @@ def split_corpus(
         split = stratified_group_split(corpus.documents, validation_split, seed)
     else:
         split = generator_holdout_split(corpus, val_generator, validation_split, reddit_val_fraction, seed)
-    split.train = sample_groups(split.train, max_train_samples, seed)
-    split.val = sample_groups(split.val, max_val_samples, seed + 1)
+    for side, max_documents, side_seed in (("train", max_train_samples, seed), ("val", max_val_samples, seed + 1)):
+        if max_documents is not None:
+            sample_side(split, side, max_documents, side_seed)
     if not split.train or not split.val:
         raise UserError(
-            f"the {split.flow} split left {len(split.train)} training and {len(split.val)} validation documents; "
+            f"the {split.flow} split left {counted(len(split.train), 'training document')} and "
+            f"{counted(len(split.val), 'validation document')}; "
             "both need at least one (check --validation_split and the --max_*_samples flags)"
         )
     train_labels = Counter(doc.label for doc in split.train)

@@ -82,9 +82,9 @@ class DataArguments:
     train_generators: list[str] = setting(DEFAULT_GENERATORS, "M4 generators to load")
     normalize_digits: bool = setting(True, "map every digit to 0 (training and prediction)")
     max_train_samples: int | None = setting(
-        None, "at most N training documents (not chunks; the dry run prints both), as whole groups"
+        None, "at most N training documents (not chunks; the dry run prints both), by source and label"
     )
-    max_val_samples: int | None = setting(None, "at most N validation documents (not chunks), as whole groups")
+    max_val_samples: int | None = setting(None, "at most N validation documents (not chunks), by source and label")
     num_proc: int | None = setting(None, "processes for tokenisation")
     cache_dir: str = setting(
         DEFAULT_CACHE_DIR, "cache of prepared (split, chunked) data, keyed by data, tokenizer and settings"

@@ -766,7 +766,7 @@ def test_app_texts_with_a_lone_surrogate_are_refused_or_skipped_without_a_fault(
         [["an ordinary post about the weather today", "half \udc00 pair"], ["\ud800"]]
     )
     assert [row["id"] for row in mixed] == [1]
-    assert alone == {"error": "request: no usable document in 1 rows (skipped: {'lone_surrogate': 1})"}
+    assert alone == {"error": "request: no usable document in 1 row (skipped: {'lone_surrogate': 1})"}
 
 
 def test_summarize_runs_refuses_unreadable_runs_and_leaves_its_own_output_out(demo_run, tmp_path, capsys):

@@ -194,7 +194,7 @@ def test_missing_and_unread_files_are_reported_once(demo_inputs, tmp_path, caplo
         assert train.main(tiny_train_args((data_dir, *demo_inputs[1:]), tmp_path / run, *flags)) == 0
         messages = [record.getMessage() for record in caplog.records]
         missing = [m for m in messages if m.startswith("No M4 file")]
-        assert missing == ["No M4 file for 1 requested domain/generator pairs: arxiv_davinci"], run
+        assert missing == ["No M4 file for 1 requested domain/generator pair: arxiv_davinci"], run
         unread = [m for m in messages if m.startswith("Not reading")]
         if run == "first" or cache:
             assert len(unread) == 1 and unread[0].startswith("Not reading 6 files in "), run
