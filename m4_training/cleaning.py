@@ -9,8 +9,11 @@ every text, prepared or not.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
+import unicodedata
+from typing import NamedTuple
 
 # Entities escaped more than once (`&amp;amp;lt;`) need one html.unescape per level.
 MAX_UNESCAPE_ROUNDS = 5
@@ -106,3 +109,107 @@ def clean_text(text: str) -> str:
     text = _URL.sub(" ", text)
     text = _strip_markdown(text)
     return _normalize_whitespace(text)
+
+
+# Canonicalisation: edits that change a text's characters but not what a reader sees (RAID's homoglyph and
+# zero-width-space attacks) undone before a detector sees the text.
+
+
+class _ScriptTables(NamedTuple):
+    format_chars: re.Pattern  # Unicode category Cf: zero-width spaces and joiners, word joiner, BOM, soft hyphen
+    astral_format_chars: re.Pattern  # those above U+FFFF: tag characters (invisible ASCII), musical format signs
+    look_alike: re.Pattern  # a letter of another script that Unicode lists as confusable with an ASCII letter
+    to_latin: dict[int, str]  # str.translate table: each such letter -> its ASCII letter
+    foreign_letters: re.Pattern  # a run of letters neither Latin nor look-alikes (Cyrillic б, Greek λ, ...)
+    latin_letters: re.Pattern  # a run of Latin letters
+    latin_word: re.Pattern  # a whole word of Latin letters and look-alikes
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")  # one range: tested at C speed, unlike classes of many
+
+
+def _char_class(ranges: list[tuple[int, int]], astral: bool = False) -> str:
+    """The inside of a [] class: the ranges below U+10000, or (astral) the part of them from U+10000.
+
+    re tests a class of code points below U+10000 against a bitmap, but one with a code point above it range
+    after range: ten times slower on every character of every text. Look-alikes above U+FFFF (Carian, Old
+    Italic, ... letters that few fonts draw) are left alone for that reason.
+    """
+    clipped = [(max(start, 0x10000), end) if astral else (start, min(end, 0xFFFF)) for start, end in ranges]
+    return "".join(f"\\U{start:08x}-\\U{end:08x}" for start, end in clipped if start <= end)
+
+
+@functools.cache
+def _script_tables() -> _ScriptTables:
+    """Built once, on the first non-ASCII text, from the Unicode data that confusable-homoglyphs ships.
+
+    Its confusables.json is Unicode TR39's confusables.txt: each character with the prototype it looks like.
+    Only letters of other scripts whose prototype is one ASCII letter are mapped (never an ASCII or Latin
+    character: TR39 also maps `0` to `O` and `1` to `l`, which is for comparing identifiers, not for text).
+    TR39's prototype of the vertical-stroke letters is `l`; an upper-case one (Cyrillic І, Greek Ι) is an `I`.
+    """
+    from confusable_homoglyphs import categories, confusables
+
+    data = categories.categories_data
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for start, end, script, category in data["code_points_ranges"]:
+        key = "Cf" if data["categories"][category] == "Cf" else data["iso_15924_aliases"][script]
+        ranges.setdefault(key, []).append((start, end))
+    to_latin = {}
+    for char, entries in confusables.confusables_data.items():
+        # NFKC runs first: a letter it changes (Greek ϲ, ϱ) is never seen, and the attack must not use it either.
+        if len(char) > 1 or char.isascii() or char > "\uffff" or unicodedata.normalize("NFKC", char) != char:
+            continue
+        prototypes = [entry["c"] for entry in entries if len(entry["c"]) == 1 and entry["c"].isascii()]
+        if (
+            len(prototypes) == 1
+            and prototypes[0].isalpha()
+            and char.isalpha()
+            and categories.alias(char) not in ("LATIN", "COMMON", "INHERITED", "Unknown")
+        ):
+            to_latin[ord(char)] = "I" if prototypes[0] == "l" and char.isupper() else prototypes[0]
+    look_alikes = _char_class([(code, code) for code in sorted(to_latin)])
+    latin = _char_class(ranges["LATIN"])
+    not_foreign = _char_class(ranges["COMMON"] + ranges["INHERITED"] + ranges["LATIN"]) + look_alikes
+    return _ScriptTables(
+        format_chars=re.compile(f"[{_char_class(ranges['Cf'])}]"),
+        astral_format_chars=re.compile(f"[{_char_class(ranges['Cf'], astral=True)}]"),
+        look_alike=re.compile(f"[{look_alikes}]"),
+        to_latin=to_latin,
+        # Letters above U+FFFF (rare scripts) are not counted as foreign.
+        foreign_letters=re.compile(f"[^\\W\\d_{not_foreign}\\U00010000-\\U0010ffff]+"),
+        latin_letters=re.compile(f"[{latin}]+"),
+        latin_word=re.compile(f"(?<![^\\W\\d_])[{latin}{look_alikes}]+(?![^\\W\\d_])"),
+    )
+
+
+def canonicalize(text: str) -> str:
+    """NFKC, invisible format characters removed, and look-alike letters of other scripts put back to Latin.
+
+    Look-alikes are mapped only in a text with more Latin letters than letters of other scripts, and there only
+    in a word that also has a Latin letter (`Рaris`); in a text with no other letters of other scripts, once
+    such a word shows an attack, every look-alike is mapped (`а` for `a`, `сору` for `copy`). So a Russian or
+    Kazakh text keeps its `а`, `с`, `і` (even in `ХIII` or a stray `nВ`), and an English text keeps a Greek `γ`
+    standing alone. An attacked text that also quotes a real Cyrillic word keeps its all-look-alike words.
+    ASCII texts, most of a corpus, are returned as they are: no step changes them.
+    """
+    if text.isascii():
+        return text
+    tables = _script_tables()
+    text = tables.format_chars.sub("", text)
+    if _ASTRAL.search(text):
+        text = tables.astral_format_chars.sub("", text)
+    text = unicodedata.normalize("NFKC", text)
+    if not tables.look_alike.search(text):
+        return text
+    foreign = len(text) - len(tables.foreign_letters.sub("", text))
+    if foreign >= len(text) - len(tables.latin_letters.sub("", text)):
+        return text
+    words = tables.latin_word.findall(text)
+    if not any(tables.look_alike.search(word) and tables.latin_letters.search(word) for word in words):
+        return text
+    if not foreign:
+        return text.translate(tables.to_latin)
+    return tables.latin_word.sub(
+        lambda word: word[0].translate(tables.to_latin) if tables.latin_letters.search(word[0]) else word[0], text
+    )
