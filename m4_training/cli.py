@@ -47,7 +47,10 @@ def one_line(error: BaseException) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, every option with its default."""
+    """The description as written; every option with one default: the one its help names, else its value."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if "default" in (action.help or "") else super()._get_help_string(action)
 
 
 class CommandLineParser(HfArgumentParser):

@@ -231,7 +231,7 @@ def hub_repo_name(args: TrainingArguments) -> str:
 class DetectorTrainingArguments(TrainingArguments):
     """`TrainingArguments` with this tool's defaults; fields not declared here pass through unchanged."""
 
-    _argument_group_name = "training (any other transformers TrainingArguments flag works too)"
+    _argument_group_name = "training"
 
     output_dir: str | None = setting("outputs/m4-detector", "where the model and every report go")
     overwrite_output_dir: bool = setting(
@@ -250,7 +250,7 @@ class DetectorTrainingArguments(TrainingArguments):
     logging_steps: float = setting(50, "log the loss every N steps")
     eval_steps: float | None = setting(None, "evaluate and save every N steps (default: every epoch)")
     eval_strategy: str = setting("epoch", "when to evaluate and save: epoch, or steps with --eval_steps")
-    save_strategy: str = setting("epoch", "follows --eval_strategy (and --eval_steps)")
+    save_strategy: str | None = setting(None, "when to save checkpoints; default: with every evaluation")
     save_total_limit: int | None = setting(2, "checkpoints kept on disk")
     optim: str = setting("auto", "auto: adamw_torch_fused on GPU, adamw_torch on CPU")
     tf32: bool | None = setting(None, "TF32 matmuls; default: on for Ampere and newer GPUs")
@@ -301,8 +301,12 @@ class DetectorTrainingArguments(TrainingArguments):
         ampere = on_gpu and torch.cuda.get_device_capability()[0] >= 8
         self.tf32 = (self.tf32 is not False) if ampere else None  # TF32 exists from Ampere on
         if self.eval_steps and self.eval_strategy == "epoch":
-            self.eval_strategy = self.save_strategy = "steps"
-            self.save_steps = self.eval_steps
+            self.eval_strategy = "steps"
+        if self.save_strategy is None:
+            # Checkpoints at every evaluation: what --metric_for_best_model and resuming need.
+            self.save_strategy = self.eval_strategy
+            if self.eval_steps:
+                self.save_steps = self.eval_steps
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not on_gpu:
             self.use_cpu = True  # distributed on CPU (gloo): without it every process would train on its own
         self._resolve_model_selection()
@@ -432,6 +436,16 @@ def train_parser(prog: str = "train.py", description: str | None = None) -> Comm
     parser.add_switch("--no_tf32", "tf32", False, "keep fp32 matmuls exact on Ampere and newer GPUs")
     parser.add_switch("--no_pin_memory", "dataloader_pin_memory", False, "= --no_dataloader_pin_memory")
     parser.add_switch("--use_wandb", "report_to", "wandb", "= --report_to wandb")
+    # The TrainingArguments fields this tool does not set go to a last group: --help shows this tool's first.
+    own = list(DetectorTrainingArguments.__annotations__)
+    training = next(
+        group for group in parser._action_groups if group.title == DetectorTrainingArguments._argument_group_name
+    )
+    other = parser.add_argument_group("other transformers TrainingArguments options (the library's defaults)")
+    other._group_actions.extend(action for action in training._group_actions if action.dest not in own)
+    training._group_actions[:] = sorted(
+        (action for action in training._group_actions if action.dest in own), key=lambda action: own.index(action.dest)
+    )
     return parser
 
 

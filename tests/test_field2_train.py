@@ -1,0 +1,69 @@
+"""Second field test, training side: the class weights reach the loss of the trainer train.py builds, and
+checkpoints follow the evaluations."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+from conftest import tiny_train_args
+
+import train
+from m4_training import modeling
+from m4_training.train_args import parse_train_args
+
+
+def test_the_trainer_train_py_builds_weights_its_loss_by_the_training_chunks_classes(
+    demo_inputs, tmp_path, one_torch_thread
+):
+    config = parse_train_args(tiny_train_args(demo_inputs, tmp_path / "out", "--reddit_file", "none"))
+    tokenizer = modeling.load_tokenizer(config.model.model)
+    data = train.prepare_data(config, tokenizer)
+    torch.manual_seed(0)
+    model = modeling.load_model(config.model.model, config.model.dropout, config.model.attn_implementation)
+    trainer = train.build_trainer(config, model, tokenizer, data)
+    model.eval()  # no dropout: the hand computation sees the same logits
+
+    labels = list(data.train_chunks["labels"])
+    counts = Counter(labels)
+    assert counts[0] != counts[1]  # unequal classes, so that weighting changes the loss
+    weights = torch.tensor([len(labels) / (2 * counts[0]), len(labels) / (2 * counts[1])])
+    batch = trainer.data_collator([data.train_chunks[i] for i in range(8)])
+    batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch))
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    # sum_i w[y_i] * CE_i over the chunk count (so accumulated micro-batches add up to one large batch)
+    per_chunk = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+    expected = (weights[batch["labels"]] * per_chunk).sum() / len(per_chunk)
+    unweighted = per_chunk.mean()
+    assert torch.isclose(loss, expected, atol=1e-5), (loss, expected)
+    assert not torch.isclose(expected, unweighted, atol=1e-4)
+
+
+def test_checkpoints_follow_evaluations_every_n_steps(tmp_path):
+    base = ["--data_dir", str(tmp_path / "data"), "--reddit_file", "none", "--output_dir", str(tmp_path / "out")]
+    args = parse_train_args([*base, "--eval_strategy", "steps", "--eval_steps", "4"]).training
+    assert (args.save_strategy, args.save_steps) == ("steps", 4)
+    args = parse_train_args([*base, "--eval_steps", "6", "--metric_for_best_model", "f1_macro"]).training
+    assert args.save_steps == 6 and args.load_best_model_at_end
+    args = parse_train_args(base).training
+    assert args.save_strategy == args.eval_strategy == "epoch"
+    # A save strategy the user gives is kept.
+    args = parse_train_args([*base, "--eval_steps", "4", "--save_strategy", "no"]).training
+    assert args.save_strategy == "no"
+
+
+def test_help_shows_this_tools_flags_before_the_librarys_with_one_default_each():
+    from m4_training.train_args import train_parser
+
+    text = train_parser().format_help()
+    library = text.index("other transformers TrainingArguments options")
+    for flag in ("--use_class_weights", "--precision", "--early_stopping_patience", "--stratified_split", "--lr"):
+        assert text.index(f"  {flag}") < library, flag
+    for flag in ("--adam_beta1", "--lr_scheduler_type", "--label_smoothing_factor"):
+        assert text.index(f"  {flag}") > library, flag
+    options = text.split("\n  --")
+    assert not [option for option in options if option.count("(default:") + option.count("default:") > 1]
+    assert "default: every epoch" in text
