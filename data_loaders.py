@@ -366,6 +366,14 @@ def check_requested_names(
         raise UserError(f"{where}: " + "; ".join(problems))
 
 
+def check_local_inputs(data_dir: str | Path | None, reddit_file: str | Path | None) -> None:
+    """The M4 directory and the Reddit file exist: checked first, before anything is fetched from the Hub."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
+    if reddit_file and not os.path.lexists(reddit_file):
+        raise UserError(f"Reddit file not found: {reddit_file} (set --reddit_file, or --reddit_file none)")
+
+
 def find_m4_files(
     data_dir: Path,
     domains: list[str],
@@ -380,8 +388,7 @@ def find_m4_files(
     in every directory): `warn_missing` False for a second look-up in the same run (the data cache's key is
     computed first), so the warning is printed once.
     """
-    if not data_dir.is_dir():
-        raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
+    check_local_inputs(data_dir, None)
     available = m4_files(data_dir)
     if not available:
         raise UserError(f"no <domain>_<generator>.jsonl files in {data_dir} (files there: {files_there(data_dir)})")
@@ -583,8 +590,7 @@ def load_corpus(
     files = [read_m4_file(builder, p, d, g) for p, d, g in selected]
     if reddit_file:
         reddit_path = Path(reddit_file)
-        if not os.path.lexists(reddit_path):
-            raise UserError(f"Reddit file not found: {reddit_path} (set --reddit_file, or --reddit_file none)")
+        check_local_inputs(None, reddit_path)
         reddit = read_reddit_file(builder, reddit_path)
         if not reddit.used:
             raise UserError(

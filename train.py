@@ -32,6 +32,7 @@ from transformers import AutoModelForSequenceClassification, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import chunking
+import data_loaders
 from m4_training import (
     cyclic_gc,
     data_cache,
@@ -371,8 +372,11 @@ def push_to_hub(trainer: WeightedTrainer) -> None:
 
 
 def check_before_work(config: TrainConfig) -> str | None:
-    """Everything that can refuse the run, checked before any expensive work; returns the checkpoint to resume."""
+    """Everything that can refuse the run, checked before any expensive work (the local inputs before anything
+    waits on the Hub); returns the checkpoint to resume."""
     args = config.training
+    if not config.run.demo:
+        data_loaders.check_local_inputs(config.data.data_dir, config.data.reddit_file)
     run_control.guard_output_dir(args)
     checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     model_bytes = run_control.weights_bytes(config.model.model) if config.model.model else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,11 +34,19 @@ DROPOUT_ATTRIBUTES = (
     "classifier_dropout",
     "seq_classif_dropout",
 )
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 # Families whose position ids start after the padding index, so fewer positions are usable.
 PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "camembert", "data2vec-text", "longformer", "xlm-roberta-xl"}
 
 
 def _cannot_load(what: str, name: str, error: Exception) -> UserError:
+    offline = [var for var in OFFLINE_VARIABLES if os.environ.get(var, "").upper() in ("1", "ON", "YES", "TRUE")]
+    if offline and not Path(name).is_dir():  # the library's message names HF_HUB_OFFLINE whichever was set
+        return UserError(
+            f"could not load the {what} '{name}': no local directory of that name, and {offline[0]}=1 keeps the "
+            f"Hugging Face hub from being asked (nor is it in the hub's cache); give a local model directory or "
+            f"unset {offline[0]}"
+        )
     return UserError(
         f"could not load the {what} '{name}': tried a local directory of that name and the Hugging Face hub "
         f"(offline, or no such model?): {one_line(error)}"

@@ -60,10 +60,42 @@ def test_help_shows_this_tools_flags_before_the_librarys_with_one_default_each()
 
     text = train_parser().format_help()
     library = text.index("other transformers TrainingArguments options")
-    for flag in ("--use_class_weights", "--precision", "--early_stopping_patience", "--stratified_split", "--lr"):
+    for flag in (
+        "--use_class_weights",
+        "--precision",
+        "--early_stopping_patience",
+        "--stratified_split",
+        "--learning_rate",
+    ):
         assert text.index(f"  {flag}") < library, flag
     for flag in ("--adam_beta1", "--lr_scheduler_type", "--label_smoothing_factor"):
         assert text.index(f"  {flag}") > library, flag
     options = text.split("\n  --")
-    assert not [option for option in options if option.count("(default:") + option.count("default:") > 1]
+    assert not [option for option in options if option.count("default:") > 1]
     assert "default: every epoch" in text
+
+
+def test_missing_local_inputs_are_named_before_the_model_is_fetched(tmp_path, capsys, monkeypatch):
+    import m4_training.modeling as modeling_module
+
+    def fetch(*args, **kwargs):
+        raise AssertionError("the model was asked for before the local inputs were checked")
+
+    monkeypatch.setattr(modeling_module, "load_tokenizer", fetch)
+    out = ["--model", "some-user/some-model", "--output_dir", str(tmp_path / "out")]
+    assert train.main(["--data_dir", str(tmp_path / "nowhere"), *out]) == 2
+    assert capsys.readouterr().err == f"error: M4 data directory not found: {tmp_path / 'nowhere'} (set --data_dir)\n"
+    (tmp_path / "m4").mkdir()
+    assert train.main(["--data_dir", str(tmp_path / "m4"), "--reddit_file", str(tmp_path / "posts.jsonl"), *out]) == 2
+    assert "Reddit file not found" in capsys.readouterr().err
+    argv = ["--data_dir", str(tmp_path / "m4"), "--reddit_file", "none", "--test_data", str(tmp_path / "t.jsonl")]
+    assert train.main([*argv, *out]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --test_data {tmp_path / 't.jsonl'}: no such file")
+
+
+def test_offline_message_names_the_variable_that_was_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
+    error = modeling._cannot_load("tokenizer", "some-user/some-model", OSError("HF_HUB_OFFLINE=1 is set"))
+    assert "TRANSFORMERS_OFFLINE=1" in str(error) and "HF_HUB_OFFLINE" not in str(error)
