@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,6 +62,8 @@ class CommandLineParser(HfArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         kwargs.setdefault("usage", "%(prog)s [options]   (--help lists every option with its default)")
         super().__init__(dataclass_types, **kwargs)
+        # `-inf` and `-1e-3` are values, as `-1` is: argparse would take them for unknown flags.
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
         for action in self._actions:  # the `--no_X` complements HfArgumentParser adds repeat X's help
             if isinstance(action, argparse._StoreFalseAction):
                 action.help = f"turn --{action.dest} off"
@@ -72,13 +76,29 @@ class CommandLineParser(HfArgumentParser):
         self.add_argument(flag, dest=dest, action="store_const", const=value, default=argparse.SUPPRESS, help=help)
 
     def parse_dataclasses(self, argv: Sequence[str] | None) -> tuple[Any, ...]:
-        """Parse into the dataclasses; a value refused by a `__post_init__` becomes a `UserError`."""
+        """Parse into the dataclasses, from the command line or, as Hugging Face's example scripts allow, from one
+        JSON file of {"flag_name": value}; a value refused by a `__post_init__` becomes a `UserError`."""
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if len(argv) == 1 and argv[0].endswith(".json"):
+            return self._parse_json_file(Path(argv[0]))
         try:
             return self.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
         except UserError:
             raise
         except (ValueError, TypeError) as error:
             raise UserError(one_line(error)) from error
+
+    def _parse_json_file(self, path: Path) -> tuple[Any, ...]:
+        if not path.is_file():
+            raise UserError(f"{path}: arguments file not found")
+        try:
+            return self.parse_json_file(path)
+        except UserError as error:
+            raise UserError(f"{path}: {error}") from error
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from error
+        except (ValueError, TypeError) as error:  # unknown keys, values of the wrong type
+            raise UserError(f"{path}: {one_line(error)} (keys are the flag names without --)") from error
 
 
 def run_cli(body: Callable[[], int]) -> int:

@@ -99,3 +99,32 @@ def test_offline_message_names_the_variable_that_was_set(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
     error = modeling._cannot_load("tokenizer", "some-user/some-model", OSError("HF_HUB_OFFLINE=1 is set"))
     assert "TRANSFORMERS_OFFLINE=1" in str(error) and "HF_HUB_OFFLINE" not in str(error)
+
+
+def test_train_and_predict_read_their_settings_from_one_json_file(tmp_path, capsys):
+    import json
+
+    import predict
+
+    settings = {"data_dir": str(tmp_path / "m4"), "reddit_file": "none", "output_dir": str(tmp_path / "out")}
+    settings |= {"train_generators": ["llama2"], "learning_rate": 1e-4, "use_class_weights": True}
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(settings))
+    config = parse_train_args([str(path)])
+    assert config.data.train_generators == ["llama2"] and config.data.reddit_file is None
+    assert (config.training.learning_rate, config.training.use_class_weights) == (1e-4, True)
+    path.write_text(json.dumps(settings | {"epoch": 3}))
+    assert train.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and "['epoch']" in err and err.count("\n") == 1
+    path.write_text(json.dumps({"input": "texts.jsonl", "model_path": ["a", "b"], "threshold": 0.25}))
+    args = predict.parse_predict_args([str(path)])
+    assert (args.input, args.model_path, args.threshold) == ("texts.jsonl", ["a", "b"], 0.25)
+
+
+def test_a_negative_number_is_a_value_not_a_flag(capsys):
+    import predict
+
+    for value in ("-inf", "-1e-3", "-0.5"):
+        assert predict.main(["--input", "x.jsonl", "--model_path", "m", "--threshold", value]) == 2
+        assert capsys.readouterr().err == f"error: --threshold must be in [0, 1], got {float(value)}\n"
