@@ -21,7 +21,7 @@ import datasets
 import pandas as pd
 
 from m4_training import serving
-from m4_training.cli import CommandLineParser, UserError, run_cli, setup_logging
+from m4_training.cli import CommandLineParser, UserError, counted, run_cli, setup_logging
 from m4_training.scoring import load_detector
 from m4_training.serving import AppArguments
 
@@ -59,7 +59,7 @@ def build_page(service: serving.DetectorService) -> Any:
         message = f"{len(rows)} documents scored, {n_machine} labelled machine."
         if skipped:
             counts = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items()))
-            message += f" {sum(skipped.values())} rows skipped ({counts}), as predict.py skips them."
+            message += f" {counted(sum(skipped.values()), 'row')} skipped ({counts}), as predict.py skips them."
         return pd.DataFrame(rows), str(output), message
 
     def predict_api(texts: list[Any]) -> list[dict[str, Any]]:

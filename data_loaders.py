@@ -209,8 +209,8 @@ def has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def parse_json_line(raw: bytes) -> tuple[Any, str | None]:
-    """(value, None) or (None, skip reason) for one line of a JSONL file."""
+def parse_json_line(raw: bytes, objects_only: bool = True) -> tuple[Any, str | None]:
+    """(value, None) or (None, skip reason) for one line of a JSONL file (or a whole JSON document)."""
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -221,7 +221,7 @@ def parse_json_line(raw: bytes) -> tuple[Any, str | None]:
         return None, "malformed_json"
     except ValueError:  # the only other one json raises: an integer above sys.get_int_max_str_digits() digits
         return None, "integer_too_long"
-    if not isinstance(value, dict):
+    if objects_only and not isinstance(value, dict):
         return None, "not_a_json_object"
     if (b"\\ud" in raw or b"\\uD" in raw) and has_lone_surrogate(value):
         return None, "lone_surrogate"
@@ -631,11 +631,30 @@ def load_corpus(
 
 
 def detect_format(source: str, head: bytes) -> str:
-    """The format of a file (by its suffix) or of stdin (by its first character)."""
+    """The format of a file by its suffix; of stdin, or a file whose suffix says nothing, by its first character
+    (`{` a JSONL file, `[` a JSON array of objects, anything else text)."""
     suffix = Path(source).suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson") or (source == "-" and head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"):
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first == b"[" and suffix != ".txt":
+        return "json_array"
+    if suffix in (".jsonl", ".json", ".ndjson") or (suffix != ".txt" and first == b"{"):
         return "jsonl"
-    return "csv" if suffix in (".csv", ".tsv") else "txt"
+    return "txt"
+
+
+def iter_json_array(source: IO[bytes], report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based position, object) for each item of a JSON array; count the items that are not objects."""
+    items, problem = parse_json_line(source.read().removeprefix(b"\xef\xbb\xbf"), objects_only=False)
+    if problem or not isinstance(items, list):
+        raise UserError(f"{report.path}: starts with '[' but is not a JSON array ({problem or 'not a list'})")
+    for position, item in enumerate(items, start=1):
+        report.rows += 1
+        if isinstance(item, dict):
+            yield position, item
+        else:
+            report.skip(position, "not_a_json_object")
 
 
 def _scoring_rows(rows: Iterable[tuple[int, dict[str, Any]]], report: FileReport, m4_names: tuple[str, str] | None):
@@ -727,7 +746,7 @@ def read_documents(
             rows = rows if content.strip() else []
             report.rows = report.used = len(rows)
         else:
-            reader = iter_csv if kind == "csv" else iter_jsonl
+            reader = {"csv": iter_csv, "json_array": iter_json_array}.get(kind, iter_jsonl)
             m4_names = parse_m4_filename(Path(name)) if source != "-" else None
             rows = list(_scoring_rows(reader(stream, report), report, m4_names))
     return _documents_frame(rows, report, normalize, normalize_digits), report

@@ -35,6 +35,7 @@ from m4_training.cli import (
     arg_help,
     capped_num_proc,
     check_output_paths,
+    counted,
     local_directory,
     require,
     run_cli,
@@ -67,7 +68,8 @@ class PredictArguments:
     )
     input: str = field(**arg_help("JSONL, CSV, .txt, an M4 data directory, or '-' (stdin)"))
     input_format: Literal["auto", "jsonl", "csv", "txt", "m4_dir"] = field(
-        default="auto", **arg_help("auto: by the file name (and, for stdin, by the first character)")
+        default="auto",
+        **arg_help("auto: by the suffix, else (stdin too) by the first character: { JSONL, [ JSON array"),
     )
     output: str | None = field(default=None, **arg_help("JSONL of predictions (default: stdout; with --eval: none)"))
     batch_size: int = field(default=64, **arg_help("chunks per forward pass, across documents"))
@@ -250,7 +252,7 @@ def read_counting_skips(
     )
     skipped = dict(report.skipped) if report is not None else {}
     if skipped:
-        logger.warning("%s: %d rows skipped: %s", report.path, sum(skipped.values()), skipped)
+        logger.warning("%s: %s skipped: %s", report.path, counted(sum(skipped.values()), "row"), skipped)
     try:
         labels = data_loaders.labels_of(documents, required=args.eval)
     except UserError as error:  # before the model runs
@@ -283,10 +285,25 @@ def baseline_probs(
         message = str(error).removeprefix(f"{args.baseline_train}: ")
         raise UserError(f"--baseline_train {args.baseline_train}: {message}") from error
     if report is not None and report.skipped:
-        logger.warning("%s: %d rows skipped: %s", report.path, sum(report.skipped.values()), dict(report.skipped))
+        logger.warning(
+            "%s: %s skipped: %s", report.path, counted(sum(report.skipped.values()), "row"), dict(report.skipped)
+        )
+    # A baseline fitted on the documents it then scores would look better than it is: they leave its training data.
+    scored = train["text"].isin(set(documents["text"]))
+    if scored.any():
+        logger.warning(
+            "--baseline_train %s: removed %s also in --input (the baseline is not fitted on what it scores)",
+            args.baseline_train,
+            counted(int(scored.sum()), "document"),
+        )
+    labels = labels[~scored]
     if labels.nunique() < 2:
-        raise UserError(f"--baseline_train {args.baseline_train}: needs human and machine documents")
-    return evaluation.tfidf_baseline_probs(train["text"].tolist(), labels.tolist(), documents["text"].tolist())
+        raise UserError(
+            f"--baseline_train {args.baseline_train}: needs human and machine documents not in --input "
+            f"({counted(int(scored.sum()), 'document')} of it are in --input)"
+        )
+    texts = train["text"][~scored].tolist()
+    return evaluation.tfidf_baseline_probs(texts, labels.tolist(), documents["text"].tolist())
 
 
 def predict(args: PredictArguments) -> int:
@@ -308,6 +325,8 @@ def score_and_write(args: PredictArguments) -> int:
     ]
     reading = Reading.for_detectors(detectors, args)
     documents, _ = read_counting_skips(args.input, args.input_format, reading, args)
+    for detector in detectors:  # every model's weights load before any scoring: a broken one stops the run now
+        detector.model  # noqa: B018
     baseline = baseline_probs(args, reading, detectors, documents) if args.eval and args.baseline_train else None
     models = []
     for name, path, detector in zip(model_names(args.model_path), args.model_path, detectors):

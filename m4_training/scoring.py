@@ -244,7 +244,16 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{config_path}: unreadable or incomplete training config ({error!r})") from error
     model_config = modeling.load_pretrained_config(str(path))
-    machine_index = machine_label_index(model_config.id2label, machine_label, str(path))
+    machine_index = machine_label_index(model_config.id2label, None, str(path))
+    if (
+        machine_label is not None
+        and machine_label_index(model_config.id2label, machine_label, str(path)) != machine_index
+    ):
+        # Its threshold and reports were chosen for its own machine class: another one would invert every score.
+        raise UserError(
+            f"--machine_label {machine_label}: {path} was trained by train.py, whose machine class is "
+            f"'{model_config.id2label[machine_index]}'; leave --machine_label out (or auto) for it"
+        )
     settings_from = TRAINING_CONFIG if run_dir == path else RUN_OF_CHECKPOINT
     # A checkpoint holds the tokenizer the Trainer saved with it; the run's directory has it too.
     has_own = any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
