@@ -593,9 +593,10 @@ def load_corpus(
         check_local_inputs(None, reddit_path)
         reddit = read_reddit_file(builder, reddit_path)
         if not reddit.used:
+            found = f"no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)})"
             raise UserError(
-                f"{reddit_path}: no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)}); "
-                "fix the file or pass --reddit_file none"
+                f"{reddit_path}: {found if reddit.rows else 'holds no posts (no rows)'}; fix the file or pass "
+                "--reddit_file none"
             )
         if clash := set(reddit.domain.split(", ")) & {domain for _, domain, _ in selected}:
             logger.warning(

@@ -213,15 +213,17 @@ def test_missing_val_generator_lists_generators_per_domain(tmp_path):
     assert "arxiv: chatgpt, davinci; wikihow: chatgpt, davinci" in str(error.value)
 
 
-def test_max_samples_draw_from_each_side_of_the_finished_split(tmp_path):
+def test_max_samples_only_remove_documents_from_each_side(tmp_path):
     corpus = synthetic_corpus(tmp_path)
-    split = splits.split_corpus(corpus, True, 0.2, "flant5", 0.1, seed=1, max_train_samples=50, max_val_samples=20)
-    assert (len(split.train), len(split.val)) == (50, 20)
-    full = splits.split_corpus(corpus, True, 0.2, "flant5", 0.1, seed=1)
-    # Sampling only removes documents from a side: every kept document is on the side the full split put it.
-    assert {d.doc_id for d in split.train} <= {d.doc_id for d in full.train}
-    assert {d.doc_id for d in split.val} <= {d.doc_id for d in full.val}
-    assert not {d.group_id for d in split.train} & {d.group_id for d in split.val}
+    for stratified in (True, False):
+        full = splits.split_corpus(corpus, stratified, 0.2, "flant5", 0.1, seed=1)
+        split = splits.split_corpus(
+            corpus, stratified, 0.2, "flant5", 0.1, seed=1, max_train_samples=50, max_val_samples=20
+        )
+        assert (len(split.train), len(split.val)) == (50, 20)
+        assert {d.doc_id for d in split.train} <= {d.doc_id for d in full.train}
+        assert {d.doc_id for d in split.val} <= {d.doc_id for d in full.val}
+        assert splits.group_overlap(split) == 0
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,10 @@ def test_prepare_reddit_says_which_input_holds_no_posts(tmp_path, capsys):
     empty.write_text("\n")
     assert prepare_data.main(["reddit", "--input", str(empty), "--output", str(tmp_path / "posts.jsonl")]) == 2
     assert f"error: {empty}: holds no posts (no rows); nothing to prepare" in capsys.readouterr().err
+    write_jsonl(tmp_path / "m4" / "arxiv_chatgpt.jsonl", m4_rows(2, "a"))
+    with pytest.raises(UserError) as error:  # train.py's --reddit_file says the same
+        dl.load_corpus(tmp_path / "m4", ["arxiv"], ["chatgpt"], empty, False)
+    assert str(error.value) == f"{empty}: holds no posts (no rows); fix the file or pass --reddit_file none"
     deleted = write_jsonl(tmp_path / "deleted.jsonl", [{"body": "[deleted]", "created_utc": 1, "id": "a"}])
     assert prepare_data.main(["reddit", "--input", str(deleted), "--output", str(tmp_path / "posts.jsonl")]) == 2
     assert f"no post of {deleted} passed the filters: {{'text_deleted': 1}}" in capsys.readouterr().err
@@ -347,3 +351,6 @@ def test_overlap_removal_compares_texts_as_training_normalised_them(tmp_path):
     heldout.remove_overlap([test_set], [d.text for d in split.train], [d.text for d in split.val])
     assert test_set.documents["text"].tolist() == ["a text the run never saw"]
     assert test_set.overlap_removed == {"train": 1, "validation": 1}
+    (again,) = heldout.read_test_sets([str(test_file)], None, None, normalize_digits=False)
+    heldout.remove_overlap([again], [train_text, val_text], [val_text])  # a text on both lists counts once
+    assert again.overlap_removed == {"train": 2, "validation": 0} and len(again.documents) == 1

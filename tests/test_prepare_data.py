@@ -108,7 +108,7 @@ def test_prepare_m4_cleans_both_fields_and_tables_drops(tmp_path):
 def test_prepare_m4_refuses_to_overwrite_raw_files(tmp_path, capsys):
     write_jsonl(tmp_path / "arxiv_chatGPT.jsonl", [{"human_text": LONG, "machine_text": LONG}])
     assert prepare_data.main(["m4", "--input_dir", str(tmp_path), "--output_dir", str(tmp_path)]) == 2
-    assert "writing there would replace what is read" in capsys.readouterr().err
+    assert f"--output_dir {tmp_path} is --input_dir {tmp_path}" in capsys.readouterr().err
 
 
 def _reddit_rows():
