@@ -131,6 +131,10 @@ class TextResult:
     too_short: bool = False
 
 
+MAX_ID_CHARS = 256  # an API item's id is echoed back: a bounded one
+API_ITEM_KEYS = ("id", "text", "label", "domain", "generator")  # what an API item may carry through
+
+
 class DetectorService:
     """A loaded detector and the app's settings: scores page texts, API requests and uploaded files."""
 
@@ -195,16 +199,22 @@ class DetectorService:
         documents = []
         for i, request in enumerate(requests):
             try:
-                documents.append((i, self._request_documents(request)))
+                documents.append((i, *self._request_documents(request)))
             except UserError as error:
                 results[i] = {"error": str(error)}
         if documents:
-            merged = pd.concat([frame for _, frame in documents], ignore_index=True)
+            merged = pd.concat([frame for _, frame, _ in documents], ignore_index=True)
             predictions = predict.score_documents(merged, self.detector, self.predict_args)
             start = 0
-            for i, frame in documents:
+            for i, frame, report in documents:
                 part = predictions.iloc[start : start + len(frame)]
-                results[i] = evaluation.prediction_rows(part, self.threshold)
+                # A skipped item is answered too (as an upload counts it), after the scored ones.
+                skipped = [
+                    {"item": line, "skipped": reason}
+                    for reason, lines in report.skipped_lines.items()
+                    for line in lines
+                ]
+                results[i] = evaluation.prediction_rows(part, self.threshold) + sorted(skipped, key=lambda r: r["item"])
                 start += len(frame)
         return results
 
@@ -217,11 +227,17 @@ class DetectorService:
                 item = {"text": item}
             if not isinstance(item, dict) or not isinstance(item.get("text"), str):
                 raise UserError(f"item {position} is neither a text nor an object with a `text` string")
-            items.append(item)
+            item_id = item.get("id", position)
+            if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or len(str(item_id)) > MAX_ID_CHARS:
+                raise UserError(
+                    f"item {position}: `id` must be a string or an integer of at most {MAX_ID_CHARS} characters"
+                )
+            # Only `text` is scored: other text fields (an M4 row's human_text/machine_text) are not read.
+            items.append({key: item[key] for key in API_ITEM_KEYS if key in item})
         if message := self.too_long(sum(len(item["text"]) for item in items)):
             raise UserError(message)
-        documents, _ = read_objects(items, "request", self.reading.normalize_digits, self.reading.normalize)
-        return documents.assign(label=labels_of(documents, required=False))
+        documents, report = read_objects(items, "request", self.reading.normalize_digits, self.reading.normalize)
+        return documents.assign(label=labels_of(documents, required=False)), report
 
     # ------------------------------------------------------------------------------------------- uploads
 

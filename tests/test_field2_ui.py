@@ -1,0 +1,41 @@
+"""Second field test, the API: only `text` is scored, ids are bounded and valid JSON, skipped items answered."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from m4_training import serving
+from m4_training.scoring import load_detector
+from m4_training.serving import AppArguments
+
+TEXT = "moreover the city water system plays a crucial role in growth and development of the region"
+
+
+@pytest.fixture(scope="module")
+def service(demo_run):
+    return serving.DetectorService(load_detector(demo_run), AppArguments(model_path=str(demo_run), max_chars=500))
+
+
+def test_an_item_with_m4_fields_is_scored_by_its_text_alone(service):
+    item = {"id": "x", "text": TEXT, "human_text": "h" * 2000, "machine_text": "m" * 2000}
+    (rows,) = service.score_requests([[item]])
+    (alone,) = service.score_requests([[{"id": "x", "text": TEXT}]])
+    assert rows == alone and len(rows) == 1 and "label" not in rows[0]
+    (too_long,) = service.score_requests([[{"text": "t " * 300}]])
+    assert "600 characters" in too_long["error"]
+
+
+@pytest.mark.parametrize("bad_id", ["i" * 5000, math.nan, 1.5, True, ["a"]])
+def test_an_unusable_id_is_refused_not_echoed(service, bad_id):
+    (answer,) = service.score_requests([[{"id": bad_id, "text": TEXT}]])
+    assert answer == {"error": "item 1: `id` must be a string or an integer of at most 256 characters"}
+    json.dumps(answer, allow_nan=False)  # valid JSON
+
+
+def test_skipped_items_are_answered_with_their_reason(service):
+    (rows,) = service.score_requests([["", TEXT, "   ", {"text": TEXT, "id": "b"}]])
+    assert [row.get("id") for row in rows[:2]] == [2, "b"]
+    assert rows[2:] == [{"item": 1, "skipped": "text_empty"}, {"item": 3, "skipped": "text_empty"}]
