@@ -135,28 +135,30 @@ def serve(settings: AppArguments) -> int:
     detector = load_detector(model_path, settings.machine_label, settings.max_length)
     detector.model  # noqa: B018  (load the weights now: a broken model is a start-up error, not a page error)
     datasets.disable_progress_bars()  # one "Chunking" bar per request would flood the log
-    service = serving.DetectorService(detector, settings)
-    page = build_page(service)
-    page.queue(default_concurrency_limit=1)
-    from gradio.themes import Default
+    with serving.DetectorService(detector, settings) as service:
+        page = build_page(service)
+        page.queue(default_concurrency_limit=1)
+        from gradio.themes import Default
 
-    logger.info("Serving %s on http://%s:%d (Ctrl+C stops)", model_path, settings.host, settings.port)
-    try:
-        page.launch(
-            server_name=settings.host,
-            server_port=settings.port,
-            share=False,
-            max_file_size=int(settings.max_upload_mb * 1_000_000),
-            theme=Default(font=SYSTEM_FONTS, font_mono=MONOSPACE_FONTS),
-            css=serving.PAGE_CSS,
-            show_error=True,
-            quiet=True,
-        )
-    except OSError as error:  # Gradio's message for any failed bind names its own parameters, not our flags
-        raise UserError(
-            f"cannot listen on {settings.host}:{settings.port} (the port is taken, or the address is not this "
-            "machine's); choose another --port or --host"
-        ) from error
+        try:
+            page.launch(
+                server_name=settings.host,
+                server_port=settings.port,
+                share=False,
+                max_file_size=int(settings.max_upload_mb * 1_000_000),
+                theme=Default(font=SYSTEM_FONTS, font_mono=MONOSPACE_FONTS),
+                css=serving.PAGE_CSS,
+                show_error=True,
+                quiet=True,
+                prevent_thread_lock=True,  # back here once listening, to say so
+            )
+        except OSError as error:  # Gradio's message for any failed bind names its own parameters, not our flags
+            raise UserError(
+                f"cannot listen on {settings.host}:{settings.port} (the port is taken, or the address is not this "
+                "machine's); choose another --port or --host"
+            ) from error
+        logger.info("Serving %s on http://%s:%d (Ctrl+C stops)", model_path, settings.host, settings.port)
+        page.block_thread()
     return 0
 
 

@@ -93,6 +93,8 @@ class AppArguments:
         require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
         require(self.short_text_tokens >= 0, "short_text_tokens", "at least 0", self.short_text_tokens)
         require(self.max_length is None or self.max_length >= 2, "max_length", "at least 2", self.max_length)
+        if ":" in self.host and not self.host.startswith("["):  # an IPv6 address goes into URLs in brackets
+            self.host = f"[{self.host}]"
 
 
 def demo_model_dir(directory: str | Path = DEMO_MODEL_DIR) -> Path:
@@ -148,7 +150,15 @@ class DetectorService:
             model_path=[str(detector.path)], input="-", batch_size=settings.batch_size, precision=settings.precision
         )
         self.reading = predict.Reading.for_detectors([detector], self.predict_args)
-        self.workdir = Path(tempfile.mkdtemp(prefix="m4-detector-app-"))
+        # Uploads' predictions live here while the page runs; the folder goes when the server stops, however.
+        self._workdir = tempfile.TemporaryDirectory(prefix="m4-detector-app-")
+        self.workdir = Path(self._workdir.name)
+
+    def __enter__(self) -> DetectorService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._workdir.cleanup()
 
     def too_long(self, n_chars: int) -> str | None:
         if n_chars > self.settings.max_chars:

@@ -39,3 +39,25 @@ def test_skipped_items_are_answered_with_their_reason(service):
     (rows,) = service.score_requests([["", TEXT, "   ", {"text": TEXT, "id": "b"}]])
     assert [row.get("id") for row in rows[:2]] == [2, "b"]
     assert rows[2:] == [{"item": 1, "skipped": "text_empty"}, {"item": 3, "skipped": "text_empty"}]
+
+
+def test_an_ipv6_host_is_written_as_urls_need_it(demo_run):
+    assert AppArguments(model_path=str(demo_run), host="::1").host == "[::1]"
+    assert AppArguments(model_path=str(demo_run), host="[::1]").host == "[::1]"
+    assert AppArguments(model_path=str(demo_run), host="0.0.0.0").host == "0.0.0.0"
+
+
+def test_a_failed_start_says_nothing_of_serving_and_leaves_no_folder(demo_run, tmp_path, caplog, monkeypatch):
+    import logging
+    import socket
+    import tempfile
+
+    import app
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with socket.socket() as taken, caplog.at_level(logging.INFO):
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert app.main(["--model_path", str(demo_run), "--port", str(taken.getsockname()[1])]) == 2
+    assert "Serving" not in caplog.text
+    assert not list(tmp_path.glob("m4-detector-app-*"))
