@@ -11,6 +11,8 @@ run without metrics.json (failed or unfinished) is listed as such rather than le
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from m4_training.cli import CommandLineParser, UserError, arg_help, check_output
 from m4_training.files import check_output_file, read_json, write_failure, write_text
 from m4_training.reports import FLOW_NAMES, format_table, markdown
 
+logger = logging.getLogger(__name__)
 METRICS_HEADER = ["F1", "AUROC", "FPR", "baseline F1", "baseline AUROC"]
 RUN_HEADER = ["run", "split", "held out", "val human", "val machine", "threshold", *METRICS_HEADER]
 TEST_HEADER = ["run", "test set", "n", "overlap removed", *METRICS_HEADER]
@@ -60,8 +63,12 @@ def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
     """The run's row of the hold-out table and its rows of the test-set table."""
     metrics = read_json(run_dir / "metrics.json")
     settings = read_json(run_dir / "training_config.json")
-    if metrics is None or settings is None:
-        return [run_dir.name, "not finished (no metrics.json)", *[None] * (len(RUN_HEADER) - 2)], []
+    if missing := [name for name, value in (("metrics", metrics), ("training_config", settings)) if value is None]:
+        status = f"not finished (no {' or '.join(f'{name}.json' for name in missing)})"
+        return [run_dir.name, status, *[None] * (len(RUN_HEADER) - 2)], []
+    for name, value in (("metrics", metrics), ("training_config", settings)):
+        if not isinstance(value, dict):
+            raise UserError(f"--runs {run_dir}: {name}.json is not a JSON object (not written by train.py?)")
     flow = settings["data_summary"]["split_flow"]
     key, value = held_out(settings, flow)
     part = _slice(metrics["document"], key, value)
@@ -83,10 +90,14 @@ def _metric_cells(document: dict[str, Any], baseline: dict[str, Any]) -> list[An
 
 
 def _mean_row(rows: list[list[Any]], first_metric: int) -> list[Any]:
-    """The mean of each metric column over the rows that have it."""
+    """The mean of each metric column over the rows that have a number there (NaN, e.g. an AUROC of one class,
+    is left out and its runs named)."""
     means = []
     for column in range(first_metric, len(rows[0])):
         values = [row[column] for row in rows if isinstance(row[column], float)]
+        if nan_runs := [row[0] for row in rows if isinstance(row[column], float) and math.isnan(row[column])]:
+            logger.warning("mean of %s leaves out NaN of: %s", RUN_HEADER[column], ", ".join(nan_runs))
+        values = [value for value in values if not math.isnan(value)]
         means.append(mean(values) if values else None)
     return ["mean", *[None] * (first_metric - 1), *means]
 
@@ -120,7 +131,7 @@ def summary(run_dirs: list[Path]) -> str:
 def summarize(argv: list[str] | None = None) -> int:
     parser = CommandLineParser([SummarizeArguments], prog="python -m m4_training.summarize_runs", description=__doc__)
     (args,) = parser.parse_dataclasses(argv)
-    run_dirs = [Path(run) for run in args.runs]
+    run_dirs = list({Path(run).resolve(): Path(run) for run in args.runs}.values())  # a run named twice counts once
     for run_dir in run_dirs:
         if not run_dir.is_dir():
             raise UserError(f"--runs {run_dir}: not a directory (`DIR/*/` names only the directories in DIR)")

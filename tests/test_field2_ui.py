@@ -61,3 +61,41 @@ def test_a_failed_start_says_nothing_of_serving_and_leaves_no_folder(demo_run, t
         assert app.main(["--model_path", str(demo_run), "--port", str(taken.getsockname()[1])]) == 2
     assert "Serving" not in caplog.text
     assert not list(tmp_path.glob("m4-detector-app-*"))
+
+
+def _run(directory, f1=0.8, auroc=0.9, config=True):
+    directory.mkdir(parents=True)
+    document = {"f1_macro": f1, "auroc": auroc, "fpr_human": 0.05, "n_human": 10, "n_machine": 12}
+    metrics = {"document": document, "threshold": {"value": 0.5}}
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    if config:
+        settings = {"data_summary": {"split_flow": "stratified"}, "arguments": {"split": {}}}
+        (directory / "training_config.json").write_text(json.dumps(settings))
+    return directory
+
+
+def test_summary_names_what_a_run_lacks_and_refuses_a_list(tmp_path, capsys):
+    from m4_training import summarize_runs
+
+    _run(tmp_path / "a")
+    _run(tmp_path / "b", config=False)
+    assert summarize_runs.main(["--runs", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "| b | not finished (no training_config.json) |" in capsys.readouterr().out
+    (tmp_path / "b" / "training_config.json").write_text("[1, 2]")
+    assert summarize_runs.main(["--runs", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --runs {tmp_path / 'b'}: training_config.json is not a JSON object (not written by train.py?)\n"
+    )
+
+
+def test_summary_mean_leaves_out_nan_and_counts_a_run_once(tmp_path, capsys, caplog):
+    from m4_training import summarize_runs
+
+    runs = [_run(tmp_path / "a", 0.8, 0.9), _run(tmp_path / "b", 0.6, math.nan), _run(tmp_path / "c", 0.7, 0.7)]
+    argv = ["--runs", *map(str, runs), str(tmp_path / "a" / ".." / "a")]
+    assert summarize_runs.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("| a |") for line in lines) == 1
+    (mean_row,) = [line for line in lines if line.startswith("| mean |")]
+    assert "| 0.700 | 0.800 |" in mean_row  # F1 (0.8+0.6+0.7)/3, AUROC (0.9+0.7)/2
+    assert "NaN of: b" in caplog.text
