@@ -58,7 +58,6 @@ logger = logging.getLogger("train")
 @dataclass
 class PreparedData:
     prepared: PreparedChunks
-    val_documents: pd.DataFrame
     class_weights: dict[str, float] | None
     report: dict[str, Any]
     test_sets: list[HeldOutSet] = field(default_factory=list)
@@ -73,16 +72,12 @@ class PreparedData:
 
 
 class Interrupted(BaseException):
-    """Ctrl-C (SIGINT) or SIGTERM (a pod being stopped) during a run."""
-
-    def __init__(self, signal_name: str, exit_code: int) -> None:
-        super().__init__(signal_name)
-        self.signal_name, self.exit_code = signal_name, exit_code
+    """Ctrl-C (SIGINT) or SIGTERM (a pod being stopped) during a run; its argument is the signal."""
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """While training, SIGINT and SIGTERM raise `Interrupted` (exit 128 + signal number, as a shell reports)."""
+    """While training, SIGINT and SIGTERM raise `Interrupted`."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
         yield
         return
@@ -92,7 +87,7 @@ def interruptible() -> Iterator[None]:
             signal.signal(number, signal.SIG_DFL)
             os.kill(os.getpid(), number)
             return
-        raise Interrupted(signal.Signals(number).name, 128 + number)
+        raise Interrupted(signal.Signals(number))
 
     main_pid = os.getpid()
     previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -162,8 +157,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
         write_json(output_dir / "data_report.json", report)
         write_jsonl(output_dir / "splits.jsonl", reports.split_rows(prepared.split, token_counts))
         write_jsonl(output_dir / "dropped_documents.jsonl", reports.dropped_rows(prepared.corpus, prepared.split))
-    val_documents = evaluation.documents_frame(prepared.split.val, prepared.corpus)
-    return PreparedData(prepared, val_documents, class_weights, report, test_sets)
+    return PreparedData(prepared, class_weights, report, test_sets)
 
 
 def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: PreparedData) -> WeightedTrainer:
@@ -209,14 +203,6 @@ def model_for_evaluation(trainer: WeightedTrainer) -> torch.nn.Module:
     return model.to(trainer.args.device)
 
 
-def fit_baseline(data: PreparedData, config: TrainConfig) -> Pipeline | None:
-    """The TF-IDF baseline on the training documents (--baseline tfidf), for validation and every test set."""
-    if config.evaluation.baseline != "tfidf":
-        return None
-    train_documents = data.prepared.split.train
-    return evaluation.fit_baseline([d.text for d in train_documents], [d.label for d in train_documents])
-
-
 def evaluate_documents(
     model: torch.nn.Module, tokenizer: Any, data: PreparedData, config: TrainConfig, baseline: Pipeline | None = None
 ) -> tuple[dict, pd.DataFrame]:
@@ -229,7 +215,8 @@ def evaluate_documents(
     dtype = autocast_dtype(args.precision)
     probs = predict_chunk_probs(model, data.val_chunks, tokenizer, args.per_device_eval_batch_size, dtype)
     doc_ids = chunking.column_array(data.val_chunks, "doc_id")
-    predictions = evaluation.aggregate_documents(doc_ids, probs, data.val_documents)
+    documents = evaluation.documents_frame(split.val, data.prepared.corpus)
+    predictions = evaluation.aggregate_documents(doc_ids, probs, documents)
     if baseline is not None:
         baseline_probs = evaluation.baseline_machine_probs(baseline, [d.text for d in split.val])
         by_doc_id = pd.Series(baseline_probs, index=[d.doc_id for d in split.val])
@@ -246,27 +233,27 @@ def evaluate_test_sets(
     config: TrainConfig,
     metrics: dict[str, Any],
     baseline: Pipeline | None,
-) -> dict[str, tuple[dict[str, Any], pd.DataFrame | None]]:
-    """Each test set at the thresholds chosen on validation (the model's and the baseline's): metrics, predictions."""
+) -> dict[str, dict[str, Any]]:
+    """Each test set's metrics at the thresholds chosen on validation (the model's and the baseline's); its
+    predictions go to test_predictions/NAME.jsonl."""
     window, args = config.chunking, config.training
+    dtype = autocast_dtype(args.precision)
 
     def score(texts: list[str]) -> pd.DataFrame:
-        dtype = autocast_dtype(args.precision)
         batch = args.per_device_eval_batch_size
         return score_texts(texts, model, tokenizer, window.max_length, window.chunk_overlap, batch, dtype)[0]
 
+    threshold = metrics["threshold"]["value"]
     baseline_threshold = metrics["baseline"]["threshold"]["value"] if baseline is not None else None
-    return {
-        test_set.name: heldout.evaluate_test_set(
-            test_set,
-            score,
-            metrics["threshold"]["value"],
-            config.evaluation.target_fpr,
-            baseline,
-            baseline_threshold,
+    results = {}
+    for test_set in data.test_sets:
+        results[test_set.name], predictions = heldout.evaluate_test_set(
+            test_set, score, threshold, config.evaluation.target_fpr, baseline, baseline_threshold
         )
-        for test_set in data.test_sets
-    }
+        if predictions is not None:
+            rows = evaluation.prediction_rows(predictions, threshold)
+            write_jsonl(Path(args.output_dir) / heldout.PREDICTIONS_DIR / f"{test_set.name}.jsonl", rows)
+    return results
 
 
 def selection_summary(config: TrainConfig, trainer: WeightedTrainer) -> dict[str, Any]:
@@ -327,21 +314,17 @@ def training_config(
 
 
 def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, data: PreparedData) -> None:
-    baseline = fit_baseline(data, config)
+    baseline = None
+    if config.evaluation.baseline == "tfidf":  # on the training documents, for validation and every test set
+        train_documents = data.prepared.split.train
+        baseline = evaluation.fit_baseline([d.text for d in train_documents], [d.label for d in train_documents])
     model = model_for_evaluation(trainer)
     metrics, predictions = evaluate_documents(model, tokenizer, data, config, baseline)
     metrics["selection"] = selection_summary(config, trainer)
+    if data.test_sets:
+        metrics["test"] = evaluate_test_sets(model, tokenizer, data, config, metrics, baseline)
     output_dir = Path(config.training.output_dir)
     threshold = metrics["document"]["threshold"]
-    if data.test_sets:
-        metrics["test"] = {}
-        for name, (result, test_predictions) in evaluate_test_sets(
-            model, tokenizer, data, config, metrics, baseline
-        ).items():
-            metrics["test"][name] = result
-            if test_predictions is not None:
-                rows = evaluation.prediction_rows(test_predictions, threshold)
-                write_jsonl(output_dir / heldout.PREDICTIONS_DIR / f"{name}.jsonl", rows)
     rows = evaluation.prediction_rows(predictions.rename(columns={"doc_id": "id"}), threshold)
     write_jsonl(output_dir / "eval_predictions.jsonl", rows)
     settings = training_config(config, data, metrics, trainer)
@@ -462,12 +445,12 @@ def main(argv: list[str] | None = None) -> int:
             with lock:
                 return train(config)
         except Interrupted as interruption:
+            number = interruption.args[0]
+            exit_code = 128 + number  # as a shell reports a process ended by a signal
             if config.training.process_index != 0:
-                return interruption.exit_code
-            raise UserError(
-                run_control.interrupted_message(config.training.output_dir, argv, interruption.signal_name),
-                exit_code=interruption.exit_code,
-            ) from None
+                return exit_code
+            message = run_control.interrupted_message(config.training.output_dir, argv, number.name)
+            raise UserError(message, exit_code=exit_code) from None
 
     with interruptible():
         return run_cli(body)

@@ -6,6 +6,7 @@ chunks of the whole accumulated batch (over all processes) and rescales the loss
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,34 +33,29 @@ def compute_class_weights(labels: Sequence[int] | np.ndarray) -> dict[str, float
     return {"human": float(total / (2 * counts[0])), "machine": float(total / (2 * counts[1]))}
 
 
-class WeightedCrossEntropy:
+def weighted_cross_entropy(
+    outputs: Any,
+    labels: torch.Tensor,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """sum_i w[y_i] * CE_i divided by the number of labelled chunks of the whole accumulated batch.
 
     Dividing by that count (`num_items_in_batch`) rather than by each micro-batch's weight sum makes k accumulated
     micro-batches give exactly the loss and gradient of one batch k times larger.
     """
-
-    def __init__(self, class_weights: dict[str, float] | None) -> None:
-        self.weight = (
-            torch.tensor([class_weights["human"], class_weights["machine"]], dtype=torch.float32)
-            if class_weights
-            else None
-        )
-
-    def __call__(
-        self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
-    ) -> torch.Tensor:
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        weight = self.weight.to(logits.device) if self.weight is not None else None
-        loss = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum")
-        return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    weight = weight.to(logits.device) if weight is not None else None
+    loss = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
 
 
 class WeightedTrainer(Trainer):
     """`Trainer` with the class-weighted loss, a stop at the first non-finite loss and fast length grouping."""
 
     def __init__(self, *args: Any, class_weights: dict[str, float] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, compute_loss_func=WeightedCrossEntropy(class_weights), **kwargs)
+        weight = torch.tensor([class_weights["human"], class_weights["machine"]]) if class_weights else None
+        super().__init__(*args, compute_loss_func=functools.partial(weighted_cross_entropy, weight=weight), **kwargs)
 
     # The Trainer hands the length-grouped sampler the dataset's lazy `length` Column, which the sampler reads
     # one item at a time when it sorts each epoch's mega-batches (about 14 s per 200k chunks, every epoch and

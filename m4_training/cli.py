@@ -10,6 +10,7 @@ exit code 2 before any file is read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -97,14 +98,10 @@ def run_cli(body: Callable[[], int]) -> int:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
+    """Log lines with the time; transformers' own progress bars off: "Loading weights" and "Writing model shards"
+    (at every checkpoint) flash by in a blink and bury the log. The hub's download bars, which transformers shares,
+    stay on: a download of hundreds of MB is worth watching."""
     logging.basicConfig(format=LOG_FORMAT, datefmt="%H:%M:%S", level=level)
-    quiet_library_progress()
-
-
-def quiet_library_progress() -> None:
-    """transformers' own progress bars off: "Loading weights" and "Writing model shards" (at every checkpoint)
-    flash by in a blink and bury the log. The hub's download bars, which transformers shares, stay on: a
-    download of hundreds of MB is worth watching."""
     download_bars = not huggingface_hub.utils.are_progress_bars_disabled()
     transformers.utils.logging.disable_progress_bar()
     if download_bars:
@@ -118,6 +115,13 @@ def arg_help(text: str, **extra: Any) -> dict[str, Any]:
     return {"metadata": {"help": text, **extra}}
 
 
+def setting(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field with its --help text (and argparse `extra`s); a list default is copied for each instance."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=default.copy, **arg_help(help, **extra))
+    return dataclasses.field(default=default, **arg_help(help, **extra))
+
+
 def require(condition: bool, flag: str, requirement: str, value: Any) -> None:
     if not condition:
         raise UserError(f"--{flag} must be {requirement}, got {value}")
@@ -127,36 +131,32 @@ def check_optional_positive(flag: str, value: int | None) -> None:
     require(value is None or value >= 1, flag, "at least 1", value)
 
 
-def _is_within(path: str | Path, container: str | Path) -> bool:
-    path, container = Path(path).resolve(), Path(container).resolve()
-    return path == container or container in path.parents
-
-
-def _used_paths(paths: dict[str, str | list[str] | None]) -> list[tuple[str, str]]:
-    """(flag, path) of every path given; a flag may name several paths, None and '-' (stdio) are not paths."""
-    pairs = []
-    for flag, value in paths.items():
-        for path in [value] if isinstance(value, str) else value or []:
-            if path and path != "-":
-                pairs.append((flag, path))
-    return pairs
+def _used_paths(paths: dict[str, str | list[str] | None]) -> list[tuple[str, str, Path]]:
+    """(flag, path, resolved path) of every path given; a flag may name several paths, None and '-' (stdio) are
+    not paths."""
+    return [
+        (flag, path, Path(path).resolve())
+        for flag, value in paths.items()
+        for path in ([value] if isinstance(value, str) else value or [])
+        if path and path != "-"
+    ]
 
 
 def check_output_paths(outputs: dict[str, str | None], protected: dict[str, str | list[str] | None]) -> None:
     """No output may be, or lie inside, an input or a model directory, nor be another output: nothing the user
     already has is ever replaced. Keys are the flags (one path, several, or None when not used)."""
     used_outputs = _used_paths(outputs)
-    for flag, path in used_outputs:
-        for other_flag, other in _used_paths(protected):
-            if _is_within(path, other):
-                where = "is" if Path(path).resolve() == Path(other).resolve() else "is inside"
+    for flag, path, resolved in used_outputs:
+        for other_flag, other, other_resolved in _used_paths(protected):
+            if resolved.is_relative_to(other_resolved):
+                where = "is" if resolved == other_resolved else "is inside"
                 raise UserError(
                     f"{flag} {path} {where} {other_flag} {other}: writing there would replace what is read; "
                     f"choose another {flag}"
                 )
-    for position, (flag, path) in enumerate(used_outputs):
-        for other_flag, other in used_outputs[position + 1 :]:
-            if Path(path).resolve() == Path(other).resolve():
+    for position, (flag, path, resolved) in enumerate(used_outputs):
+        for other_flag, _, other_resolved in used_outputs[position + 1 :]:
+            if resolved == other_resolved:
                 raise UserError(f"{flag} and {other_flag} are the same path ({path}); give two paths")
 
 

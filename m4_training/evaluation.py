@@ -59,15 +59,12 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
     }
 
 
-def logits_to_prob_machine(logits: np.ndarray) -> np.ndarray:
-    return softmax(np.asarray(logits, dtype=np.float64), axis=-1)[:, 1]
-
-
 def compute_chunk_metrics(eval_prediction: EvalPrediction) -> dict[str, Any]:
     """`Trainer.compute_metrics`: chunk-level metrics (predictions and labels arrive in the same order)."""
     logits = eval_prediction.predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
-    metrics = classification_metrics(eval_prediction.label_ids, logits_to_prob_machine(logits))
+    probs = softmax(np.asarray(logits, dtype=np.float64), axis=-1)[:, 1]
+    metrics = classification_metrics(eval_prediction.label_ids, probs)
     return {k: v for k, v in metrics.items() if v is not None and not k.startswith("n")}
 
 
@@ -156,21 +153,17 @@ def label_name(label: int) -> str:
 # ----------------------------------------------------------------------------------------------- baseline
 
 
-def build_baseline(seed: int = 0) -> Pipeline:
-    return Pipeline(
-        [
-            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)),
-            ("logreg", LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed)),
-        ]
-    )
-
-
 def fit_baseline(train_texts: Sequence[str], train_labels: Sequence[int], seed: int = 0) -> Pipeline:
     """The baseline fitted on the training texts, to score any number of evaluation sets."""
     labels = np.asarray(train_labels, dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise ValueError("the baseline needs human and machine training documents")
-    model = build_baseline(seed).fit(list(train_texts), labels)
+    model = Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)),
+            ("logreg", LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed)),
+        ]
+    ).fit(list(train_texts), labels)
     logger.info("TF-IDF baseline fitted on %d documents (%d features)", len(labels), len(model[0].vocabulary_))
     return model
 
@@ -224,8 +217,16 @@ def prediction_rows(predictions: pd.DataFrame, threshold: float, model: str | No
     ]
 
 
-def _scored(predictions: pd.DataFrame, column: str) -> pd.DataFrame:
-    return predictions.drop(columns=["prob_machine"]).rename(columns={column: "prob_machine"})
+def _at_threshold(frame: pd.DataFrame, target_fpr: float, threshold: float | None, chosen_on: str) -> dict[str, Any]:
+    """The threshold (None: chosen on these documents for `target_fpr`), the document metrics at it and at 0.5."""
+    if threshold is None:
+        threshold = choose_threshold(frame["label"], frame["prob_machine"], target_fpr, frame["domain"])
+        chosen_on = THRESHOLD_CHOSEN_HERE
+    return {
+        "threshold": {"value": threshold, "target_fpr": target_fpr, "chosen_on": chosen_on},
+        "document": document_metrics(frame, threshold),
+        "document_at_0.5": document_metrics(frame, 0.5),
+    }
 
 
 def evaluate_predictions(
@@ -243,38 +244,12 @@ def evaluate_predictions(
     these documents for the same target, so both models are compared at the same false-positive budget, and also
     at 0.5; with `baseline_threshold` (test sets) that one is applied instead.
     """
-    chosen_here = threshold is None
-    if chosen_here:
-        threshold = choose_threshold(
-            predictions["label"], predictions["prob_machine"], target_fpr, predictions["domain"]
-        )
     applied_from = chosen_on or THRESHOLD_FROM_TRAINING
-    result = {
-        "threshold": {
-            "value": threshold,
-            "target_fpr": target_fpr,
-            "chosen_on": THRESHOLD_CHOSEN_HERE if chosen_here else applied_from,
-        },
-        "document": document_metrics(predictions, threshold),
-        "document_at_0.5": document_metrics(predictions, 0.5),
-    }
+    result = _at_threshold(predictions, target_fpr, threshold, applied_from)
     if BASELINE_COLUMN in predictions.columns:
-        baseline = _scored(predictions, BASELINE_COLUMN)
-        baseline_chosen_here = baseline_threshold is None
-        if baseline_chosen_here:
-            baseline_threshold = choose_threshold(
-                baseline["label"], baseline["prob_machine"], target_fpr, baseline["domain"]
-            )
-        result["baseline"] = {
-            "name": BASELINE_NAME,
-            "threshold": {
-                "value": baseline_threshold,
-                "target_fpr": target_fpr,
-                "chosen_on": THRESHOLD_CHOSEN_HERE if baseline_chosen_here else applied_from,
-            },
-            "document": document_metrics(baseline, baseline_threshold),
-            "document_at_0.5": document_metrics(baseline, 0.5),
-        }
+        baseline = predictions.drop(columns=["prob_machine"]).rename(columns={BASELINE_COLUMN: "prob_machine"})
+        baseline_result = _at_threshold(baseline, target_fpr, baseline_threshold, applied_from)
+        result["baseline"] = {"name": BASELINE_NAME, **baseline_result}
     if M4_CORPUS in result["document"].get("by_corpus", {}):
         result["m4_f1_macro"] = _m4_f1_macro(result)
     return result

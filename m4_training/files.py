@@ -16,15 +16,11 @@ from typing import IO, Any
 from m4_training.cli import UserError
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def new_mode(directory: bool = False) -> int:
     """The permissions the user's umask gives a new file (or directory)."""
-    return (0o777 if directory else 0o666) & ~_umask()
+    mask = os.umask(0)  # the only way to read the umask is to set it
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 # Errors of a write that failed for want of room or rights (libraries' savers wrap some in other types).
@@ -38,11 +34,6 @@ def format_bytes(size: float) -> str:
             return f"{size:.0f} {unit}"
         size /= 1000
     return f"{size:.1f} TB"
-
-
-def free_bytes(path: str | Path) -> int:
-    """Free space on the disk of `path` (or of its nearest existing parent)."""
-    return shutil.disk_usage(_nearest_existing(Path(path))).free
 
 
 def write_failure(error: BaseException, path: str | Path, target: str | Path | None = None) -> str | None:
@@ -59,6 +50,11 @@ def write_failure(error: BaseException, path: str | Path, target: str | Path | N
     return f"could not write {target} ({reason}); {format_bytes(free_bytes(path))} free on that disk"
 
 
+def free_bytes(path: str | Path) -> int:
+    """Free space on the disk of `path` (or of its nearest existing parent)."""
+    return shutil.disk_usage(_nearest_existing(path)).free
+
+
 def check_free_space(path: str | Path, needed: int, flag: str, what: str, advice: str = "") -> None:
     """Stop before the work when the disk of `path` has less than `needed` bytes free for `what`."""
     free = free_bytes(path)
@@ -69,8 +65,8 @@ def check_free_space(path: str | Path, needed: int, flag: str, what: str, advice
         )
 
 
-def _nearest_existing(path: Path) -> Path:
-    path = path.absolute()
+def _nearest_existing(path: str | Path) -> Path:
+    path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -49,20 +50,19 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         raise _cannot_load("tokenizer", name, error) from error
 
 
-def load_config(name: str) -> PretrainedConfig | None:
-    """The model's config, or None for a directory with tokenizer files only (enough for a dry run)."""
+def load_pretrained_config(name: str, **overrides: Any) -> PretrainedConfig:
+    """A model's config from a hub id or local directory: as saved, or with `overrides` set."""
     try:
-        return AutoConfig.from_pretrained(name, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
-    except Exception:  # no config to check against; load_model reports it if training needs one
-        return None
-
-
-def load_pretrained_config(name: str) -> PretrainedConfig:
-    """A model's config as saved (its own labels), from a hub id or local directory."""
-    try:
-        return AutoConfig.from_pretrained(name)
+        return AutoConfig.from_pretrained(name, **overrides)
     except Exception as error:
         raise _cannot_load("model config", name, error) from error
+
+
+def load_config(name: str) -> PretrainedConfig | None:
+    """The model's config, or None for a directory with tokenizer files only (enough for a dry run)."""
+    with contextlib.suppress(UserError):  # no config to check against; load_model reports it if training needs one
+        return load_pretrained_config(name)
+    return None
 
 
 def position_limit(config: PretrainedConfig | None) -> int | None:
@@ -79,10 +79,7 @@ def check_positions(max_length: int, position_limit: int | None, model_name: str
 
 def load_model(name: str, dropout: float | None, attn_implementation: str | None = None) -> PreTrainedModel:
     """A two-label classifier ("human", "machine") from a hub id or local directory."""
-    try:
-        config = AutoConfig.from_pretrained(name, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
-    except Exception as error:
-        raise _cannot_load("model config", name, error) from error
+    config = load_pretrained_config(name, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
     if dropout is not None:
         for attribute in DROPOUT_ATTRIBUTES:
             if hasattr(config, attribute):

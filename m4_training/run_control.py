@@ -1,21 +1,7 @@
 """What makes a run safe to start, continue and stop: the output-directory lock and guard, the checks of the
 environment made before any data is read, resume from the newest complete checkpoint, early stopping, and the
-one line printed when a run is interrupted.
-
-Rules for the environment (checked before any data is prepared):
-- `--output_dir` must be a directory this user can write (created if missing), with room for the checkpoints;
-- one training run at a time per `--output_dir`: the run (rank 0) holds `--output_dir/_train.lock` (a `filelock`
-  lock) and a second run refuses to start; a run that died blocks nothing (the kernel releases the lock of a dead
-  process, so no PID is ever guessed to be alive).
-(The `--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in train_args.py.)
-
-Rules for `--output_dir` (documented in TRAINING_GUIDE_COMPLETE.md):
-- a directory holding a training run (a `checkpoint-*` folder or `metrics.json`) is never trained or dry-run
-  into again unless `--resume_from_checkpoint` continues that run or `--overwrite_output_dir` replaces it;
-- `--overwrite_output_dir` deletes the old run's checkpoints and result files first, so `auto` resume and
-  checkpoint rotation never mix two runs;
-- the outputs of a dry run alone (`data_report.json`, `splits.jsonl`) are not protected: re-running a dry run
-  is the normal way to try settings.
+one line printed when a run is interrupted. The rules for `--output_dir` are in TRAINING_GUIDE_COMPLETE.md; the
+`--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in train_args.py.
 """
 
 from __future__ import annotations
@@ -54,8 +40,6 @@ RESULT_FILES = (
     "roc.png",
 )
 RESULT_DIRS = ("test_predictions",)
-
-
 # "_": the Hub uploads (the Trainer's and ours) leave out `_*`, and each is made while the lock is held.
 LOCK_FILE = "_train.lock"
 # A checkpoint holds the weights once and AdamW's two moments: about three times the weights.
@@ -64,34 +48,24 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
 
 
-def _checkpoints(output_dir: Path) -> list[Path]:
-    return sorted(p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir())
-
-
 # ----------------------------------------------------------------------------------------------- environment
-
-
-def prepare_output_dir(output_dir: str | Path) -> bool:
-    """Create `--output_dir` if needed (returns whether it was); a file in its place, or a directory this user
-    cannot write, stops the run."""
-    path = Path(output_dir)
-    check_output_dir(path, "--output_dir")
-    if path.is_dir():
-        return False
-    try:
-        path.mkdir(parents=True)
-    except FileExistsError:
-        return False  # made by another process meanwhile
-    except OSError as error:
-        raise UserError(f"--output_dir {path} cannot be created ({error.strerror or error})") from error
-    return True
 
 
 @contextlib.contextmanager
 def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
-    """Hold the output directory's lock for this run; refuse at once when another run holds it."""
-    created = prepare_output_dir(output_dir)
-    lock = FileLock(Path(output_dir) / LOCK_FILE, timeout=0)
+    """Create `--output_dir` if needed and hold its lock for this run; refuse at once when another run holds it.
+
+    One run at a time per directory; a run that died blocks nothing (the kernel releases a dead process's lock,
+    so no PID is ever guessed to be alive).
+    """
+    path = Path(output_dir)
+    check_output_dir(path, "--output_dir")  # a file in its place, or a directory this user cannot write
+    created = not path.is_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--output_dir {path} cannot be created ({error.strerror or error})") from error
+    lock = FileLock(path / LOCK_FILE, timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -110,7 +84,7 @@ def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
         lock.release()
         if created:  # a run stopped before writing anything leaves no empty directory behind
             with contextlib.suppress(OSError):
-                Path(output_dir).rmdir()
+                path.rmdir()
 
 
 def weights_bytes(model: str) -> int | None:
@@ -241,11 +215,14 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
 
 
 def guard_output_dir(args: DetectorTrainingArguments) -> None:
-    """Refuse to overwrite a training run by accident; with --overwrite_output_dir clear the old one (rank 0)."""
+    """Refuse to overwrite a training run (a checkpoint or metrics.json) by accident, unless resuming it; with
+    --overwrite_output_dir delete its checkpoints and results first (rank 0), so `auto` resume and checkpoint
+    rotation never mix two runs. A dry run's outputs alone are not protected: re-running one is how settings are
+    tried."""
     output_dir = Path(args.output_dir)
     if not output_dir.is_dir() or args.resume_from_checkpoint:
         return
-    checkpoints = _checkpoints(output_dir)
+    checkpoints = [Path(checkpoint) for checkpoint in sort_checkpoints(str(output_dir))]
     finished = (output_dir / "metrics.json").is_file()
     if not checkpoints and not finished:
         return

@@ -1,11 +1,6 @@
-"""train.py's settings, declared once and checked once.
-
-They are dataclasses parsed by `HfArgumentParser`, one of them a `TrainingArguments` subclass, so every
-transformers training flag passes straight through and only this tool's defaults and short spellings (`--lr`,
-`--epochs`, `--batch_size`, `--use_wandb`, ...) are declared here. Each `__post_init__` checks its own values, so a
-bad setting ends the run before any file is read. The only checks that need more than the settings (the window
-against the tokenizer, the length against the model's positions) are `chunking.check_window` and
-`modeling.check_positions`, run as soon as the tokenizer and the model config are loaded.
+"""train.py's settings: dataclasses parsed by `HfArgumentParser`, one of them a `TrainingArguments` subclass, so
+every transformers training flag passes through and only this tool's defaults and spellings are declared here.
+Each `__post_init__` checks its own values, so a bad setting ends the run before any file is read.
 """
 
 from __future__ import annotations
@@ -15,9 +10,9 @@ import importlib.util
 import logging
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_type_hints
 
 import torch
 from datasets import config as datasets_config
@@ -32,12 +27,12 @@ from m4_training import demo
 from m4_training.cli import (
     CommandLineParser,
     UserError,
-    arg_help,
     capped_num_proc,
     check_optional_positive,
     check_output_paths,
     local_directory,
     require,
+    setting,
 )
 from m4_training.modeling import resolve_precision
 
@@ -62,13 +57,12 @@ def _check_fraction(flag: str, value: float, low_open: bool = False) -> None:
 class ModelArguments:
     _argument_group_name = "model"
 
-    model: str | None = field(default="roberta-base", **arg_help("hub id or local directory (any encoder family)"))
-    dropout: float = field(default=0.1, **arg_help("dropout of the encoder and the classifier"))
-    freeze_base: bool = field(default=False, **arg_help("train only the classification head"))
-    freeze_layers: int = field(default=0, **arg_help("freeze the embeddings and the first N encoder layers"))
-    attn_implementation: str | None = field(
-        default=None,
-        **arg_help("sdpa, eager, flash_attention_2, ...; default: transformers picks (sdpa where supported)"),
+    model: str | None = setting("roberta-base", "hub id or local directory (any encoder family)")
+    dropout: float = setting(0.1, "dropout of the encoder and the classifier")
+    freeze_base: bool = setting(False, "train only the classification head")
+    freeze_layers: int = setting(0, "freeze the embeddings and the first N encoder layers")
+    attn_implementation: str | None = setting(
+        None, "sdpa, eager, flash_attention_2, ...; default: transformers picks (sdpa where supported)"
     )
 
     def __post_init__(self) -> None:
@@ -80,27 +74,22 @@ class ModelArguments:
 class DataArguments:
     _argument_group_name = "data"
 
-    data_dir: str | None = field(default="M4_cleaned/data", **arg_help("directory of <domain>_<generator>.jsonl"))
-    reddit_file: str | None = field(
-        default="reddit_training_60k.jsonl", **arg_help("JSONL (or CSV) of human posts; 'none' trains on M4 only")
+    data_dir: str | None = setting("M4_cleaned/data", "directory of <domain>_<generator>.jsonl")
+    reddit_file: str | None = setting(
+        "reddit_training_60k.jsonl", "JSONL (or CSV) of human posts; 'none' trains on M4 only"
     )
-    train_domains: list[str] = field(default_factory=lambda: list(DEFAULT_DOMAINS), **arg_help("M4 domains to load"))
-    train_generators: list[str] = field(
-        default_factory=lambda: list(DEFAULT_GENERATORS), **arg_help("M4 generators to load")
+    train_domains: list[str] = setting(DEFAULT_DOMAINS, "M4 domains to load")
+    train_generators: list[str] = setting(DEFAULT_GENERATORS, "M4 generators to load")
+    normalize_digits: bool = setting(True, "map every digit to 0 (training and prediction)")
+    max_train_samples: int | None = setting(
+        None, "at most N training documents (not chunks; the dry run prints both), as whole groups"
     )
-    normalize_digits: bool = field(default=True, **arg_help("map every digit to 0 (training and prediction)"))
-    max_train_samples: int | None = field(
-        default=None, **arg_help("at most N training documents (not chunks; the dry run prints both), as whole groups")
+    max_val_samples: int | None = setting(None, "at most N validation documents (not chunks), as whole groups")
+    num_proc: int | None = setting(None, "processes for tokenisation")
+    cache_dir: str = setting(
+        DEFAULT_CACHE_DIR, "cache of prepared (split, chunked) data, keyed by data, tokenizer and settings"
     )
-    max_val_samples: int | None = field(
-        default=None, **arg_help("at most N validation documents (not chunks), as whole groups")
-    )
-    num_proc: int | None = field(default=None, **arg_help("processes for tokenisation"))
-    cache_dir: str = field(
-        default=DEFAULT_CACHE_DIR,
-        **arg_help("cache of prepared (split, chunked) data, keyed by data, tokenizer and settings"),
-    )
-    no_cache: bool = field(default=False, **arg_help("prepare the data again and cache nothing"))
+    no_cache: bool = setting(False, "prepare the data again and cache nothing")
 
     def __post_init__(self) -> None:
         check_optional_positive("max_train_samples", self.max_train_samples)
@@ -118,28 +107,20 @@ class DataArguments:
 class SplitArguments:
     _argument_group_name = "split"
 
-    stratified_split: bool = field(
-        default=False, **arg_help("grouped split stratified by label and domain; off = generator hold-out")
+    stratified_split: bool = setting(False, "grouped split stratified by label and domain; off = generator hold-out")
+    validation_split: float = setting(0.1, "validation share of documents (stratified) or of groups (hold-out)")
+    val_generator: str | None = setting(
+        None,
+        f"generator held out for validation, never trained on (generator hold-out flow; {DEFAULT_VAL_GENERATOR} "
+        "unless --stratified_split or --val_domain); its files are loaded even if not in --train_generators",
     )
-    validation_split: float = field(
-        default=0.1, **arg_help("validation share of documents (stratified) or of groups (hold-out)")
+    val_domain: str | None = setting(
+        None,
+        "domain held out for validation, never trained on (leave-one-domain-out); its files are loaded even "
+        "if not in --train_domains",
     )
-    val_generator: str | None = field(
-        default=None,
-        **arg_help(
-            f"generator held out for validation, never trained on (generator hold-out flow; {DEFAULT_VAL_GENERATOR} "
-            "unless --stratified_split or --val_domain); its files are loaded even if not in --train_generators"
-        ),
-    )
-    val_domain: str | None = field(
-        default=None,
-        **arg_help(
-            "domain held out for validation, never trained on (leave-one-domain-out); its files are loaded even "
-            "if not in --train_domains"
-        ),
-    )
-    reddit_val_fraction: float = field(
-        default=0.1, **arg_help("share of Reddit posts in validation (generator and domain hold-out flows)")
+    reddit_val_fraction: float = setting(
+        0.1, "share of Reddit posts in validation (generator and domain hold-out flows)"
     )
 
     def __post_init__(self) -> None:
@@ -166,12 +147,10 @@ class SplitArguments:
 class ChunkingArguments:
     _argument_group_name = "chunking"
 
-    max_length: int = field(default=512, **arg_help("tokens per chunk, special tokens included"))
-    chunk_overlap: int = field(default=50, **arg_help("tokens shared by neighbouring chunks"))
-    pad_to_multiple_of: int = field(default=8, **arg_help("dynamic padding granularity per batch; 0 = exact"))
-    pad_to_max_length: bool = field(
-        default=False, **arg_help("pad every batch to --max_length (slow; for comparisons)")
-    )
+    max_length: int = setting(512, "tokens per chunk, special tokens included")
+    chunk_overlap: int = setting(50, "tokens shared by neighbouring chunks")
+    pad_to_multiple_of: int = setting(8, "dynamic padding granularity per batch; 0 = exact")
+    pad_to_max_length: bool = setting(False, "pad every batch to --max_length (slow; for comparisons)")
 
     def __post_init__(self) -> None:
         require(self.max_length >= 2, "max_length", "at least 2", self.max_length)
@@ -183,25 +162,22 @@ class ChunkingArguments:
 class EvaluationArguments:
     _argument_group_name = "evaluation"
 
-    target_fpr: float = field(
-        default=0.05,
-        **arg_help("the decision threshold keeps the human-document FPR on validation at most this in every domain"),
+    target_fpr: float = setting(
+        0.05, "the decision threshold keeps the human-document FPR on validation at most this in every domain"
     )
-    baseline: Literal["tfidf", "none"] = field(
-        default="tfidf", **arg_help("classical baseline fitted on the same split ('none' skips it)")
+    baseline: Literal["tfidf", "none"] = setting(
+        "tfidf", "classical baseline fitted on the same split ('none' skips it)"
     )
-    test_data: list[str] | None = field(
-        default=None,
-        **arg_help(
-            "held-out test sets scored after training at the validation threshold: M4 directories, labelled "
-            "JSONL or CSV (texts also in the training or validation documents are removed and counted)"
-        ),
+    test_data: list[str] | None = setting(
+        None,
+        "held-out test sets scored after training at the validation threshold: M4 directories, labelled "
+        "JSONL or CSV (texts also in the training or validation documents are removed and counted)",
     )
-    test_domains: list[str] | None = field(
-        default=None, **arg_help("M4 directories in --test_data: only these domains (default: every file there)")
+    test_domains: list[str] | None = setting(
+        None, "M4 directories in --test_data: only these domains (default: every file there)"
     )
-    test_generators: list[str] | None = field(
-        default=None, **arg_help("M4 directories in --test_data: only these generators (default: every file there)")
+    test_generators: list[str] | None = setting(
+        None, "M4 directories in --test_data: only these generators (default: every file there)"
     )
 
     def __post_init__(self) -> None:
@@ -218,8 +194,8 @@ class EvaluationArguments:
 class RunArguments:
     _argument_group_name = "run"
 
-    dry_run: bool = field(default=False, **arg_help("load, split and chunk only; write the data reports"))
-    demo: bool = field(default=False, **arg_help("run offline on a generated sample with a tiny model"))
+    dry_run: bool = setting(False, "load, split and chunk only; write the data reports")
+    demo: bool = setting(False, "run offline on a generated sample with a tiny model")
 
 
 def check_trackers(report_to: list[str]) -> None:
@@ -257,80 +233,59 @@ class DetectorTrainingArguments(TrainingArguments):
 
     _argument_group_name = "training (any other transformers TrainingArguments flag works too)"
 
-    output_dir: str | None = field(default="outputs/m4-detector", **arg_help("where the model and every report go"))
-    overwrite_output_dir: bool = field(
-        default=False, **arg_help("replace a previous run in --output_dir (deletes its checkpoints and results first)")
+    output_dir: str | None = setting("outputs/m4-detector", "where the model and every report go")
+    overwrite_output_dir: bool = setting(
+        False, "replace a previous run in --output_dir (deletes its checkpoints and results first)"
     )
-    num_train_epochs: float = field(
-        default=3.0, **arg_help("training epochs (may be fractional)", aliases=["--epochs"])
+    num_train_epochs: float = setting(3.0, "training epochs (may be fractional)", aliases=["--epochs"])
+    per_device_train_batch_size: int = setting(16, "training chunks per device per step", aliases=["--batch_size"])
+    per_device_eval_batch_size: int = setting(64, "evaluation chunks per device", aliases=["--eval_batch_size"])
+    learning_rate: float = setting(2e-5, "peak learning rate (AdamW, linear decay)", aliases=["--lr"])
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    warmup_steps: float = setting(
+        0.06, "warm-up: a share of the steps if below 1, else a step count", aliases=["--warmup_ratio"]
     )
-    per_device_train_batch_size: int = field(
-        default=16, **arg_help("training chunks per device per step", aliases=["--batch_size"])
+    max_steps: int = setting(-1, "stop after N optimizer steps (overrides --epochs; quick runs)")
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step")
+    logging_steps: float = setting(50, "log the loss every N steps")
+    eval_steps: float | None = setting(None, "evaluate and save every N steps (default: every epoch)")
+    eval_strategy: str = setting("epoch", "when to evaluate and save: epoch, or steps with --eval_steps")
+    save_strategy: str = setting("epoch", "follows --eval_strategy (and --eval_steps)")
+    save_total_limit: int | None = setting(2, "checkpoints kept on disk")
+    optim: str = setting("auto", "auto: adamw_torch_fused on GPU, adamw_torch on CPU")
+    tf32: bool | None = setting(None, "TF32 matmuls; default: on for Ampere and newer GPUs")
+    dataloader_num_workers: int | None = setting(None, "default: min(4, CPUs) on GPU, 0 on CPU")
+    train_sampling_strategy: str = setting(
+        "group_by_length", "group_by_length (batches of similar lengths, less padding) or random"
     )
-    per_device_eval_batch_size: int = field(
-        default=64, **arg_help("evaluation chunks per device", aliases=["--eval_batch_size"])
+    ddp_find_unused_parameters: bool | None = setting(
+        False, "several GPUs: let DDP look for parameters without gradients each step (only if DDP asks)"
     )
-    learning_rate: float = field(default=2e-5, **arg_help("peak learning rate (AdamW, linear decay)", aliases=["--lr"]))
-    weight_decay: float = field(default=0.01, **arg_help("AdamW weight decay"))
-    warmup_steps: float = field(
-        default=0.06,
-        **arg_help("warm-up: a share of the steps if below 1, else a step count", aliases=["--warmup_ratio"]),
+    remove_unused_columns: bool = setting(False, "keep doc_id and length in the batches (the collator drops them)")
+    bf16: bool = setting(False, "= --precision bf16")
+    fp16: bool = setting(False, "= --precision fp16")
+    torch_compile: bool = setting(False, "compile the model with torch.compile")
+    seed: int = setting(42, "seed of the split, the sampling and the training")
+    resume_from_checkpoint: str | None = setting(None, "a checkpoint-N directory, or auto (the newest in --output_dir)")
+    report_to: list[str] = setting(["none"], "trackers: none, wandb, tensorboard, ... (also --use_wandb)")
+    run_name: str | None = setting(None, "run name for the tracker")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = setting(
+        "auto", "auto: bf16 on GPUs with native bf16, else fp16 on GPU; fp32 on CPU"
     )
-    max_steps: int = field(default=-1, **arg_help("stop after N optimizer steps (overrides --epochs; quick runs)"))
-    gradient_accumulation_steps: int = field(default=1, **arg_help("micro-batches per optimizer step"))
-    logging_steps: float = field(default=50, **arg_help("log the loss every N steps"))
-    eval_steps: float | None = field(default=None, **arg_help("evaluate and save every N steps (default: every epoch)"))
-    eval_strategy: str = field(
-        default="epoch", **arg_help("when to evaluate and save: epoch, or steps with --eval_steps")
+    use_class_weights: bool = setting(False, "weight the loss by N/(2*N_c) of the training chunks")
+    early_stopping_patience: int | None = setting(
+        None, "stop after N evaluations without a better --metric_for_best_model and keep the best checkpoint"
     )
-    save_strategy: str = field(default="epoch", **arg_help("follows --eval_strategy (and --eval_steps)"))
-    save_total_limit: int | None = field(default=2, **arg_help("checkpoints kept on disk"))
-    optim: str = field(default="auto", **arg_help("auto: adamw_torch_fused on GPU, adamw_torch on CPU"))
-    tf32: bool | None = field(default=None, **arg_help("TF32 matmuls; default: on for Ampere and newer GPUs"))
-    dataloader_num_workers: int | None = field(default=None, **arg_help("default: min(4, CPUs) on GPU, 0 on CPU"))
-    train_sampling_strategy: str = field(
-        default="group_by_length", **arg_help("group_by_length (batches of similar lengths, less padding) or random")
+    metric_for_best_model: str | None = setting(
+        None,
+        f"keep the checkpoint best on this chunk-level validation metric ({', '.join(SELECTION_METRICS)}), "
+        "reloaded at the end; default: loss when early stopping is on, else the last step's model",
     )
-    ddp_find_unused_parameters: bool | None = field(
-        default=False,
-        **arg_help("several GPUs: let DDP look for parameters without gradients each step (only if DDP asks)"),
+    push_to_hub: bool = setting(
+        False, "upload the model, model card and reports to the Hugging Face Hub (needs a token)"
     )
-    remove_unused_columns: bool = field(
-        default=False, **arg_help("keep doc_id and length in the batches (the collator drops them)")
-    )
-    bf16: bool = field(default=False, **arg_help("= --precision bf16"))
-    fp16: bool = field(default=False, **arg_help("= --precision fp16"))
-    torch_compile: bool = field(default=False, **arg_help("compile the model with torch.compile"))
-    seed: int = field(default=42, **arg_help("seed of the split, the sampling and the training"))
-    resume_from_checkpoint: str | None = field(
-        default=None, **arg_help("a checkpoint-N directory, or auto (the newest in --output_dir)")
-    )
-    report_to: list[str] = field(
-        default_factory=lambda: ["none"], **arg_help("trackers: none, wandb, tensorboard, ... (also --use_wandb)")
-    )
-    run_name: str | None = field(default=None, **arg_help("run name for the tracker"))
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(
-        default="auto", **arg_help("auto: bf16 on GPUs with native bf16, else fp16 on GPU; fp32 on CPU")
-    )
-    use_class_weights: bool = field(default=False, **arg_help("weight the loss by N/(2*N_c) of the training chunks"))
-    early_stopping_patience: int | None = field(
-        default=None,
-        **arg_help("stop after N evaluations without a better --metric_for_best_model and keep the best checkpoint"),
-    )
-    metric_for_best_model: str | None = field(
-        default=None,
-        **arg_help(
-            f"keep the checkpoint best on this chunk-level validation metric ({', '.join(SELECTION_METRICS)}), "
-            "reloaded at the end; default: loss when early stopping is on, else the last step's model"
-        ),
-    )
-    push_to_hub: bool = field(
-        default=False, **arg_help("upload the model, model card and reports to the Hugging Face Hub (needs a token)")
-    )
-    hub_model_id: str | None = field(
-        default=None, **arg_help("Hub repository (user/name); default: --output_dir's name")
-    )
-    hub_private_repo: bool | None = field(default=None, **arg_help("create the Hub repository as private"))
+    hub_model_id: str | None = setting(None, "Hub repository (user/name); default: --output_dir's name")
+    hub_private_repo: bool | None = setting(None, "create the Hub repository as private")
 
     def __post_init__(self) -> None:
         self._check_values()
@@ -399,42 +354,27 @@ class DetectorTrainingArguments(TrainingArguments):
             raise UserError(f"--push_to_hub: {flag} {name} is not a Hub repository name{advice}: {error}") from None
 
     def _check_values(self) -> None:
-        require(self.per_device_train_batch_size >= 1, "batch_size", "at least 1", self.per_device_train_batch_size)
-        require(self.per_device_eval_batch_size >= 1, "eval_batch_size", "at least 1", self.per_device_eval_batch_size)
-        require(
-            self.gradient_accumulation_steps >= 1,
-            "gradient_accumulation_steps",
-            "at least 1",
-            self.gradient_accumulation_steps,
-        )
-        require(
-            math.isfinite(self.learning_rate) and self.learning_rate > 0, "lr", "a positive number", self.learning_rate
-        )
-        require(
-            math.isfinite(self.num_train_epochs) and (self.num_train_epochs > 0 or self.max_steps > 0),
-            "epochs",
-            "a positive number (or set --max_steps)",
-            self.num_train_epochs,
-        )
-        require(
-            math.isfinite(self.warmup_steps) and self.warmup_steps >= 0, "warmup_ratio", "at least 0", self.warmup_steps
-        )
-        require(
-            math.isfinite(self.logging_steps) and self.logging_steps > 0,
-            "logging_steps",
-            "positive",
-            self.logging_steps,
-        )
-        require(self.eval_steps is None or self.eval_steps > 0, "eval_steps", "positive", self.eval_steps)
-        require(self.seed >= 0, "seed", "at least 0", self.seed)
-        check_optional_positive("save_total_limit", self.save_total_limit)
-        check_optional_positive("early_stopping_patience", self.early_stopping_patience)
-        require(
-            self.dataloader_num_workers is None or self.dataloader_num_workers >= 0,
-            "dataloader_num_workers",
-            "at least 0",
-            self.dataloader_num_workers,
-        )
+        for flag, value, minimum in (
+            ("batch_size", self.per_device_train_batch_size, 1),
+            ("eval_batch_size", self.per_device_eval_batch_size, 1),
+            ("gradient_accumulation_steps", self.gradient_accumulation_steps, 1),
+            ("seed", self.seed, 0),
+            ("save_total_limit", self.save_total_limit, 1),
+            ("early_stopping_patience", self.early_stopping_patience, 1),
+            ("dataloader_num_workers", self.dataloader_num_workers, 0),
+        ):  # None: not set
+            require(value is None or value >= minimum, flag, f"at least {minimum}", value)
+        for flag, value, requirement in (
+            ("lr", self.learning_rate, "a positive number"),
+            ("logging_steps", self.logging_steps, "positive"),
+            ("eval_steps", self.eval_steps, "positive"),
+        ):
+            require(value is None or (math.isfinite(value) and value > 0), flag, requirement, value)
+        epochs = self.num_train_epochs
+        positive_epochs = math.isfinite(epochs) and (epochs > 0 or self.max_steps > 0)
+        require(positive_epochs, "epochs", "a positive number (or set --max_steps)", epochs)
+        warmup = self.warmup_steps
+        require(math.isfinite(warmup) and warmup >= 0, "warmup_ratio", "at least 0", warmup)
         if self.resume_from_checkpoint and self.overwrite_output_dir:
             raise UserError("--resume_from_checkpoint continues a run and --overwrite_output_dir replaces it: pick one")
 
@@ -459,23 +399,11 @@ class TrainConfig(NamedTuple):
 
     def as_dict(self) -> dict[str, Any]:
         """Every setting by group, JSON-ready (training_config.json)."""
-        groups = {
-            name: {f.name: getattr(part, f.name) for f in fields(part)}
-            for name, part in self._asdict().items()
-            if name != "training"
-        }
+        groups = {name: asdict(part) for name, part in self._asdict().items() if name != "training"}
         return groups | {"training": self.training.to_dict()}
 
 
-TRAIN_GROUPS = (
-    ModelArguments,
-    DataArguments,
-    SplitArguments,
-    ChunkingArguments,
-    EvaluationArguments,
-    RunArguments,
-    DetectorTrainingArguments,
-)
+TRAIN_GROUPS = tuple(get_type_hints(TrainConfig).values())  # the dataclasses, in TrainConfig's order
 # `--demo` changes these defaults (explicit flags still win). None for model, data and Reddit file means the
 # generated sample and tiny model.
 DEMO_DEFAULTS = {
