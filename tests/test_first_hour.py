@@ -314,7 +314,8 @@ def test_help_shows_every_default(name):
             continue  # not a setting, or another spelling of one (`--use_wandb` for `--report_to wandb`)
         if isinstance(action, argparse._StoreFalseAction):  # the `--no_X` complement of a switch that is on
             continue
-        expected = "".join(f"{action.help % {}} (default: {action.default})".split())  # argparse's %% is %
+        shown_default = "" if "default" in action.help else f" (default: {action.default})"  # once: in the help
+        expected = "".join(f"{action.help % {}}{shown_default}".split())  # argparse's %% is %
         assert expected in text, f"{name}: {action.option_strings[0]}"
         shown.add(action.dest)
     assert shown == names  # every setting
