@@ -3,6 +3,7 @@
     python train.py --demo                                   # offline end-to-end run on a built-in sample
     python train.py --data_dir M4_cleaned/data --reddit_file reddit_training_60k.jsonl \\
         --use_class_weights --stratified_split               # a real run
+    python train.py settings.json                            # the same from a JSON file: {"data_dir": ..., ...}
 
 The pipeline: parse -> load -> clean/dedupe/group -> split -> chunk -> train -> evaluate documents -> save.
 Every transformers TrainingArguments flag works as well (`--max_steps`, `--lr_scheduler_type`, ...).
@@ -45,12 +46,12 @@ from m4_training import (
     run_control,
     tracking,
 )
-from m4_training.cli import EXIT_TRAINING, UserError, one_line, run_cli, setup_logging
+from m4_training.cli import EXIT_TRAINING, UserError, one_line, parse_args_or_json_file, run_cli, setup_logging
 from m4_training.data_cache import DataSettings, PreparedChunks
 from m4_training.files import apply_umask, write_json, write_jsonl
 from m4_training.heldout import HeldOutSet
 from m4_training.scoring import autocast_dtype, predict_chunk_probs, score_texts
-from m4_training.train_args import DetectorTrainingArguments, TrainConfig, parse_train_args
+from m4_training.train_args import DetectorTrainingArguments, TrainConfig, parse_train_args, train_parser
 from weighted_trainer import WeightedTrainer, compute_class_weights
 
 logger = logging.getLogger("train")
@@ -371,14 +372,32 @@ def push_to_hub(trainer: WeightedTrainer) -> None:
     logger.info("Uploaded %s to the Hub as %s", trainer.args.output_dir, trainer.hub_model_id)
 
 
+def check_data_inputs(config: TrainConfig) -> None:
+    """The M4 directory (with the files the settings select) and the Reddit file (none yet for --demo's)."""
+    settings = data_settings(config)
+    if settings.data_dir is not None:
+        selection = data_cache.loaded_selection(settings)
+        must_match = data_cache.requested_names(settings)
+        data_loaders.find_m4_files(Path(settings.data_dir), *selection, warn_missing=False, must_match=must_match)
+    if settings.reddit_file is not None:
+        reddit_file = Path(settings.reddit_file)
+        if not os.path.lexists(reddit_file):  # worded as data_loaders words it (the guide's troubleshooting table)
+            raise UserError(f"Reddit file not found: {reddit_file} (set --reddit_file, or --reddit_file none)")
+        data_loaders.open_input(reddit_file).close()  # a directory, an unreadable or a compressed file
+
+
 def check_before_work(config: TrainConfig) -> str | None:
-    """Everything that can refuse the run, checked before any expensive work (the local inputs before anything
-    waits on the Hub); returns the checkpoint to resume."""
+    """Everything that can refuse the run, checked before any expensive work; returns the checkpoint to resume.
+
+    The local inputs come before the model, whose tokenizer may come from the Hub (slow to fail when it is out of
+    reach); the test sets were found when the settings were parsed.
+    """
     args = config.training
-    if not config.run.demo:
-        data_loaders.check_local_inputs(config.data.data_dir, config.data.reddit_file)
     run_control.guard_output_dir(args)
     checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    check_data_inputs(config)
+    if config.model.model is not None:
+        modeling.check_model_source(config.model.model)
     model_bytes = run_control.weights_bytes(config.model.model) if config.model.model else None
     if model_bytes and not config.run.dry_run:
         run_control.check_free_space(args.output_dir, model_bytes, args.save_total_limit)
@@ -438,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def body() -> int:
-        config = parse_train_args(argv, description=__doc__)
+        flags = parse_args_or_json_file(train_parser(), argv)  # the resume command repeats them
+        config = parse_train_args(flags, description=__doc__)
         setup_logging(logging.INFO if config.training.process_index == 0 else logging.ERROR)
         if config.training.process_index != 0:
             datasets.disable_progress_bars()
@@ -453,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             exit_code = 128 + number  # as a shell reports a process ended by a signal
             if config.training.process_index != 0:
                 return exit_code
-            message = run_control.interrupted_message(config.training.output_dir, argv, number.name)
+            message = run_control.interrupted_message(config.training.output_dir, flags, number.name)
             raise UserError(message, exit_code=exit_code) from None
 
     with interruptible():

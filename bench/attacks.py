@@ -1,7 +1,7 @@
 """Time of every attack that needs no model on 10,000 documents, and of canonicalising what they produce.
 
-    python bench/attacks.py                     # the shared sample's texts, repeated to 10,000 documents
-    python bench/attacks.py --documents 2000    # fewer
+    python -m bench.attacks                     # the shared sample's texts, repeated to 10,000 documents
+    python -m bench.attacks --documents 2000    # fewer
 
 The texts are the human and machine texts of ../shared/data/m4_sample (every language in it), repeated in order
 up to --documents; each document is seeded by its position, so repeated texts are attacked differently, as
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED_DATA = Path(os.environ.get("M4_SHARED_DATA", ROOT.parent / "shared" / "data"))  # sample data, for development
 TARGET_SECONDS = 60.0
 

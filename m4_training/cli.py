@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import huggingface_hub
 import transformers
@@ -49,38 +49,59 @@ def one_line(error: BaseException) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written; every option with one default: the one its help names, else its value."""
+    """The description as written; each option's default once: appended unless its help says it already, and not
+    for the `--no_X` complement of a switch that is on."""
 
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        return action.help if "default" in (action.help or "") else super()._get_help_string(action)
+    def _get_help_string(self, action: argparse.Action) -> str | None:  # argparse's hook for the default's text
+        help = action.help or ""
+        return help if "default" in help or help.startswith("turn --") else super()._get_help_string(action)
 
 
 class CommandLineParser(HfArgumentParser):
-    """`HfArgumentParser` whose errors are `UserError`s: one line, no usage dump of a hundred flags."""
+    """`HfArgumentParser` whose errors are `UserError`s: one line, no usage dump of a hundred flags.
+
+    A dataclass with an `_inherited_argument_group_name` (train.py's `TrainingArguments` subclass) shows the fields
+    its own body declares, in that order, in its group, and the fields it inherits in that later group.
+    """
 
     def __init__(self, dataclass_types: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         kwargs.setdefault("usage", "%(prog)s [options]   (--help lists every option with its default)")
+        self.groups: dict[str, Any] = {}  # help groups by title (argparse names no public type for them)
         super().__init__(dataclass_types, **kwargs)
         # `-inf` and `-1e-3` are values, as `-1` is: argparse would take them for unknown flags.
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
         for action in self._actions:  # the `--no_X` complements HfArgumentParser adds repeat X's help
-            if isinstance(action, argparse._StoreFalseAction):
+            if action.option_strings[:1] == [f"--no_{action.dest}"]:
                 action.help = f"turn --{action.dest} off"
+
+    def _add_dataclass_arguments(self, dtype: Any) -> None:
+        # HfArgumentParser's hook for one dataclass: it has no public way to show a dataclass in two groups.
+        inherited_title = getattr(dtype, "_inherited_argument_group_name", None)
+        if inherited_title is None:
+            return super()._add_dataclass_arguments(dtype)
+        by_name, hints = {f.name: f for f in dataclasses.fields(dtype) if f.init}, get_type_hints(dtype)
+        declared = [name for name in vars(dtype)["__annotations__"] if name in by_name]
+        inherited = [name for name in by_name if name not in declared]
+        for title, names in ((dtype._argument_group_name, declared), (inherited_title, inherited)):
+            self.groups[title] = self.add_argument_group(title)
+            for name in names:
+                by_name[name].type = hints[name]
+                self._parse_dataclass_field(self.groups[title], by_name[name])
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{message} (see {self.prog} --help)")
 
-    def add_switch(self, flag: str, dest: str, value: Any, help: str) -> None:
-        """An extra spelling that sets a dataclass field to a fixed value (e.g. `--use_wandb` -> report_to)."""
-        self.add_argument(flag, dest=dest, action="store_const", const=value, default=argparse.SUPPRESS, help=help)
+    def add_switch(self, flag: str, dest: str, value: Any, help: str, group: str | None = None) -> None:
+        """An extra spelling that sets a dataclass field to a fixed value (e.g. `--use_wandb` -> report_to), shown
+        in the help `group` of that title (default: the top one)."""
+        container = self.groups[group] if group else self
+        container.add_argument(flag, dest=dest, action="store_const", const=value, default=argparse.SUPPRESS, help=help)
 
     def parse_dataclasses(self, argv: Sequence[str] | None) -> tuple[Any, ...]:
         """Parse into the dataclasses, from the command line or, as Hugging Face's example scripts allow, from one
         JSON file of {"flag_name": value}; a value refused by a `__post_init__` becomes a `UserError`."""
-        argv = sys.argv[1:] if argv is None else list(argv)
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            return self._parse_json_file(Path(argv[0]))
+        argv = parse_args_or_json_file(self, sys.argv[1:] if argv is None else argv)
         try:
             return self.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
         except UserError:
@@ -88,17 +109,40 @@ class CommandLineParser(HfArgumentParser):
         except (ValueError, TypeError) as error:
             raise UserError(one_line(error)) from error
 
-    def _parse_json_file(self, path: Path) -> tuple[Any, ...]:
-        if not path.is_file():
-            raise UserError(f"{path}: arguments file not found")
-        try:
-            return self.parse_json_file(path)
-        except UserError as error:
-            raise UserError(f"{path}: {error}") from error
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from error
-        except (ValueError, TypeError) as error:  # unknown keys, values of the wrong type
-            raise UserError(f"{path}: {one_line(error)} (keys are the flag names without --)") from error
+
+def parse_args_or_json_file(parser: CommandLineParser, argv: Sequence[str]) -> list[str]:
+    """`argv`, or the settings of a JSON file given as the only argument (`python train.py args.json`, as Hugging
+    Face's example scripts allow) written out as the same flags, so that they are parsed and checked as flags are:
+    {"lr": 1e-5, "stratified_split": true, "train_generators": ["llama2"]} is
+    `--lr 1e-05 --stratified_split true --train_generators llama2`."""
+    if len(argv) != 1 or not argv[0].endswith(".json"):
+        return list(argv)
+    path = argv[0]
+    try:
+        settings = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path}: cannot be read as JSON settings ({one_line(error)})") from error
+    if not isinstance(settings, dict):
+        raise UserError(f'{path}: must hold one JSON object of settings, such as {{"output_dir": "out"}}')
+
+    def as_text(value: Any) -> str:  # as written on a command line: true/false, a dict (a Trainer option) as JSON
+        if isinstance(value, dict):
+            return json.dumps(value)
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    flags = []
+    for key, value in settings.items():
+        if value is None or value == []:
+            raise UserError(f'{path}: "{key}": {json.dumps(value)} is not a value; leave the key out for its default')
+        flags += [f"--{key}", *map(as_text, value if isinstance(value, list) else [value])]
+    try:
+        unknown = parser.parse_known_args(flags)[1]
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    if unknown:
+        key = next((item for item in unknown if item.startswith("--")), unknown[0]).removeprefix("--")
+        raise UserError(f'{path}: "{key}" is not a setting of {parser.prog} (see {parser.prog} --help)')
+    return flags
 
 
 def run_cli(body: Callable[[], int]) -> int:
@@ -118,6 +162,15 @@ def run_cli(body: Callable[[], int]) -> int:
         # The reader left: further writes to stdout, even at exit, would raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+
+
+def offline_variable() -> str | None:
+    """The variable that keeps the Hugging Face Hub off (huggingface_hub reads HF_HUB_OFFLINE, else
+    TRANSFORMERS_OFFLINE), to name in messages; None while the Hub is on."""
+    if not huggingface_hub.is_offline_mode():
+        return None
+    only_transformers = os.environ.get("TRANSFORMERS_OFFLINE") and not os.environ.get("HF_HUB_OFFLINE")
+    return "TRANSFORMERS_OFFLINE" if only_transformers else "HF_HUB_OFFLINE"
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -10,7 +10,10 @@ from typing import Any
 
 import torch
 import transformers
+from huggingface_hub import model_info, try_to_load_from_cache
+from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
 from transformers import (
+    CONFIG_NAME,
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -20,12 +23,13 @@ from transformers import (
 )
 
 from data_loaders import LABEL_NAMES
-from m4_training.cli import UserError, one_line
+from m4_training.cli import UserError, offline_variable, one_line
 
 logger = logging.getLogger(__name__)
 
 ID2LABEL = dict(LABEL_NAMES)
 LABEL2ID = {name: label for label, name in LABEL_NAMES.items()}
+HUB_TIMEOUT_S = 10  # the one look-up of a Hub model before anything is downloaded
 DROPOUT_ATTRIBUTES = (
     "hidden_dropout_prob",
     "attention_probs_dropout_prob",
@@ -51,6 +55,40 @@ def _cannot_load(what: str, name: str, error: Exception) -> UserError:
         f"could not load the {what} '{name}': tried a local directory of that name and the Hugging Face hub "
         f"(offline, or no such model?): {one_line(error)}"
     )
+
+
+def check_model_source(name: str) -> None:
+    """A --model that is no local directory comes from the Hugging Face Hub. When the Hub is switched off, or out of
+    reach, and the model is not in the local cache, say so in one line now: the loaders would retry for about a
+    minute first."""
+    if Path(name).is_dir():
+        return
+    try:
+        cached = isinstance(try_to_load_from_cache(name, CONFIG_NAME), str)
+    except HFValidationError:
+        return  # not a repository name: the loader's error says so
+    if offline := offline_variable():
+        if cached:
+            return
+        raise UserError(
+            f"--model {name}: no such local directory, and not in the Hugging Face cache while {offline}="
+            f"{os.environ.get(offline)} keeps the Hub off; pass a local model directory, or unset {offline}"
+        )
+    try:
+        model_info(name, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return  # it exists; the loader says how to ask for access
+    except RepositoryNotFoundError as error:
+        raise UserError(
+            f"--model {name}: no such local directory, nor a model on the Hugging Face Hub (a private one needs "
+            "`hf auth login`)"
+        ) from error
+    except Exception as error:  # the network's errors: many types
+        advice = "set HF_HUB_OFFLINE=1 to use its copy in the Hugging Face cache" if cached else "check the network"
+        raise UserError(
+            f"--model {name}: no such local directory, and the Hugging Face Hub is out of reach ({one_line(error)}); "
+            f"{advice}, or pass a local model directory"
+        ) from error
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:

@@ -60,7 +60,7 @@ def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
     """
     path = Path(output_dir)
     check_output_dir(path, "--output_dir")  # a file in its place, or a directory this user cannot write
-    created = not path.is_dir()
+    created = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]  # the leaf first
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -82,9 +82,9 @@ def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
         # lock taken on a file that is no longer linked, so no two runs ever hold one each.
         Path(lock.lock_file).unlink(missing_ok=True)
         lock.release()
-        if created:  # a run stopped before writing anything leaves no empty directory behind
+        for directory in created:  # a run stopped before writing anything leaves no empty directory behind
             with contextlib.suppress(OSError):
-                path.rmdir()
+                directory.rmdir()
 
 
 def weights_bytes(model: str) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple, get_type_hints
 
 import torch
 from datasets import config as datasets_config
-from huggingface_hub import get_token, is_offline_mode
+from huggingface_hub import get_token
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers import TrainingArguments
@@ -31,6 +31,7 @@ from m4_training.cli import (
     check_optional_positive,
     check_output_paths,
     local_directory,
+    offline_variable,
     require,
     setting,
 )
@@ -232,43 +233,22 @@ class DetectorTrainingArguments(TrainingArguments):
     """`TrainingArguments` with this tool's defaults; fields not declared here pass through unchanged."""
 
     _argument_group_name = "training"
+    _inherited_argument_group_name = "other transformers Trainer options (TrainingArguments; rarely needed)"
 
     output_dir: str | None = setting("outputs/m4-detector", "where the model and every report go")
     overwrite_output_dir: bool = setting(
         False, "replace a previous run in --output_dir (deletes its checkpoints and results first)"
     )
     num_train_epochs: float = setting(3.0, "training epochs (may be fractional)", aliases=["--epochs"])
+    max_steps: int = setting(-1, "stop after N optimizer steps (overrides --epochs; quick runs)")
     per_device_train_batch_size: int = setting(16, "training chunks per device per step", aliases=["--batch_size"])
     per_device_eval_batch_size: int = setting(64, "evaluation chunks per device", aliases=["--eval_batch_size"])
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step")
     learning_rate: float = setting(2e-5, "peak learning rate (AdamW, linear decay)", aliases=["--lr"])
     weight_decay: float = setting(0.01, "AdamW weight decay")
     warmup_steps: float = setting(
         0.06, "warm-up: a share of the steps if below 1, else a step count", aliases=["--warmup_ratio"]
     )
-    max_steps: int = setting(-1, "stop after N optimizer steps (overrides --epochs; quick runs)")
-    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step")
-    logging_steps: float = setting(50, "log the loss every N steps")
-    eval_steps: float | None = setting(None, "evaluate and save every N steps (default: every epoch)")
-    eval_strategy: str = setting("epoch", "when to evaluate and save: epoch, or steps with --eval_steps")
-    save_strategy: str | None = setting(None, "when to save checkpoints; default: with every evaluation")
-    save_total_limit: int | None = setting(2, "checkpoints kept on disk")
-    optim: str = setting("auto", "auto: adamw_torch_fused on GPU, adamw_torch on CPU")
-    tf32: bool | None = setting(None, "TF32 matmuls; default: on for Ampere and newer GPUs")
-    dataloader_num_workers: int | None = setting(None, "default: min(4, CPUs) on GPU, 0 on CPU")
-    train_sampling_strategy: str = setting(
-        "group_by_length", "group_by_length (batches of similar lengths, less padding) or random"
-    )
-    ddp_find_unused_parameters: bool | None = setting(
-        False, "several GPUs: let DDP look for parameters without gradients each step (only if DDP asks)"
-    )
-    remove_unused_columns: bool = setting(False, "keep doc_id and length in the batches (the collator drops them)")
-    bf16: bool = setting(False, "= --precision bf16")
-    fp16: bool = setting(False, "= --precision fp16")
-    torch_compile: bool = setting(False, "compile the model with torch.compile")
-    seed: int = setting(42, "seed of the split, the sampling and the training")
-    resume_from_checkpoint: str | None = setting(None, "a checkpoint-N directory, or auto (the newest in --output_dir)")
-    report_to: list[str] = setting(["none"], "trackers: none, wandb, tensorboard, ... (also --use_wandb)")
-    run_name: str | None = setting(None, "run name for the tracker")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = setting(
         "auto", "auto: bf16 on GPUs with native bf16, else fp16 on GPU; fp32 on CPU"
     )
@@ -281,11 +261,36 @@ class DetectorTrainingArguments(TrainingArguments):
         f"keep the checkpoint best on this chunk-level validation metric ({', '.join(SELECTION_METRICS)}), "
         "reloaded at the end; default: loss when early stopping is on, else the last step's model",
     )
+    eval_strategy: str = setting("epoch", "when to evaluate: epoch, steps (every --eval_steps) or no")
+    eval_steps: float | None = setting(None, "evaluate every N steps (default: every epoch)")
+    save_strategy: str | None = setting(
+        None, "when to save a checkpoint: epoch, steps, best or no; default: at every evaluation (epoch if none)"
+    )
+    save_steps: float | None = setting(None, "save every N steps; default: every --eval_steps (or 500)")
+    save_total_limit: int | None = setting(2, "checkpoints kept on disk")
+    resume_from_checkpoint: str | None = setting(None, "a checkpoint-N directory, or auto (the newest in --output_dir)")
+    seed: int = setting(42, "seed of the split, the sampling and the training")
+    logging_steps: float = setting(50, "log the loss every N steps")
+    report_to: list[str] = setting(["none"], "trackers: none, wandb, tensorboard, ... (also --use_wandb)")
+    run_name: str | None = setting(None, "run name for the tracker")
     push_to_hub: bool = setting(
         False, "upload the model, model card and reports to the Hugging Face Hub (needs a token)"
     )
     hub_model_id: str | None = setting(None, "Hub repository (user/name); default: --output_dir's name")
     hub_private_repo: bool | None = setting(None, "create the Hub repository as private")
+    bf16: bool = setting(False, "= --precision bf16")
+    fp16: bool = setting(False, "= --precision fp16")
+    tf32: bool | None = setting(None, "TF32 matmuls; default: on for Ampere and newer GPUs")
+    optim: str = setting("auto", "auto: adamw_torch_fused on GPU, adamw_torch on CPU")
+    torch_compile: bool = setting(False, "compile the model with torch.compile")
+    dataloader_num_workers: int | None = setting(None, "default: min(4, CPUs) on GPU, 0 on CPU")
+    train_sampling_strategy: str = setting(
+        "group_by_length", "group_by_length (batches of similar lengths, less padding) or random"
+    )
+    ddp_find_unused_parameters: bool | None = setting(
+        False, "several GPUs: let DDP look for parameters without gradients each step (only if DDP asks)"
+    )
+    remove_unused_columns: bool = setting(False, "keep doc_id and length in the batches (the collator drops them)")
 
     def __post_init__(self) -> None:
         self._check_values()
@@ -300,22 +305,29 @@ class DetectorTrainingArguments(TrainingArguments):
         self.dataloader_pin_memory = self.dataloader_pin_memory and on_gpu
         ampere = on_gpu and torch.cuda.get_device_capability()[0] >= 8
         self.tf32 = (self.tf32 is not False) if ampere else None  # TF32 exists from Ampere on
-        if self.eval_steps and self.eval_strategy == "epoch":
-            self.eval_strategy = "steps"
-        if self.save_strategy is None:
-            # Checkpoints at every evaluation: what --metric_for_best_model and resuming need.
-            self.save_strategy = self.eval_strategy
-            if self.eval_steps:
-                self.save_steps = self.eval_steps
+        self._save_at_evaluations()
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not on_gpu:
             self.use_cpu = True  # distributed on CPU (gloo): without it every process would train on its own
         self._resolve_model_selection()
         self._check_trackers_and_hub()
         super().__post_init__()
 
+    def _save_at_evaluations(self) -> None:
+        """A checkpoint is saved at every evaluation unless --save_strategy or --save_steps say otherwise, so that
+        a checkpoint chosen on validation, or one to resume from, is never lost between two saves."""
+        if self.eval_steps and self.eval_strategy == "epoch":  # --eval_steps N alone: every N steps
+            self.eval_strategy = "steps"
+        if self.save_strategy is None:
+            at_evaluations = "epoch" if self.eval_strategy == "no" else self.eval_strategy
+            self.save_strategy = "steps" if self.save_steps else at_evaluations
+        if self.save_steps is None:  # the Trainer evaluates every --logging_steps when --eval_steps is not set
+            steps = self.eval_strategy == "steps"
+            self.save_steps = (self.eval_steps or self.logging_steps) if steps else TrainingArguments.save_steps
+
     def _resolve_model_selection(self) -> None:
         """--metric_for_best_model (or early stopping) keeps the best checkpoint and reloads it at the end."""
-        if self.metric_for_best_model is None:
+        given = self.metric_for_best_model is not None
+        if not given:
             if self.early_stopping_patience is None:
                 return
             # The chunk-level validation loss is the quantity being optimised and does not jump on a handful of
@@ -328,6 +340,20 @@ class DetectorTrainingArguments(TrainingArguments):
                 f"{', '.join(SELECTION_METRICS)} (chunk level)"
             )
         self.metric_for_best_model = f"eval_{name}"
+        chosen_by = "--metric_for_best_model" if given else "--early_stopping_patience"
+        if self.eval_strategy == "no":
+            raise UserError(f"{chosen_by} selects on evaluations: it needs --eval_strategy epoch or steps, not no")
+        if self.save_strategy not in (self.eval_strategy, "best"):
+            raise UserError(
+                f"{chosen_by} keeps the best evaluated checkpoint, but --save_strategy {self.save_strategy} does not "
+                f"save at every evaluation (--eval_strategy {self.eval_strategy}); leave --save_strategy out"
+            )
+        interval = self.eval_steps or self.logging_steps
+        if self.eval_strategy == "steps" and min(self.save_steps, interval) >= 1 and self.save_steps % interval:
+            raise UserError(
+                f"{chosen_by} keeps the best evaluated checkpoint, but --save_steps {self.save_steps:g} is not a "
+                f"multiple of the evaluation interval {interval:g} (--eval_steps); leave --save_steps out"
+            )
         if self.greater_is_better is None:
             self.greater_is_better = name not in LOWER_IS_BETTER
         self.load_best_model_at_end = True
@@ -346,8 +372,8 @@ class DetectorTrainingArguments(TrainingArguments):
             raise UserError(
                 "--push_to_hub needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN"
             )
-        if is_offline_mode():
-            raise UserError("--push_to_hub cannot upload while HF_HUB_OFFLINE=1 is set")
+        if offline := offline_variable():
+            raise UserError(f"--push_to_hub cannot upload while {offline}={os.environ.get(offline)} is set")
         # The Trainer's default repository name is the output directory's.
         name = hub_repo_name(self)
         flag = "--hub_model_id" if self.hub_model_id else "--output_dir"
@@ -432,20 +458,13 @@ DEMO_DEFAULTS = {
 
 def train_parser(prog: str = "train.py", description: str | None = None) -> CommandLineParser:
     parser = CommandLineParser(TRAIN_GROUPS, prog=prog, description=description)
-    parser.add_switch("--no_group_by_length", "train_sampling_strategy", "random", "= --train_sampling_strategy random")
-    parser.add_switch("--no_tf32", "tf32", False, "keep fp32 matmuls exact on Ampere and newer GPUs")
-    parser.add_switch("--no_pin_memory", "dataloader_pin_memory", False, "= --no_dataloader_pin_memory")
-    parser.add_switch("--use_wandb", "report_to", "wandb", "= --report_to wandb")
-    # The TrainingArguments fields this tool does not set go to a last group: --help shows this tool's first.
-    own = list(DetectorTrainingArguments.__annotations__)
-    training = next(
-        group for group in parser._action_groups if group.title == DetectorTrainingArguments._argument_group_name
+    group = DetectorTrainingArguments._argument_group_name
+    parser.add_switch("--use_wandb", "report_to", "wandb", "= --report_to wandb", group)
+    parser.add_switch("--no_tf32", "tf32", False, "keep fp32 matmuls exact on Ampere and newer GPUs", group)
+    parser.add_switch(
+        "--no_group_by_length", "train_sampling_strategy", "random", "= --train_sampling_strategy random", group
     )
-    other = parser.add_argument_group("other transformers TrainingArguments options (the library's defaults)")
-    other._group_actions.extend(action for action in training._group_actions if action.dest not in own)
-    training._group_actions[:] = sorted(
-        (action for action in training._group_actions if action.dest in own), key=lambda action: own.index(action.dest)
-    )
+    parser.add_switch("--no_pin_memory", "dataloader_pin_memory", False, "= --no_dataloader_pin_memory", group)
     return parser
 
 

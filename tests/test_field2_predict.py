@@ -82,3 +82,21 @@ def test_the_baseline_is_not_fitted_on_the_documents_it_scores(demo_run, tmp_pat
     fitted_on.clear()
     code = predict.main([*argv, "--report_dir", str(tmp_path / "r2"), "--baseline_train", str(scored)])
     assert code == 2 and fitted_on == []
+
+
+def test_predict_reads_its_settings_from_a_json_file(tmp_path, capsys):
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"input": "texts.jsonl", "model_path": ["a", "b"], "threshold": 0.25}))
+    args = predict.parse_predict_args([str(path)])
+    assert (args.input, args.model_path, args.threshold) == ("texts.jsonl", ["a", "b"], 0.25)
+    path.write_text(json.dumps({"input": "texts.jsonl", "model_path": ["a"], "treshold": 0.25}))
+    assert predict.main([str(path)]) == 2
+    assert (
+        capsys.readouterr().err == f'error: {path}: "treshold" is not a setting of predict.py (see predict.py --help)\n'
+    )
+
+
+def test_a_negative_number_is_a_value_not_a_flag(capsys):
+    for value in ("-inf", "-1e-3", "-0.5"):
+        assert predict.main(["--input", "x.jsonl", "--model_path", "m", "--threshold", value]) == 2
+        assert capsys.readouterr().err == f"error: --threshold must be in [0, 1], got {float(value)}\n"

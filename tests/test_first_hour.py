@@ -239,8 +239,10 @@ def test_baseline_train_is_read_on_its_own(demo_run, tmp_path, caplog):
     assert predict.main(argv) == 0
     fitted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TF-IDF baseline fitted on")]
     # 3 domains x 4 generator files of 30 rows: 30 human texts per domain (the same in each of its files) and
-    # 360 machine texts, one of them empty.
-    assert len(fitted) == 1 and fitted[0].startswith(f"TF-IDF baseline fitted on {3 * 30 + 12 * 30 - 1} documents (")
+    # 360 machine texts, one of them empty; less what --input scores: arxiv's 30 human and 30 flant5 texts.
+    expected = 3 * 30 + 12 * 30 - 1 - (30 + 30)
+    assert len(fitted) == 1 and fitted[0].startswith(f"TF-IDF baseline fitted on {expected} documents (")
+    assert "--baseline_train" in caplog.text and "removed 60 documents also in --input" in caplog.text
     scored = read_jsonl(tmp_path / "r" / "predictions.jsonl")
     assert {row["domain"] for row in scored} == {"arxiv"}
 
@@ -304,7 +306,7 @@ def help_parsers():
 
 @pytest.mark.parametrize("name", list(help_parsers()))
 def test_help_shows_every_default(name):
-    """Every setting of every tool is listed by --help with one default, as its help or the parser gives it."""
+    """Every setting of every tool is listed by --help with its default, as the parser holds it."""
     parser, dataclass_types = help_parsers()[name]
     text = "".join(parser.format_help().split())  # without whitespace: argparse wraps inside long paths
     names = {f.name for dataclass_type in dataclass_types for f in fields(dataclass_type) if f.init}
@@ -314,11 +316,8 @@ def test_help_shows_every_default(name):
             continue  # not a setting, or another spelling of one (`--use_wandb` for `--report_to wandb`)
         if isinstance(action, argparse._StoreFalseAction):  # the `--no_X` complement of a switch that is on
             continue
-        help_text = action.help % {}  # argparse's %% is %
-        # One default each: the one the help names, else the parser's value.
-        expected = "".join(
-            (help_text if "default" in help_text else f"{help_text} (default: {action.default})").split()
-        )
+        shown_default = "" if "default" in action.help else f" (default: {action.default})"  # once: in the help
+        expected = "".join(f"{action.help % {}}{shown_default}".split())  # argparse's %% is %
         assert expected in text, f"{name}: {action.option_strings[0]}"
         shown.add(action.dest)
     assert shown == names  # every setting

@@ -176,8 +176,14 @@ def test_the_three_prediction_files_share_one_schema(evaluated_run, demo_inputs,
     output_dir, _, _ = evaluated_run
     data_dir = demo_inputs[0]
     report_dir = tmp_path / "report"
+    # The baseline's own labelled texts: predict.py drops --baseline_train documents that it scores.
+    baseline_train = write_jsonl(
+        tmp_path / "baseline.jsonl",
+        [{"text": f"a note of mine number {i}, scribbled fast", "label": 0} for i in range(4)]
+        + [{"text": f"In summary, item {i} offers numerous benefits.", "label": 1} for i in range(4)],
+    )
     argv = ["--model_path", str(output_dir), "--input", str(data_dir), "--generators", "chatgpt", "flant5", "--eval",
-            "--report_dir", str(report_dir), "--baseline_train", str(data_dir / "arxiv_dolly2.jsonl")]  # fmt: skip
+            "--report_dir", str(report_dir), "--baseline_train", str(baseline_train)]  # fmt: skip
     assert predict.main(argv) == 0
     files = {
         "eval": read_jsonl(output_dir / "eval_predictions.jsonl"),
