@@ -38,13 +38,14 @@ def build_page(service: serving.DetectorService) -> Any:
 
     settings = service.settings
     threshold = service.threshold
-    examples = serving.example_texts()
+    demo_model = serving.is_demo_model(service.detector)
+    examples = serving.example_texts() if demo_model else {}  # the toy sample's texts fit only the toy model
 
     def score_texts(texts: list[str]) -> tuple[list[str], list[str]]:
         """Batched: Gradio passes the texts of up to --max_batch_size waiting requests at once."""
         results = service.score_page_texts(texts)
         return (
-            [serving.result_html(r, threshold, settings.short_text_tokens) for r in results],
+            [serving.result_html(r, threshold, settings.short_text_tokens, demo_model) for r in results],
             [serving.shaded_html(r, threshold) for r in results],
         )
 
@@ -84,12 +85,13 @@ def build_page(service: serving.DetectorService) -> Any:
                 with gr.Column(scale=3):
                     text = gr.Textbox(label="Text", lines=8, max_lines=10, elem_id="m4-text")
                     score = gr.Button("Score", variant="primary", elem_id="m4-score")
-                    gr.Examples(
-                        [[example] for example in examples.values()],
-                        inputs=text,
-                        example_labels=list(examples),
-                        label="Examples (written by the project's demo generator)",
-                    )
+                    if examples:
+                        gr.Examples(
+                            [[example] for example in examples.values()],
+                            inputs=text,
+                            example_labels=list(examples),
+                            label="Examples (written by the project's demo generator)",
+                        )
                 with gr.Column(scale=2):
                     result = gr.HTML(elem_id="m4-result-box")
             shaded = gr.HTML(elem_id="m4-shaded-box")

@@ -299,7 +299,7 @@ def training_config(
         "target_fpr": config.evaluation.target_fpr,
         "data_summary": {
             k: data.report[k]
-            for k in ("split_flow", "documents", "chunks", "class_weights", "test_sets")
+            for k in ("split_flow", "documents", "chunks", "class_weights", "test_sets", "generators_by_domain")
             if k in data.report
         },
         "final_metrics": metrics,

@@ -539,8 +539,12 @@ def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) 
     panel. `data_summary` is data_report.json or training_config.json's `data_summary` (the same counts)."""
     data, split, flow = settings["data"], settings["split"], data_summary["split_flow"]
     reddit_file = data["reddit_file"]
+    # What was read (a requested name without a file is not training data); a run before it was recorded: asked.
+    read = data_summary.get("generators_by_domain")
+    domains = sorted(read) if read is not None else data["train_domains"]
+    generators = sorted({g for names in read.values() for g in names}) if read is not None else data["train_generators"]
     return [
-        f"M4 domains {', '.join(data['train_domains'])}; generators {', '.join(data['train_generators'])}; "
+        f"M4 domains {', '.join(domains)}; generators {', '.join(generators)}; "
         + (f"human posts from `{Path(str(reddit_file)).name}`. " if reddit_file else "no Reddit file. ")
         + f"Split: {FLOW_NAMES.get(flow, flow)}, grouped (no group of a human text "
         "and the machine texts made from it is on both sides), "

@@ -295,7 +295,13 @@ def _shade(prob: float) -> str:
     return f"rgba({red},{green},{blue},{MAX_SHADE_ALPHA * prob:.3f})"
 
 
-def result_html(result: TextResult, threshold: float, short_text_tokens: int) -> str:
+DEMO_MODEL_NOTE = (
+    "This is the demo model, trained for seconds on the project's toy sample: it calls most realistic human text "
+    "machine. Train on real data (README) before trusting a verdict."
+)
+
+
+def result_html(result: TextResult, threshold: float, short_text_tokens: int, demo_model: bool = False) -> str:
     if result.message:
         return f'<div id="m4-result" class="m4-message">{html.escape(result.message)}</div>'
     windows = result.windows
@@ -306,6 +312,8 @@ def result_html(result: TextResult, threshold: float, short_text_tokens: int) ->
             f'<p class="m4-short">Too short to judge reliably: {windows.n_tokens} tokens (under '
             f"{short_text_tokens}). Short texts carry little signal; treat this score as a guess.</p>"
         )
+    if demo_model:
+        note += f'<p class="m4-demo-note">{DEMO_MODEL_NOTE}</p>'
     return (
         f'<div id="m4-result" data-prob="{result.prob_machine!r}" data-label="{result.label}">'
         f'<div class="m4-verdict m4-{result.label}">{result.label}</div>'
@@ -365,11 +373,23 @@ PAGE_CSS = """
 # ----------------------------------------------------------------------------------------------- model panel
 
 
+def run_config(detector: scoring.Detector) -> dict[str, Any]:
+    """training_config.json of the run the detector comes from ({} for a model not trained by train.py)."""
+    path = Path(detector.path)
+    checkpoint = detector.settings_from == scoring.RUN_OF_CHECKPOINT
+    return read_json((path.parent if checkpoint else path) / scoring.TRAINING_CONFIG) or {}
+
+
+def is_demo_model(detector: scoring.Detector) -> bool:
+    """Trained by `train.py --demo`: on the toy sample, so its verdicts on real text mean little."""
+    return bool(run_config(detector).get("arguments", {}).get("run", {}).get("demo"))
+
+
 def model_description(detector: scoring.Detector) -> str:
     """The panel that says what the model is: its data, threshold, validation metrics and limits (Markdown)."""
     path = Path(detector.path)
     checkpoint = detector.settings_from == scoring.RUN_OF_CHECKPOINT
-    config = read_json((path.parent if checkpoint else path) / scoring.TRAINING_CONFIG) or {}
+    config = run_config(detector)
     arguments = config.get("arguments", {})
     metrics = {}
     if detector.settings_from == scoring.TRAINING_CONFIG:  # a run's metrics.json: its final model's, not a checkpoint's

@@ -120,7 +120,7 @@ def test_page_and_api_agree_with_predict(service, demo_run, tmp_path, capsys):
     assert "Too short to judge reliably" in note and "Too short" not in serving.result_html(page[0], 0.5, 50)
 
     api = service.score_requests([texts, [{"id": "doc-7", "text": SHORT_TEXT, "label": 1}], [], ["x", 5]])
-    assert [row["id"] for row in api[0]] == [1, 2]
+    assert [row["id"] for row in api[0][:2]] == [1, 2] and api[0][2:] == [{"item": 3, "skipped": "text_empty"}]
     for got, row in zip(api[0], expected):
         assert got == row | {"prob_machine": pytest.approx(row["prob_machine"], abs=1e-7)}
     assert api[1][0]["id"] == "doc-7" and api[1][0]["label"] == 1
@@ -140,6 +140,8 @@ def test_api_reads_its_items_as_predict_reads_them_as_jsonl(service, demo_run, t
     path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
     expected = predict_rows(demo_run, path, capsys)
     (got,) = service.score_requests([items])
+    assert got[3:] == [{"item": 2, "skipped": "lone_surrogate"}]  # answered, as an upload counts it
+    got = got[:3]
     assert [row["id"] for row in got] == ["a", 3, 4] and got[0]["domain"] == "news" and got[1]["generator"] == "gpt"
     assert [row.get("label") for row in got] == [0, 1, None]
     assert got == [row | {"prob_machine": pytest.approx(row["prob_machine"], abs=1e-7)} for row in expected]

@@ -99,3 +99,30 @@ def test_summary_mean_leaves_out_nan_and_counts_a_run_once(tmp_path, capsys, cap
     (mean_row,) = [line for line in lines if line.startswith("| mean |")]
     assert "| 0.700 | 0.800 |" in mean_row  # F1 (0.8+0.6+0.7)/3, AUROC (0.9+0.7)/2
     assert "NaN of: b" in caplog.text
+
+
+def test_the_demo_model_says_so_next_to_its_verdict_and_only_it_offers_toy_examples(service, tiny_model_dir):
+    assert serving.is_demo_model(service.detector)
+    (result,) = service.score_page_texts([TEXT])
+    assert serving.DEMO_MODEL_NOTE in serving.result_html(result, 0.5, 5, demo_model=True)
+    assert serving.DEMO_MODEL_NOTE not in serving.result_html(result, 0.5, 5)
+    assert not serving.is_demo_model(load_detector(tiny_model_dir))  # no training_config.json: not the demo's
+
+
+def test_training_data_names_what_was_read_not_what_was_asked():
+    from m4_training import reports
+
+    counts = {side: {"human": 1, "machine": 1} for side in ("train", "val")}
+    summary = {"split_flow": "stratified", "documents": counts, "chunks": counts}
+    settings = {
+        "data": {
+            "train_domains": ["arxiv", "peerread"],
+            "train_generators": ["llama2", "chatGPT"],
+            "reddit_file": None,
+        },
+        "split": {"validation_split": 0.1, "val_generator": "flant5"},
+    }
+    read = reports.training_data_lines(summary | {"generators_by_domain": {"arxiv": ["llama2"]}}, settings)[0]
+    assert read.startswith("M4 domains arxiv; generators llama2; no Reddit file.")
+    asked = reports.training_data_lines(summary, settings)[0]  # a run from before the files read were recorded
+    assert asked.startswith("M4 domains arxiv, peerread; generators llama2, chatGPT;")
