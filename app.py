@@ -132,6 +132,29 @@ def build_page(service: serving.DetectorService) -> Any:
     return page
 
 
+def api_guard() -> Any:
+    """Starlette middleware that answers a call of the API with other than one argument (`{"data": []}`, or a
+    second list) with one line, before Gradio fails on it with a traceback or drops the extra argument."""
+    import json
+
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import JSONResponse
+
+    async def dispatch(request: Any, call_next: Any) -> Any:
+        if request.method == "POST" and request.url.path.rstrip("/").endswith(f"/{API_NAME}"):
+            try:
+                data = json.loads(await request.body()).get("data")
+            except (ValueError, AttributeError):
+                data = None
+            if not isinstance(data, list) or len(data) != 1:
+                message = 'send one argument, a list of texts: {"data": [["first text", "second text"]]}'
+                return JSONResponse({"error": message}, status_code=422)
+        return await call_next(request)
+
+    return Middleware(BaseHTTPMiddleware, dispatch=dispatch)
+
+
 def serve(settings: AppArguments) -> int:
     model_path = serving.demo_model_dir() if settings.demo else settings.model_path
     detector = load_detector(model_path, settings.machine_label, settings.max_length)
@@ -153,6 +176,7 @@ def serve(settings: AppArguments) -> int:
                 show_error=True,
                 quiet=True,
                 prevent_thread_lock=True,  # back here once listening, to say so
+                app_kwargs={"middleware": [api_guard()]},
             )
         except OSError as error:  # Gradio's message for any failed bind names its own parameters, not our flags
             raise UserError(

@@ -126,3 +126,28 @@ def test_training_data_names_what_was_read_not_what_was_asked():
     assert read.startswith("M4 domains arxiv; generators llama2; no Reddit file.")
     asked = reports.training_data_lines(summary, settings)[0]  # a run from before the files read were recorded
     assert asked.startswith("M4 domains arxiv, peerread; generators llama2, chatGPT;")
+
+
+def test_an_api_call_with_other_than_one_argument_gets_one_line(monkeypatch):
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    import app
+
+    calls = []
+
+    async def endpoint(request):
+        calls.append(await request.json())
+        return JSONResponse({"event_id": "x"})
+
+    server = Starlette(
+        routes=[Route("/gradio_api/call/predict", endpoint, methods=["POST"])], middleware=[app.api_guard()]
+    )
+    client = TestClient(server)
+    for body in ({"data": []}, {"data": [["a"], ["b"]]}, {"data": "a"}, {}):
+        answer = client.post("/gradio_api/call/predict", json=body)
+        assert answer.status_code == 422 and answer.json()["error"].startswith("send one argument, a list of texts")
+    assert client.post("/gradio_api/call/predict", json={"data": [["a", "b"]]}).json() == {"event_id": "x"}
+    assert calls == [{"data": [["a", "b"]]}]  # the one valid call reached the endpoint, its body intact
