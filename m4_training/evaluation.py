@@ -17,7 +17,7 @@ import pandas as pd
 from scipy.special import softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 from sklearn.pipeline import Pipeline
 from transformers import EvalPrediction
 
@@ -26,6 +26,7 @@ from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, Corpus, Docume
 logger = logging.getLogger(__name__)
 
 BASELINE_NAME = "tfidf_logreg"
+TPR_FPRS = (0.05, 0.01)  # RAID's operating points: TPR at 5% and 1% FPR on human documents
 BASELINE_COLUMN = "baseline_prob_machine"
 # metrics["threshold"]["chosen_on"]: where the decision threshold came from.
 THRESHOLD_CHOSEN_HERE = "these documents"
@@ -56,7 +57,18 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
         "recall": float(recall_score(labels, preds, zero_division=0)) if (~humans).any() else None,
         "auroc": float(roc_auc_score(labels, probs)) if both_classes else None,
         "fpr_human": float(preds[humans].mean()) if humans.any() else None,
+        **{
+            f"tpr_at_fpr_{round(fpr * 100)}": tpr_at_fpr(labels, probs, fpr) if both_classes else None
+            for fpr in TPR_FPRS
+        },
     }
+
+
+def tpr_at_fpr(labels: np.ndarray, probs: np.ndarray, fpr: float) -> float:
+    """The share of machine documents caught at the best threshold that flags at most `fpr` of the human ones, as
+    RAID reports detectors (whatever threshold a run chose)."""
+    fprs, tprs, _ = roc_curve(labels, probs)
+    return float(tprs[fprs <= fpr].max())
 
 
 def compute_chunk_metrics(eval_prediction: EvalPrediction) -> dict[str, Any]:

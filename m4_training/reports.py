@@ -22,7 +22,7 @@ from m4_training.splits import Split, group_overlap
 
 FLOW_NAMES = {"generator_holdout": "generator hold-out", "domain_holdout": "domain hold-out"}  # others as named
 # Columns of the terminal summaries (format_metrics_summary, format_test_summary), after the row name.
-SUMMARY_COLUMNS = ("n", "acc", "F1", "recall", "FPR", "AUROC")
+SUMMARY_COLUMNS = ("n", "acc", "F1", "recall", "FPR", "AUROC", "TPR@5%", "TPR@1%")
 GENERATOR_ROWS_NOTE = (
     "Each `generator X + all human` row holds that generator's machine documents and every human document."
 )
@@ -32,6 +32,8 @@ METRIC_COLUMNS = (
     ("f1_macro", "F1 (macro)"),
     ("fpr_human", "FPR (human)"),
     ("auroc", "AUROC"),
+    ("tpr_at_fpr_5", "TPR @5% FPR"),
+    ("tpr_at_fpr_1", "TPR @1% FPR"),
 )
 METRIC_NAMES = [name for _, name in METRIC_COLUMNS]
 
@@ -183,7 +185,8 @@ def _generator_row(generator: str) -> str:
 
 
 def _summary_cells(part: dict[str, Any]) -> list[Any]:
-    return [part["n"], part["accuracy"], part["f1_macro"], part["recall"], part["fpr_human"], part["auroc"]]
+    keys = ("n", "accuracy", "f1_macro", "recall", "fpr_human", "auroc", "tpr_at_fpr_5", "tpr_at_fpr_1")
+    return [part.get(key) for key in keys]  # a run from before TPR@FPR was reported: '-' there
 
 
 def _baseline_header(metrics: dict[str, Any]) -> list[str]:

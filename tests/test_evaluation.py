@@ -173,3 +173,19 @@ def test_eval_writes_pngs_and_report_matching_metrics(demo_run, tmp_path, capsys
         assert row[1:6] == [reports.cell(metrics["document"]["by_domain"][row[0]][k]) for k in keys]
     generators = [row[0] for row in table_rows(report, "By generator")]
     assert generators == list(metrics["document"]["by_generator"]) == ["human", "davinci", "flant5"]
+
+
+def test_tpr_at_a_fixed_fpr_against_a_hand_count():
+    from m4_training.evaluation import classification_metrics, tpr_at_fpr
+
+    # 20 human scores 0.00..0.19 (one of them, 0.95, high) and 10 machine scores.
+    humans = [i / 100 for i in range(19)] + [0.95]
+    machines = [0.99, 0.97, 0.96, 0.9, 0.5, 0.3, 0.18, 0.1, 0.05, 0.01]
+    labels = np.array([0] * 20 + [1] * 10)
+    probs = np.array(humans + machines)
+    # 5% FPR allows one human flagged: threshold just above 0.18 -> machines 0.99..0.3 caught, 6 of 10.
+    assert tpr_at_fpr(labels, probs, 0.05) == 0.6
+    # 1% allows none: threshold above 0.95 -> 0.99 and 0.97 and 0.96, 3 of 10.
+    assert tpr_at_fpr(labels, probs, 0.01) == 0.3
+    metrics = classification_metrics(labels, probs)
+    assert (metrics["tpr_at_fpr_5"], metrics["tpr_at_fpr_1"]) == (0.6, 0.3)
