@@ -25,7 +25,7 @@ from m4_training.files import check_output_file, read_json, write_failure, write
 from m4_training.reports import FLOW_NAMES, format_table, markdown
 
 logger = logging.getLogger(__name__)
-METRICS_HEADER = ["F1", "AUROC", "FPR", "baseline F1", "baseline AUROC"]
+METRICS_HEADER = ["F1", "AUROC", "FPR", "TPR@5%", "TPR@1%", "baseline F1", "baseline AUROC"]
 RUN_HEADER = ["run", "split", "held out", "val human", "val machine", "threshold", *METRICS_HEADER]
 TEST_HEADER = ["run", "test set", "n", "overlap removed", *METRICS_HEADER]
 
@@ -84,8 +84,9 @@ def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
 
 
 def _metric_cells(document: dict[str, Any], baseline: dict[str, Any]) -> list[Any]:
-    """The METRICS_HEADER cells: the transformer's F1, AUROC and FPR, the baseline's F1 and AUROC."""
-    transformer = [document.get(k) for k in ("f1_macro", "auroc", "fpr_human")]
+    """The METRICS_HEADER cells: the transformer's F1, AUROC, FPR and TPR at 5% and 1% FPR, the baseline's F1 and
+    AUROC ('-' where a run from before TPR@FPR was reported lacks them)."""
+    transformer = [document.get(k) for k in ("f1_macro", "auroc", "fpr_human", "tpr_at_fpr_5", "tpr_at_fpr_1")]
     return transformer + [baseline.get(k) for k in ("f1_macro", "auroc")]
 
 
