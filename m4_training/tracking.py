@@ -12,7 +12,7 @@ from typing import Any
 from transformers import Trainer
 
 # The metrics of one group of documents sent to the trackers (the counts stay in metrics.json).
-TRACKED_METRICS = ("accuracy", "f1_macro", "precision", "recall", "auroc", "fpr_human")
+TRACKED_METRICS = ("accuracy", "f1_macro", "precision", "recall", "auroc", "fpr_human", "tpr_at_fpr_5", "tpr_at_fpr_1")
 
 
 def _document_scalars(prefix: str, document: dict[str, Any]) -> Iterator[tuple[str, float]]:
