@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
+from m4_training.cleaning import canonicalize
 from m4_training.cli import UserError, counted
 
 logger = logging.getLogger(__name__)
@@ -69,24 +70,35 @@ COMPRESSED_SIGNATURES = (
 _ASCII_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"0" * 9)
 
 
-def normalize_text(text: str, normalize_digits: bool) -> str:
+class TextNormalization(NamedTuple):
+    """How a text is normalised before a model sees it, the same in training, evaluation, predict.py and the page
+    (saved in training_config.json, so a model is always scored as it was trained)."""
+
+    digits: bool  # every digit becomes 0
+    unicode: bool  # cleaning.canonicalize: NFKC, invisible characters removed, look-alike letters made Latin
+
+
+def normalize_text(text: str, normalization: TextNormalization) -> str:
     """The one normalisation shared by training, evaluation and prediction.
 
-    Whitespace runs become one space: M4's human arXiv abstracts keep the source's hard line breaks while
-    the machine texts do not, and a detector should not learn that formatting artefact. Digits optionally
-    become 0 so that numbers do not act as a shortcut.
+    Unicode is canonicalised first (optionally): a homoglyph or zero-width-space attack changes what a model sees
+    but not what a reader sees. Whitespace runs become one space: M4's human arXiv abstracts keep the source's hard
+    line breaks while the machine texts do not, and a detector should not learn that formatting artefact. Digits
+    optionally become 0 so that numbers do not act as a shortcut.
     """
     if len(text) > NORMALIZE_PIECE_CHARS:
-        return _normalize_in_pieces(text, normalize_digits)
+        return _normalize_in_pieces(text, normalization)
+    if normalization.unicode:
+        text = canonicalize(text)
     text = " ".join(text.split())  # the same Unicode whitespace as the regex \s, three times faster
-    if not normalize_digits:
+    if not normalization.digits:
         return text
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_DIGITS_TO_ZERO).decode("ascii")
     return _DIGIT.sub("0", text)
 
 
-def _normalize_in_pieces(text: str, normalize_digits: bool) -> str:
+def _normalize_in_pieces(text: str, normalization: TextNormalization) -> str:
     """`normalize_text` of a huge text, a piece at a time.
 
     On the whole text, str.split() and re.sub would make one Python string per word or match: about ten times
@@ -95,7 +107,7 @@ def _normalize_in_pieces(text: str, normalize_digits: bool) -> str:
     parts: list[str] = []
     space_before = False  # whether whitespace separates the next part from the last one
     for piece in text_pieces(text, NORMALIZE_PIECE_CHARS):
-        normalized = normalize_text(piece, normalize_digits)
+        normalized = normalize_text(piece, normalization)
         space_before = space_before or piece[0].isspace()
         if normalized:
             parts.append(" " + normalized if parts and space_before else normalized)
@@ -471,8 +483,8 @@ class Corpus:
 class _CorpusBuilder:
     """Collects documents, merging identical texts and remembering which documents came from one row."""
 
-    def __init__(self, normalize_digits: bool) -> None:
-        self.normalize_digits = normalize_digits
+    def __init__(self, normalization: TextNormalization) -> None:
+        self.normalization = normalization
         self.documents: list[Document] = []
         self.index_by_text: dict[str, int] = {}
         self.conflicting: set[int] = set()
@@ -480,7 +492,7 @@ class _CorpusBuilder:
         self.duplicates_removed = 0
 
     def add(self, text: str, label: int, domain: str, generator: str, source: dict[str, Any]) -> int:
-        text = normalize_text(text, self.normalize_digits)
+        text = normalize_text(text, self.normalization)
         index = self.index_by_text.get(text)
         if index is None:
             index = len(self.documents)
@@ -580,12 +592,12 @@ def load_corpus(
     domains: list[str],
     generators: list[str],
     reddit_file: str | Path | None,
-    normalize_digits: bool,
+    normalization: TextNormalization,
     warn_missing: bool = True,
     must_match: Sequence[RequestedNames] | None = None,
 ) -> Corpus:
     """Read every selected M4 file and the Reddit file into one de-duplicated, grouped corpus."""
-    builder = _CorpusBuilder(normalize_digits)
+    builder = _CorpusBuilder(normalization)
     selected = find_m4_files(Path(data_dir), domains, generators, warn_missing, must_match)
     files = [read_m4_file(builder, p, d, g) for p, d, g in selected]
     if reddit_file:
@@ -713,7 +725,7 @@ def _open_source(source: str) -> tuple[str, IO[bytes]]:
 def read_documents(
     source: str,
     input_format: str,
-    normalize_digits: bool,
+    normalization: TextNormalization,
     domains: list[str] | None = None,
     generators: list[str] | None = None,
     reddit_file: str | None = None,
@@ -729,7 +741,7 @@ def read_documents(
     whitespace-normalised, as its de-duplication compares normalised texts.
     """
     if input_format == "m4_dir" or (input_format == "auto" and source != "-" and Path(source).is_dir()):
-        return _m4_dir_documents(source, domains, generators, reddit_file, normalize_digits, must_match), None
+        return _m4_dir_documents(source, domains, generators, reddit_file, normalization, must_match), None
     name, stream = _open_source(source)
     with stream:
         head = stream.read(1000)
@@ -750,11 +762,11 @@ def read_documents(
             reader = {"csv": iter_csv, "json_array": iter_json_array}.get(kind, iter_jsonl)
             m4_names = parse_m4_filename(Path(name)) if source != "-" else None
             rows = list(_scoring_rows(reader(stream, report), report, m4_names))
-    return _documents_frame(rows, report, normalize, normalize_digits), report
+    return _documents_frame(rows, report, normalize, normalization), report
 
 
 def read_objects(
-    objects: Sequence[dict[str, Any]], name: str, normalize_digits: bool, normalize: bool = True
+    objects: Sequence[dict[str, Any]], name: str, normalization: TextNormalization, normalize: bool = True
 ) -> tuple[pd.DataFrame, FileReport]:
     """`read_documents` of JSON objects held in memory (the HTTP API's items), read as the lines of a JSONL file
     named `name`: an object's line is its position from 1."""
@@ -768,11 +780,11 @@ def read_objects(
                 continue
             yield line, row
 
-    return _documents_frame(list(_scoring_rows(numbered(), report, None)), report, normalize, normalize_digits), report
+    return _documents_frame(list(_scoring_rows(numbered(), report, None)), report, normalize, normalization), report
 
 
 def _documents_frame(
-    rows: list[dict[str, Any]], report: FileReport, normalize: bool, normalize_digits: bool
+    rows: list[dict[str, Any]], report: FileReport, normalize: bool, normalization: TextNormalization
 ) -> pd.DataFrame:
     if not rows:
         if not report.rows:
@@ -782,7 +794,7 @@ def _documents_frame(
     report.documents = len(rows)
     if normalize:
         for row in rows:  # in place: each raw text is freed as its normalised text arrives, never both sets at once
-            row["text"] = normalize_text(row["text"], normalize_digits)
+            row["text"] = normalize_text(row["text"], normalization)
     frame = pd.DataFrame(rows, dtype=object)  # ids and labels pass through as given (no int -> float)
     del rows
     frame["text"] = frame["text"].tolist()  # pandas' own string column, as for any list of texts
@@ -794,12 +806,12 @@ def _m4_dir_documents(
     domains: list[str] | None,
     generators: list[str] | None,
     reddit_file: str | None,
-    normalize_digits: bool,
+    normalization: TextNormalization,
     must_match: Sequence[RequestedNames] | None,
 ) -> pd.DataFrame:
     if not domains or not generators:
         raise UserError("an M4 data directory needs --domains and --generators (or a training_config.json with them)")
-    corpus = load_corpus(data_dir, domains, generators, reddit_file, normalize_digits, must_match=must_match)
+    corpus = load_corpus(data_dir, domains, generators, reddit_file, normalization, must_match=must_match)
     rows = [(d.doc_id, d.label, d.domain, d.generator, corpus.corpus_name(d), d.text) for d in corpus.documents]
     return pd.DataFrame(rows, columns=["id", "input_label", "domain", "generator", "corpus", "text"])
 

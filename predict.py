@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 import data_loaders
-from data_loaders import RequestedNames
+from data_loaders import RequestedNames, TextNormalization
 from m4_training import evaluation, reports
 from m4_training.cli import (
     CommandLineParser,
@@ -155,7 +155,7 @@ class Reading:
     """How the input is read: the normalisation every model shares (each model then applies the rest of its own)."""
 
     normalize: bool
-    normalize_digits: bool
+    normalization: TextNormalization
     domains: list[str] | None
     generators: list[str] | None
     # An M4 directory's names given with --domains/--generators must each match a file; the training run's lists
@@ -164,12 +164,15 @@ class Reading:
 
     @classmethod
     def for_detectors(cls, detectors: list[Detector], args: PredictArguments) -> Reading:
-        normalize = all(d.normalize_whitespace for d in detectors)
-        digits = normalize and all(d.normalize_digits for d in detectors)
+        normalize = all(d.normalization is not None for d in detectors)
+        shared = TextNormalization(
+            digits=normalize and all(d.normalization.digits for d in detectors),
+            unicode=normalize and all(d.normalization.unicode for d in detectors),
+        )
         domains, generators = training_selection(detectors)
         requested = {"domains": args.domains, "generators": args.generators}
         must_match = tuple(RequestedNames(f"--{kind}", kind, names) for kind, names in requested.items() if names)
-        return cls(normalize, digits, args.domains or domains, args.generators or generators, must_match)
+        return cls(normalize, shared, args.domains or domains, args.generators or generators, must_match)
 
 
 def training_selection(detectors: list[Detector]) -> tuple[list[str] | None, list[str] | None]:
@@ -206,8 +209,7 @@ def score_documents(
     """Every document's `prob_machine` and `n_chunks` over chunks scored in batches that mix documents."""
     texts = documents["text"].tolist()
     # The reader applied the normalisation every model shares; a model trained with more applies its own.
-    read_as = None if reading is None else (reading.normalize, reading.normalize_digits)
-    if read_as not in (None, (detector.normalize_whitespace, detector.normalize_digits)):
+    if reading is not None and (reading.normalization if reading.normalize else None) != detector.normalization:
         texts = [detector.normalize(text) for text in texts]
     scored, _, _ = detector.score(texts, args.batch_size, autocast_dtype(args.precision), args.aggregate, args.num_proc)
     return documents.drop(columns=["text", "line"], errors="ignore").assign(
@@ -243,7 +245,7 @@ def read_counting_skips(
     documents, report = data_loaders.read_documents(
         source,
         input_format,
-        reading.normalize_digits,
+        reading.normalization,
         reading.domains,
         reading.generators,
         args.reddit_file,
@@ -274,7 +276,7 @@ def baseline_probs(
         train, report = data_loaders.read_documents(
             args.baseline_train,
             "auto",
-            reading.normalize_digits,
+            reading.normalization,
             *training_selection(detectors),
             None,
             normalize=reading.normalize,
@@ -384,7 +386,7 @@ def compare(models: list[ScoredModel], baseline: np.ndarray | None, args: Predic
             "model_path": model.path,
             "settings_from": detector.settings_from,
             "window": {"max_length": detector.max_length, "chunk_overlap": detector.chunk_overlap},
-            "normalized": detector.normalize_whitespace,
+            "normalized": detector.normalization is not None,
             "machine_label": detector.model.config.id2label[detector.machine_index],
             **metrics,
         }

@@ -319,7 +319,7 @@ def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileRep
         if timestamp >= cutoff:
             report.skip(line, "after_cutoff")
             continue
-        key = data_loaders.normalize_text(text, normalize_digits=True).lower()
+        key = data_loaders.normalize_text(text, data_loaders.TextNormalization(digits=True, unicode=False)).lower()
         post_id = str(_first(row, REDDIT_ID_FIELDS) or f"{path.stem}-{line}")
         if key in seen_texts or post_id in seen_ids:
             report.skip(line, "duplicate")

@@ -135,7 +135,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
         window.max_length, modeling.position_limit(modeling.load_config(config.model.model)), config.model.model
     )
     test_sets = heldout.read_test_sets(  # bad test input: now
-        test.test_data or [], test.test_domains, test.test_generators, config.data.normalize_digits
+        test.test_data or [], test.test_domains, test.test_generators, data_settings(config).normalization
     )
     prepared = data_cache.prepare(data_settings(config), tokenizer)
     heldout.remove_overlap(test_sets, (d.text for d in prepared.split.train), (d.text for d in prepared.split.val))
@@ -293,7 +293,11 @@ def training_config(
 ) -> dict[str, Any]:
     """training_config.json: what predict.py and the page need to score as training did, and every setting."""
     return {
-        "normalization": {"whitespace": True, "normalize_digits": config.data.normalize_digits},
+        "normalization": {
+            "whitespace": True,
+            "normalize_digits": config.data.normalize_digits,
+            "text_normalization": config.data.text_normalization,
+        },
         "chunking": {"max_length": config.chunking.max_length, "chunk_overlap": config.chunking.chunk_overlap},
         "threshold": metrics["document"]["threshold"],
         "target_fpr": config.evaluation.target_fpr,

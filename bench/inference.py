@@ -29,7 +29,7 @@ from datasets import disable_progress_bars  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 import chunking  # noqa: E402
-from data_loaders import load_corpus  # noqa: E402
+from data_loaders import TextNormalization, load_corpus  # noqa: E402
 from m4_training import demo  # noqa: E402
 from m4_training.evaluation import aggregate_documents  # noqa: E402
 from m4_training.modeling import resolve_precision  # noqa: E402
@@ -49,11 +49,15 @@ def minilm_dir() -> Path | None:
 
 def benchmark_texts(work_dir: Path, count: int) -> tuple[list[str], str]:
     if SHARED_SAMPLE.is_dir():
-        corpus = load_corpus(SHARED_SAMPLE, ENGLISH_DOMAINS, ["llama2"], None, normalize_digits=True)
+        corpus = load_corpus(
+            SHARED_SAMPLE, ENGLISH_DOMAINS, ["llama2"], None, TextNormalization(digits=True, unicode=True)
+        )
         source = "m4_sample (English domains)"
     else:
         data_dir, _ = demo.write_demo_data(work_dir)
-        corpus = load_corpus(data_dir, list(demo.DEMO_DOMAINS), list(demo.DEMO_GENERATOR_FILES), None, True)
+        corpus = load_corpus(
+            data_dir, list(demo.DEMO_DOMAINS), list(demo.DEMO_GENERATOR_FILES), None, TextNormalization(True, True)
+        )
         source = "demo sample"
     texts = [doc.text for doc in corpus.documents]
     return [texts[i % len(texts)] for i in range(count)], source

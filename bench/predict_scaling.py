@@ -58,12 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
 class MadeUpDetector:
     """What predict.py uses of a Detector, with chunk probabilities made up instead of a model's."""
 
-    normalize_whitespace: bool = True
-    normalize_digits: bool = True
+    normalization: object = None  # the default run's (set below: data_loaders is imported late, as everywhere here)
     domains: list[str] | None = None
     generators: list[str] | None = None
     target_fpr: float | None = 0.05
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        import data_loaders
+
+        self.normalization = self.normalization or data_loaders.TextNormalization(digits=True, unicode=True)
 
     def score(self, texts: list[str], batch_size: int, dtype: object, aggregate: str, num_proc: int | None):
         import numpy as np
@@ -84,11 +88,19 @@ def write_input(path: Path, count: int) -> None:
     from m4_training import demo
 
     if SHARED_SAMPLE.is_dir():
-        corpus = data_loaders.load_corpus(SHARED_SAMPLE, ENGLISH_DOMAINS, ["llama2"], None, normalize_digits=False)
+        corpus = data_loaders.load_corpus(
+            SHARED_SAMPLE,
+            ENGLISH_DOMAINS,
+            ["llama2"],
+            None,
+            data_loaders.TextNormalization(digits=False, unicode=False),
+        )
     else:
         data_dir, _ = demo.write_demo_data(path.parent / "demo")
         domains, generators = list(demo.DEMO_DOMAINS), list(demo.DEMO_GENERATOR_FILES)
-        corpus = data_loaders.load_corpus(data_dir, domains, generators, None, normalize_digits=False)
+        corpus = data_loaders.load_corpus(
+            data_dir, domains, generators, None, data_loaders.TextNormalization(digits=False, unicode=False)
+        )
     documents = corpus.documents
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(count):

@@ -138,7 +138,11 @@ def measure(options: argparse.Namespace) -> dict:
             shutil.rmtree(output_dir, ignore_errors=True)
     else:
         corpus = data_loaders.load_corpus(
-            config.data.data_dir, list(DOMAINS), list(GENERATORS), config.data.reddit_file, True
+            config.data.data_dir,
+            list(DOMAINS),
+            list(GENERATORS),
+            config.data.reddit_file,
+            data_loaders.TextNormalization(config.data.normalize_digits, config.data.text_normalization),
         )
         texts = [doc.text for doc in corpus.documents]
         del corpus

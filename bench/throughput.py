@@ -71,7 +71,9 @@ def load_texts_and_tokenizer(max_documents: int | None) -> tuple[list[str], str,
         data_dir, reddit_file, tokenizer_dir = demo.prepare_demo(Path(tempfile.mkdtemp(prefix="bench-demo-")))
         source, generators = "demo sample", list(demo.DEMO_GENERATOR_FILES)
     domains = SHARED_DOMAINS if SHARED_DATA.is_dir() else list(demo.DEMO_DOMAINS)
-    corpus = data_loaders.load_corpus(data_dir, domains, generators, reddit_file, normalize_digits=True)
+    corpus = data_loaders.load_corpus(
+        data_dir, domains, generators, reddit_file, data_loaders.TextNormalization(digits=True, unicode=True)
+    )
     texts = [doc.text for doc in corpus.documents][:max_documents]
     return texts, str(tokenizer_dir), source
 

@@ -36,7 +36,14 @@ from transformers import PreTrainedTokenizerBase
 
 import chunking
 import data_loaders
-from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS, Corpus, RequestedNames, canonical_generator
+from data_loaders import (
+    DEFAULT_DOMAINS,
+    DEFAULT_GENERATORS,
+    Corpus,
+    RequestedNames,
+    TextNormalization,
+    canonical_generator,
+)
 from m4_training import cyclic_gc, splits
 from m4_training.cli import counted
 from m4_training.splits import Split
@@ -74,6 +81,7 @@ class DataSettings:
     train_domains: list[str]
     train_generators: list[str]
     normalize_digits: bool
+    text_normalization: bool
     max_train_samples: int | None
     max_val_samples: int | None
     stratified_split: bool
@@ -86,6 +94,10 @@ class DataSettings:
     chunk_overlap: int
     num_proc: int | None = None
     cache_dir: str | None = None  # None: prepared in memory, nothing cached (--no_cache)
+
+    @property
+    def normalization(self) -> TextNormalization:
+        return TextNormalization(self.normalize_digits, self.text_normalization)
 
     @property
     def held_out_generator(self) -> str | None:
@@ -177,7 +189,7 @@ def build(settings: DataSettings, tokenizer: PreTrainedTokenizerBase, chunk_dir:
         settings.data_dir,
         *loaded_selection(settings),
         settings.reddit_file,
-        settings.normalize_digits,
+        settings.normalization,
         warn_missing=settings.cache_dir is None,  # with a cache, cache_key has looked the files up (and warned) already
         must_match=requested_names(settings),
     )

@@ -94,7 +94,10 @@ def check_test_names(paths: Sequence[str], test_domains: list[str] | None, test_
 
 
 def read_test_sets(
-    paths: Sequence[str], test_domains: list[str] | None, test_generators: list[str] | None, normalize_digits: bool
+    paths: Sequence[str],
+    test_domains: list[str] | None,
+    test_generators: list[str] | None,
+    normalization: data_loaders.TextNormalization,
 ) -> list[HeldOutSet]:
     """Every --test_data input, normalised as training normalises, each document with its label (required)."""
     check_test_names(paths, test_domains, test_generators)
@@ -104,7 +107,7 @@ def read_test_sets(
         if Path(path).is_dir():
             domains, generators = m4_selection(Path(path), test_domains, test_generators)
         try:
-            frame, report = data_loaders.read_documents(path, "auto", normalize_digits, domains, generators)
+            frame, report = data_loaders.read_documents(path, "auto", normalization, domains, generators)
             labels = data_loaders.labels_of(frame)
         except UserError as error:
             raise UserError(f"--test_data {path}: {str(error).removeprefix(f'{path}: ')}") from error

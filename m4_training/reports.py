@@ -618,7 +618,9 @@ def build_model_card(metrics: dict[str, Any], data_report: dict[str, Any], setti
         "```",
         f"The decision threshold is **{threshold:.4f}** on P(machine) (also `detection_threshold` in "
         "`config.json` and `threshold` in `training_config.json`); the pipeline's own label is the argmax (0.5). "
-        "The pipeline sees only the first window and skips the training normalisation (whitespace"
+        "The pipeline sees only the first window and skips the training normalisation ("
+        + ("Unicode canonicalised, " if settings["data"].get("text_normalization") else "")
+        + "whitespace"
         + (", digits mapped to 0" if settings["data"]["normalize_digits"] else "")
         + "), so `predict.py` is the reference.",
         "## Training data",

@@ -30,7 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import chunking
 from chunking import check_window
-from data_loaders import normalize_text
+from data_loaders import TextNormalization, normalize_text
 from m4_training import modeling
 from m4_training.cli import UserError, one_line
 from m4_training.evaluation import aggregate_documents
@@ -172,8 +172,7 @@ class Detector:
     chunk_overlap: int
     machine_index: int
     settings_from: str
-    normalize_whitespace: bool = False
-    normalize_digits: bool = False
+    normalization: TextNormalization | None = None  # None: texts as written
     threshold: float = 0.5
     target_fpr: float | None = None
     domains: list[str] | None = None
@@ -181,7 +180,7 @@ class Detector:
 
     def normalize(self, text: str) -> str:
         """A text as this detector's training saw it (unchanged for a model not trained by train.py)."""
-        return normalize_text(text, self.normalize_digits) if self.normalize_whitespace else text
+        return text if self.normalization is None else normalize_text(text, self.normalization)
 
     def score(
         self,
@@ -232,8 +231,11 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
         config = read_json(config_path)
         data = config.get("arguments", {}).get("data", {})
         settings = {
-            "normalize_whitespace": True,
-            "normalize_digits": bool(config["normalization"]["normalize_digits"]),
+            "normalization": TextNormalization(
+                digits=bool(config["normalization"]["normalize_digits"]),
+                # Models trained before canonicalisation existed are scored without it, as they were trained.
+                unicode=bool(config["normalization"].get("text_normalization", False)),
+            ),
             "max_length": int(config["chunking"]["max_length"]),
             "chunk_overlap": int(config["chunking"]["chunk_overlap"]),
             "threshold": float(config["threshold"]),

@@ -168,6 +168,11 @@ class DetectorService:
             )
         return None
 
+    def display_text(self, text: str) -> str:
+        """The text the page shades: as the model saw it but with its digits, so the windows' offsets fit it."""
+        normalization = self.detector.normalization
+        return text if normalization is None else normalize_text(text, normalization._replace(digits=False))
+
     # ------------------------------------------------------------------------------------------- page text
 
     def score_page_texts(self, texts: Sequence[str]) -> list[TextResult]:
@@ -191,7 +196,7 @@ class DetectorService:
                 prob_machine=windows.prob_machine,
                 label=evaluation.label_name(windows.prob_machine >= self.threshold),
                 windows=windows,
-                display_text=normalize_text(texts[i], False) if self.detector.normalize_whitespace else texts[i],
+                display_text=self.display_text(texts[i]),
                 too_short=windows.n_tokens < self.settings.short_text_tokens,
             )
         return results
@@ -246,7 +251,7 @@ class DetectorService:
             items.append({key: item[key] for key in API_ITEM_KEYS if key in item})
         if message := self.too_long(sum(len(item["text"]) for item in items)):
             raise UserError(message)
-        documents, report = read_objects(items, "request", self.reading.normalize_digits, self.reading.normalize)
+        documents, report = read_objects(items, "request", self.reading.normalization, self.reading.normalize)
         return documents.assign(label=labels_of(documents, required=False)), report
 
     # ------------------------------------------------------------------------------------------- uploads
@@ -402,7 +407,8 @@ def model_description(detector: scoring.Detector) -> str:
     else:
         base = arguments.get("model", {}).get("model")
         model = f", fine-tuned from `{base}`" if base else ""
-        normalisation = "whitespace normalised" + (", digits mapped to 0." if detector.normalize_digits else ".")
+        normalisation = "Unicode canonicalised, " if detector.normalization.unicode else ""
+        normalisation += "whitespace normalised" + (", digits mapped to 0." if detector.normalization.digits else ".")
         target = ""
         if detector.target_fpr is not None:
             target = f", chosen for a false-positive rate of at most {detector.target_fpr:g} on the validation human "

@@ -82,6 +82,11 @@ class DataArguments:
     train_domains: list[str] = setting(DEFAULT_DOMAINS, "M4 domains to load")
     train_generators: list[str] = setting(DEFAULT_GENERATORS, "M4 generators to load")
     normalize_digits: bool = setting(True, "map every digit to 0 (training and prediction)")
+    text_normalization: bool = setting(
+        True,
+        "canonicalise Unicode: NFKC, invisible characters removed, look-alike letters of other scripts made "
+        "Latin (training and prediction; undoes homoglyph and zero-width-space attacks)",
+    )
     max_train_samples: int | None = setting(
         None, "at most N training documents (not chunks; the dry run prints both), by source and label"
     )

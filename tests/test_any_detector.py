@@ -152,7 +152,7 @@ def test_ambiguous_model_needs_machine_label(published, tmp_path, capsys):
 def test_window_and_no_normalisation_for_models_without_training_config(published, tiny_model_dir, tmp_path, capsys):
     small = load_detector(published["fake_real"])  # 96 positions
     assert (small.max_length, small.chunk_overlap, small.threshold) == (96, 47, 0.5)
-    assert not small.normalize_whitespace and small.normalize("a  1\nb") == "a  1\nb"
+    assert small.normalization is None and small.normalize("a  1\nb") == "a  1\nb"
     assert load_detector(published["chatgpt"]).max_length == 512  # 1024 positions, capped
     assert load_detector(published["chatgpt"], max_length=200).max_length == 200
     with pytest.raises(UserError, match="--max_length 200 exceeds the 96 positions"):
@@ -175,7 +175,7 @@ def test_checkpoint_of_a_run_is_scored_with_the_runs_settings(demo_run, tmp_path
     checkpoint = sorted(demo_run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[0]
     settings = json.loads((demo_run / "training_config.json").read_text())
     detector = load_detector(checkpoint)
-    assert detector.max_length == settings["chunking"]["max_length"] and detector.normalize_digits
+    assert detector.max_length == settings["chunking"]["max_length"] and detector.normalization.digits
     assert detector.threshold == settings["threshold"] and detector.machine_index == 1
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": TEXTS[0]}, {"text": TEXTS[0].replace("1999", "0000")}])
     _, rows, _ = run(["--model_path", str(checkpoint), "--input", str(path)], capsys)

@@ -64,7 +64,7 @@ def test_window_token_ranges_are_the_chunking_arithmetic():
 def test_shaded_windows_are_the_scored_chunks_and_shading_is_the_covering_mean(demo_run):
     """Windows cut by hand from the text's tokens, each scored alone, against what the page shades."""
     detector = load_detector(demo_run)
-    text = normalize_text(LONG_TEXT, detector.normalize_digits)
+    text = normalize_text(LONG_TEXT, detector.normalization)
     (windows,) = score_windows(detector, [text])
     tokenizer = AutoTokenizer.from_pretrained(demo_run)
     model = AutoModelForSequenceClassification.from_pretrained(demo_run).eval()

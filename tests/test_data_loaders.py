@@ -18,7 +18,7 @@ def m4_row(human, machine, **extra):
 
 
 def load(data_dir, domains, generators, reddit=None, normalize_digits=False):
-    return dl.load_corpus(data_dir, domains, generators, reddit, normalize_digits)
+    return dl.load_corpus(data_dir, domains, generators, reddit, dl.TextNormalization(normalize_digits, False))
 
 
 def test_file_variants_are_read(tmp_path):
@@ -239,4 +239,4 @@ def test_max_samples_only_remove_documents_from_each_side(tmp_path):
 def test_huge_texts_normalised_in_pieces_equal_the_whole(monkeypatch, text):
     monkeypatch.setattr(dl, "NORMALIZE_PIECE_CHARS", 7)  # every text here is cut into many pieces
     for repeated in (text, text * 3):
-        assert dl.normalize_text(repeated, normalize_digits=False) == " ".join(repeated.split())
+        assert dl.normalize_text(repeated, dl.TextNormalization(False, False)) == " ".join(repeated.split())

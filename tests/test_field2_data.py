@@ -69,7 +69,7 @@ def test_prepare_reddit_says_which_input_holds_no_posts(tmp_path, capsys):
     assert f"error: {empty}: holds no posts (no rows); nothing to prepare" in capsys.readouterr().err
     write_jsonl(tmp_path / "m4" / "arxiv_chatgpt.jsonl", m4_rows(2, "a"))
     with pytest.raises(UserError) as error:  # train.py's --reddit_file says the same
-        dl.load_corpus(tmp_path / "m4", ["arxiv"], ["chatgpt"], empty, False)
+        dl.load_corpus(tmp_path / "m4", ["arxiv"], ["chatgpt"], empty, dl.TextNormalization(False, False))
     assert str(error.value) == f"{empty}: holds no posts (no rows); fix the file or pass --reddit_file none"
     deleted = write_jsonl(tmp_path / "deleted.jsonl", [{"body": "[deleted]", "created_utc": 1, "id": "a"}])
     assert prepare_data.main(["reddit", "--input", str(deleted), "--output", str(tmp_path / "posts.jsonl")]) == 2
@@ -83,14 +83,14 @@ def test_prepare_reddit_says_which_input_holds_no_posts(tmp_path, capsys):
 def test_a_test_data_directory_without_m4_files_lists_the_files_there(tmp_path):
     write_jsonl(tmp_path / "tests" / "notes.jsonl", [{"text": "a labelled text", "label": 0}])
     with pytest.raises(UserError) as error:
-        heldout.read_test_sets([str(tmp_path / "tests")], None, None, normalize_digits=True)
+        heldout.read_test_sets([str(tmp_path / "tests")], None, None, dl.TextNormalization(True, True))
     assert str(error.value) == (
         f"--test_data {tmp_path / 'tests'}: no <domain>_<generator>.jsonl file is there (files there: notes.jsonl)"
     )
     write_jsonl(tmp_path / "both" / "arxiv_chatgpt.jsonl", m4_rows(2, "a"))
     write_jsonl(tmp_path / "both" / "wikihow_davinci.jsonl", m4_rows(2, "w"))
     with pytest.raises(UserError, match=r"matches --test_domains/--test_generators \(files there: arxiv_chatgpt"):
-        heldout.read_test_sets([str(tmp_path / "both")], ["arxiv"], ["davinci"], normalize_digits=True)
+        heldout.read_test_sets([str(tmp_path / "both")], ["arxiv"], ["davinci"], dl.TextNormalization(True, True))
     with pytest.raises(UserError, match=r"no <domain>_<generator>.jsonl files in .* \(files there: notes.jsonl\)"):
         dl.find_m4_files(tmp_path / "tests", ["arxiv"], ["chatgpt"])
 
@@ -99,7 +99,7 @@ def test_counts_in_messages_agree_with_their_nouns():
     assert [counted(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
     assert [counted(n, "entry", "entries") for n in (1, 3)] == ["1 entry", "3 entries"]
     with pytest.raises(UserError) as error:
-        dl.read_objects([{"note": "no text field"}], "request", normalize_digits=True)
+        dl.read_objects([{"note": "no text field"}], "request", dl.TextNormalization(True, True))
     assert str(error.value) == "request: no usable document in 1 row (skipped: {'text_missing': 1})"
 
 
@@ -151,7 +151,7 @@ def test_a_reddit_posts_domain_is_its_source_else_reddit_posts_everywhere(tmp_pa
 
     def reddit_report(rows: list[dict]) -> tuple[dl.FileReport, set[str]]:
         path = write_jsonl(tmp_path / "posts.jsonl", rows)
-        corpus = dl.load_corpus(tmp_path / "m4", ["arxiv"], ["chatgpt"], path, False)
+        corpus = dl.load_corpus(tmp_path / "m4", ["arxiv"], ["chatgpt"], path, dl.TextNormalization(False, False))
         return corpus.files[-1], {doc.domain for doc in corpus.documents if not corpus.from_m4(doc)}
 
     assert reddit_report([{"text": "a post", "source": "reddit_wsb"}])[0].domain == "reddit_wsb"
@@ -265,7 +265,9 @@ def leaky_corpus(tmp_path):
     for (domain, generator), file_rows in rows.items():
         write_jsonl(tmp_path / f"{domain}_{generator}.jsonl", file_rows)
     reddit = write_jsonl(tmp_path / "posts.jsonl", [{"text": f"post {i}", "source": "reddit_wsb"} for i in range(60)])
-    corpus = dl.load_corpus(tmp_path, ["arxiv", "wikihow"], ["chatgpt", "davinci", "flant5"], reddit, False)
+    corpus = dl.load_corpus(
+        tmp_path, ["arxiv", "wikihow"], ["chatgpt", "davinci", "flant5"], reddit, dl.TextNormalization(False, False)
+    )
     return corpus, rows
 
 
@@ -347,10 +349,10 @@ def test_overlap_removal_compares_texts_as_training_normalised_them(tmp_path):
             {"text": "a text the run never saw", "label": 1},
         ],
     )
-    (test_set,) = heldout.read_test_sets([str(test_file)], None, None, normalize_digits=False)
+    (test_set,) = heldout.read_test_sets([str(test_file)], None, None, dl.TextNormalization(False, False))
     heldout.remove_overlap([test_set], [d.text for d in split.train], [d.text for d in split.val])
     assert test_set.documents["text"].tolist() == ["a text the run never saw"]
     assert test_set.overlap_removed == {"train": 1, "validation": 1}
-    (again,) = heldout.read_test_sets([str(test_file)], None, None, normalize_digits=False)
+    (again,) = heldout.read_test_sets([str(test_file)], None, None, dl.TextNormalization(False, False))
     heldout.remove_overlap([again], [train_text, val_text], [val_text])  # a text on both lists counts once
     assert again.overlap_removed == {"train": 2, "validation": 0} and len(again.documents) == 1

@@ -1128,7 +1128,7 @@ words = "river bridge honey tide glacier chess jazz soil train reef wind solar".
 base = " ".join(words[i % len(words)] + str(i % 7) for i in range(100_000))
 text = (base * (size // len(base) + 1))[:size]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-text = data_loaders.normalize_text(text, True)
+text = data_loaders.normalize_text(text, data_loaders.TextNormalization(True, True))
 chunks = chunking.chunk_documents(chunking.text_dataset([text]), tokenizer, 64, 8)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"chunks": len(chunks), "growth": after - before, "text": len(text)}))

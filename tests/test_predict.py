@@ -13,7 +13,7 @@ from conftest import write_jsonl
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import predict
-from data_loaders import load_corpus, normalize_text
+from data_loaders import TextNormalization, load_corpus, normalize_text
 
 LONG_TEXT = " ".join(
     f"Furthermore the river ecology study number {i} shows that honestly i think the data look off." for i in range(40)
@@ -36,7 +36,8 @@ def hand_chunk_probs(model_dir, text, max_length, overlap, normalize_digits):
     """Window the normalised text independently of chunking.py and score each window alone."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    ids = tokenizer(normalize_text(text, normalize_digits), add_special_tokens=False)["input_ids"]
+    normalized = normalize_text(text, TextNormalization(normalize_digits, True))
+    ids = tokenizer(normalized, add_special_tokens=False)["input_ids"]
     content = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     probs, start = [], 0
     while True:
@@ -109,7 +110,7 @@ def test_m4_file_and_m4_directory(demo_run, tmp_path, capsys):
     argv = ["--model_path", str(demo_run), "--input", str(m4_dir), "--domains", "arxiv", "--output", str(out)]
     assert predict.main([*argv, "--generators", "chatGPT", "dolly"]) == 0
     written = [json.loads(line) for line in out.read_text().splitlines()]
-    corpus = load_corpus(m4_dir, ["arxiv"], ["chatGPT", "dolly"], None, normalize_digits=True)
+    corpus = load_corpus(m4_dir, ["arxiv"], ["chatGPT", "dolly"], None, TextNormalization(True, True))
     assert sorted(r["id"] for r in written) == sorted(d.doc_id for d in corpus.documents)
     assert {r["generator"] for r in written} == {"human", "chatgpt", "dolly"}
 

@@ -38,8 +38,8 @@ ALL_CODE_POINTS = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 
 )
 def test_digit_normalisation_equals_the_regex(text):
     reference = re.sub(r"\d", "0", " ".join(text.split()))
-    assert dl.normalize_text(text, normalize_digits=True) == reference
-    assert dl.normalize_text(text, normalize_digits=False) == " ".join(text.split())
+    assert dl.normalize_text(text, dl.TextNormalization(True, False)) == reference
+    assert dl.normalize_text(text, dl.TextNormalization(False, False)) == " ".join(text.split())
 
 
 def test_paused_collector_is_restored_on_exit_error_and_nesting():

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_jsonl
 
 import prepare_data
-from data_loaders import load_corpus
+from data_loaders import TextNormalization, load_corpus
 from m4_training.cleaning import clean_text, unescape_entities
 
 
@@ -94,7 +94,7 @@ def test_prepare_m4_cleans_both_fields_and_tables_drops(tmp_path):
     assert (second["rows"], second["kept"], second["dropped"]) == (1, 1, {})
     # The cleaned directory is what train.py reads. The cleaned wikipedia human text equals an arxiv one, so
     # de-duplication merges it (it was "<b>Human one.</b> ... $x^2$" in the raw file).
-    corpus = load_corpus(out, ["arxiv", "wikipedia"], ["chatgpt", "flant5"], None, normalize_digits=True)
+    corpus = load_corpus(out, ["arxiv", "wikipedia"], ["chatgpt", "flant5"], None, TextNormalization(True, True))
     assert sorted((d.label, d.domain, len(d.sources)) for d in corpus.documents) == [
         (0, "arxiv", 1),
         (0, "arxiv", 2),

@@ -97,6 +97,7 @@ def test_cache_key_changes_with_every_setting_file_and_tokenizer(
         "train_generators": ["--train_generators", "chatGPT"],
         "reddit_file": ["--reddit_file", "none"],
         "normalize_digits": ["--no_normalize_digits"],
+        "text_normalization": ["--no_text_normalization"],
         "stratified_split": ["--stratified_split", "false"],
         "validation_split": ["--validation_split", "0.3"],
         "val_generator": ["--val_generator", "chatGPT"],

@@ -14,7 +14,7 @@ from conftest import raw_text, read_jsonl
 from transformers import AutoModelForSequenceClassification
 
 import train
-from data_loaders import normalize_text
+from data_loaders import TextNormalization, normalize_text
 from m4_training import train_args
 from m4_training.evaluation import classification_metrics
 from m4_training.train_args import parse_train_args
@@ -39,7 +39,7 @@ def test_demo_writes_every_output(demo_run):
         config["arguments"]["split"]["val_generator"] == "flant5"
         and config["arguments"]["chunking"]["max_length"] == 128
     )
-    assert config["normalization"] == {"whitespace": True, "normalize_digits": True}
+    assert config["normalization"] == {"whitespace": True, "normalize_digits": True, "text_normalization": True}
     assert set(config["versions"]) >= {"torch", "transformers", "datasets"}
 
 
@@ -98,8 +98,9 @@ def test_every_raw_text_is_in_a_split_dropped_or_skipped(demo_run):
 
 def test_no_text_on_both_sides_checked_from_raw_files(demo_run):
     splits = read_jsonl(demo_run / "splits.jsonl")
+    as_read = TextNormalization(digits=False, unicode=True)
     texts = {
-        side: {normalize_text(raw_text(src), False) for s in splits if s["split"] == side for src in s["sources"]}
+        side: {normalize_text(raw_text(src), as_read) for s in splits if s["split"] == side for src in s["sources"]}
         for side in ("train", "val")
     }
     assert texts["train"] and texts["val"]
@@ -158,7 +159,7 @@ def test_dry_run_on_shared_sample_matches_independent_counts(shared_data, tmp_pa
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(shared_data / "roberta-base-tokenizer")
-    texts = [normalize_text(raw_text(s["sources"][0]), True) for s in splits]
+    texts = [normalize_text(raw_text(s["sources"][0]), TextNormalization(True, True)) for s in splits]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     content, overlap = 510, 50
     for s, n_tokens in zip(splits, lengths):

@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassificatio
 
 import predict
 import train
-from data_loaders import load_corpus, normalize_text
+from data_loaders import TextNormalization, load_corpus, normalize_text
 from m4_training import demo, evaluation, modeling, run_control, train_args
 from m4_training.train_args import parse_train_args
 
@@ -38,7 +38,7 @@ def split_texts(run_dir):
     """Normalised texts of each side, from splits.jsonl's sources read straight from the files."""
     texts = {"train": set(), "val": set()}
     for row in read_jsonl(run_dir / "splits.jsonl"):
-        texts[row["split"]].update(normalize_text(raw_text(s), True) for s in row["sources"])
+        texts[row["split"]].update(normalize_text(raw_text(s), TextNormalization(True, True)) for s in row["sources"])
     return texts
 
 
@@ -76,10 +76,11 @@ def test_overlap_with_training_and_validation_is_removed_and_counted(evaluated_r
     output_dir, _, test_file = evaluated_run
     metrics = json.loads((output_dir / "metrics.json").read_text())
     sides = split_texts(output_dir)
-    corpus = load_corpus(demo_inputs[0], list(demo.DEMO_DOMAINS), ["chatgpt", "flant5"], None, normalize_digits=True)
+    normalization = TextNormalization(True, True)
+    corpus = load_corpus(demo_inputs[0], list(demo.DEMO_DOMAINS), ["chatgpt", "flant5"], None, normalization)
     expected = {}
     for name, texts in (
-        ("fresh_and_copies", [normalize_text(r["text"], True) for r in read_jsonl(test_file)]),
+        ("fresh_and_copies", [normalize_text(r["text"], TextNormalization(True, True)) for r in read_jsonl(test_file)]),
         ("m4", [d.text for d in corpus.documents]),
     ):
         in_train = sum(t in sides["train"] for t in texts)
@@ -204,7 +205,7 @@ def test_the_three_prediction_files_share_one_schema(evaluated_run, demo_inputs,
         return 1 + max(0, -(-(n_tokens - content) // step))
 
     splits = {s["doc_id"]: s for s in read_jsonl(output_dir / "splits.jsonl")}
-    corpus = load_corpus(data_dir, list(demo.DEMO_DOMAINS), ["chatgpt", "flant5"], None, normalize_digits=True)
+    corpus = load_corpus(data_dir, list(demo.DEMO_DOMAINS), ["chatgpt", "flant5"], None, TextNormalization(True, True))
     read_here = {
         d.doc_id: {"label": d.label, "domain": d.domain, "generator": d.generator, "n_chunks": windows(d.text)}
         for d in corpus.documents
