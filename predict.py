@@ -28,7 +28,8 @@ import pandas as pd
 
 import data_loaders
 from data_loaders import RequestedNames, TextNormalization
-from m4_training import evaluation, reports
+from m4_training import evaluation, reports, robustness
+from m4_training.attacks import ATTACK_RATES
 from m4_training.cli import (
     CommandLineParser,
     UserError,
@@ -55,7 +56,9 @@ logger = logging.getLogger("predict")
 
 DEFAULT_TARGET_FPR = 0.05
 # What predict.py --eval writes into --report_dir.
-PREDICT_REPORT_FILES = ("metrics.json", "predictions.jsonl", "report.md", "confusion_matrix.png", "roc.png")
+PREDICT_REPORT_FILES = (
+    "metrics.json", "predictions.jsonl", "report.md", "confusion_matrix.png", "roc.png", "attacks.png"
+)  # fmt: skip
 
 
 @dataclass
@@ -93,6 +96,18 @@ class PredictArguments:
     baseline_train: str | None = field(
         default=None, **arg_help("labelled input to fit the TF-IDF baseline on, for a side-by-side comparison")
     )
+    attacks: list[str] | None = field(
+        default=None,
+        **arg_help(
+            "--eval: score every document also under these RAID attacks (NAME or NAME=RATE; 'all'), at thresholds "
+            "set on the clean human documents: " + ", ".join(ATTACK_RATES)
+        ),
+    )
+    synonym_model: str | None = field(default=None, **arg_help("fill-mask model of the synonym attack (any masked LM)"))
+    paraphrase_model: str | None = field(
+        default=None, **arg_help("seq2seq model of the paraphrase attack (RAID used DIPPER: a GPU pod's job)")
+    )
+    attack_seed: int = field(default=0, **arg_help("seed of the attacks' edits (each document's own)"))
     machine_label: list[str] | None = field(
         default=None,
         **arg_help(
@@ -116,6 +131,11 @@ class PredictArguments:
         self.num_proc = capped_num_proc(self.num_proc)
         if self.baseline_train and not self.eval:
             raise UserError("--baseline_train is used only with --eval")
+        if self.attacks and not self.eval:
+            raise UserError("--attacks is used only with --eval (it needs labelled documents)")
+        self.attack_rates = robustness.parse_attacks(
+            self.attacks or [], "--attacks", self.synonym_model, self.paraphrase_model
+        )
         if self.machine_label and len(self.machine_label) not in (1, len(self.model_path)):
             raise UserError(
                 f"--machine_label takes one name for every model or one per --model_path ({len(self.model_path)}), "
@@ -330,6 +350,7 @@ def score_and_write(args: PredictArguments) -> int:
     for detector in detectors:  # every model's weights load before any scoring: a broken one stops the run now
         detector.model  # noqa: B018
     baseline = baseline_probs(args, reading, detectors, documents) if args.eval and args.baseline_train else None
+    robustness.load_attack_models(args.attack_rates, args.synonym_model, args.paraphrase_model)
     models = []
     for name, path, detector in zip(model_names(args.model_path), args.model_path, detectors):
         threshold = detector.threshold if args.threshold is None else args.threshold
@@ -349,10 +370,11 @@ def score_and_write(args: PredictArguments) -> int:
             model.predictions.assign(**with_baseline), model.threshold, model.name if len(models) > 1 else None
         )
     ]
+    attacks = score_under_attacks(documents, models, reading, args) if args.attack_rates else {}
     if args.eval and len(models) == 1:
-        evaluate_one(models[0], with_baseline, args)
+        evaluate_one(models[0], with_baseline, args, attacks)
     elif args.eval:
-        compare(models, baseline, args)
+        compare(models, baseline, args, attacks)
     if args.eval:
         write_jsonl(Path(args.report_dir) / "predictions.jsonl", rows)
     if args.output not in (None, "-"):
@@ -363,17 +385,51 @@ def score_and_write(args: PredictArguments) -> int:
     return 0
 
 
-def evaluate_one(model: ScoredModel, with_baseline: dict[str, np.ndarray], args: PredictArguments) -> None:
+def score_under_attacks(
+    documents: pd.DataFrame, models: list[ScoredModel], reading: Reading, args: PredictArguments
+) -> dict[str, dict[str, Any]]:
+    """--attacks: each model's metrics.json `attacks` (robustness.attack_metrics) on the documents attacked once."""
+    texts = documents["text"].tolist()
+    normalize = (lambda text: data_loaders.normalize_text(text, reading.normalization)) if reading.normalize else str
+    attacked = robustness.attacked_texts(
+        texts, documents["id"].astype(str).tolist(), args.attack_rates, args.attack_seed, normalize,
+        args.synonym_model, args.paraphrase_model,
+    )  # fmt: skip
+    labels = documents["label"].to_numpy(dtype=np.int64)
+    results = {}
+    for model in models:
+        probs = {
+            name: score_documents(documents.assign(text=attacked_list), model.detector, args, reading)["prob_machine"]
+            for name, (attacked_list, _) in attacked.items()
+        }
+        clean = model.predictions["prob_machine"].to_numpy()
+        unchanged = {name: count for name, (_, count) in attacked.items()}
+        results[model.name] = robustness.attack_metrics(
+            labels, clean, probs, args.attack_rates, unchanged, model.threshold
+        ) | {"seed": args.attack_seed}
+        logger.info("%s: scored under %s", model.name, counted(len(attacked), "attack"))
+    return results
+
+
+def evaluate_one(
+    model: ScoredModel, with_baseline: dict[str, np.ndarray], args: PredictArguments, attacks: dict[str, Any]
+) -> None:
     """--eval with one model: metrics.json, report.md and the plots."""
     predictions = model.predictions.assign(**with_baseline)
     metrics, labelled = evaluate(predictions, model.detector, model.threshold, threshold_source(model.detector, args))
     report_dir = Path(args.report_dir)
+    if attacks:
+        metrics["attacks"] = attacks[model.name]
     write_json(report_dir / "metrics.json", metrics)
     reports.write_report(report_dir, metrics, labelled, f"Evaluation of {model.path} on {args.input}")
     print(reports.format_metrics_summary(metrics), file=sys.stderr)
+    if attacks:
+        print("Under attack:\n" + reports.format_attack_summary(metrics["attacks"]), file=sys.stderr)
 
 
-def compare(models: list[ScoredModel], baseline: np.ndarray | None, args: PredictArguments) -> None:
+def compare(
+    models: list[ScoredModel], baseline: np.ndarray | None, args: PredictArguments, attacks: dict[str, Any]
+) -> None:
     """--eval with several models: one metrics.json, report.md and roc.png with a row and a curve per model."""
     results: dict[str, Any] = {}
     labelled = {}
@@ -390,6 +446,8 @@ def compare(models: list[ScoredModel], baseline: np.ndarray | None, args: Predic
             "machine_label": detector.model.config.id2label[detector.machine_index],
             **metrics,
         }
+        if attacks:
+            results[model.name]["attacks"] = attacks[model.name]
     comparison: dict[str, Any] = {"input": args.input, "models": results}
     first = next(iter(labelled.values()))
     if baseline is not None:
@@ -402,12 +460,16 @@ def compare(models: list[ScoredModel], baseline: np.ndarray | None, args: Predic
         }
     report_dir = Path(args.report_dir)
     write_json(report_dir / "metrics.json", comparison)
+    if attacks:
+        robustness.write_attack_chart(report_dir / "attacks.png", attacks)
     probabilities = {name: frame["prob_machine"].to_numpy() for name, frame in labelled.items()}
     if baseline is not None:
         probabilities[evaluation.BASELINE_NAME] = np.asarray(baseline)
     title = f"Detectors compared on {args.input}"
     reports.write_comparison_report(report_dir, comparison, first["label"].to_numpy(), probabilities, title)
     print(reports.format_comparison_summary(comparison), file=sys.stderr)
+    for name, attacked in attacks.items():
+        print(f"{name} under attack:\n" + reports.format_attack_summary(attacked), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from m4_training import (
     modeling,
     progress,
     reports,
+    robustness,
     run_control,
     tracking,
 )
@@ -258,6 +259,45 @@ def evaluate_test_sets(
     return results
 
 
+def evaluate_under_attacks(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    data: PreparedData,
+    config: TrainConfig,
+    predictions: pd.DataFrame,
+    threshold: float,
+) -> dict[str, Any]:
+    """--test_attacks: the validation documents scored again after each attack (robustness.attack_metrics), at
+    thresholds set on their clean human documents and at the run's threshold."""
+    window, args, attacks = config.chunking, config.training, config.evaluation
+    documents = data.prepared.split.val
+    normalization = data_settings(config).normalization
+    attacked = robustness.attacked_texts(
+        [d.text for d in documents],
+        [str(d.doc_id) for d in documents],
+        attacks.attack_rates,
+        args.seed,
+        lambda text: data_loaders.normalize_text(text, normalization),
+        attacks.synonym_model,
+        attacks.paraphrase_model,
+    )
+    batch, dtype = args.per_device_eval_batch_size, autocast_dtype(args.precision)
+    probs = {
+        name: score_texts(texts, model, tokenizer, window.max_length, window.chunk_overlap, batch, dtype)[0]
+        for name, (texts, _) in attacked.items()
+    }
+    clean = predictions.set_index("doc_id").loc[[d.doc_id for d in documents], "prob_machine"].to_numpy()
+    result = robustness.attack_metrics(
+        [d.label for d in documents],
+        clean,
+        {name: frame["prob_machine"].to_numpy() for name, frame in probs.items()},
+        attacks.attack_rates,
+        {name: unchanged for name, (_, unchanged) in attacked.items()},
+        threshold,
+    )
+    return result | {"seed": args.seed, "documents": "validation"}
+
+
 def selection_summary(config: TrainConfig, trainer: WeightedTrainer) -> dict[str, Any]:
     """Which numbers chose something (validation: threshold, checkpoint) and which chose nothing (test sets)."""
     args = config.training
@@ -329,6 +369,9 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     metrics["selection"] = selection_summary(config, trainer)
     if data.test_sets:
         metrics["test"] = evaluate_test_sets(model, tokenizer, data, config, metrics, baseline)
+    if config.evaluation.attack_rates:
+        threshold = metrics["threshold"]["value"]
+        metrics["attacks"] = evaluate_under_attacks(model, tokenizer, data, config, predictions, threshold)
     output_dir = Path(config.training.output_dir)
     threshold = metrics["document"]["threshold"]
     rows = evaluation.prediction_rows(predictions.rename(columns={"doc_id": "id"}), threshold)
@@ -343,6 +386,8 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     print(reports.format_metrics_summary(metrics, "Validation documents"))
     if "test" in metrics:
         print(reports.format_test_summary(metrics))
+    if "attacks" in metrics:
+        print("Validation documents under attack:\n" + reports.format_attack_summary(metrics["attacks"]))
     if config.run.demo:
         print(demo.TOY_NOTE)
     logger.info("Model, tokenizer and reports written to %s", output_dir)
@@ -400,6 +445,10 @@ def check_before_work(config: TrainConfig) -> str | None:
     run_control.guard_output_dir(args)
     checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     check_data_inputs(config)
+    evaluation_args = config.evaluation
+    robustness.load_attack_models(
+        evaluation_args.attack_rates, evaluation_args.synonym_model, evaluation_args.paraphrase_model
+    )
     if config.model.model is not None:
         modeling.check_model_source(config.model.model)
     model_bytes = run_control.weights_bytes(config.model.model) if config.model.model else None

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, Corpus, Document
+from m4_training import robustness
 from m4_training.evaluation import BASELINE_COLUMN, DEFAULT_THRESHOLD_SOURCE, THRESHOLD_CHOSEN_HERE, THRESHOLD_GIVEN
 from m4_training.files import save_figure, write_text
 from m4_training.splits import Split, group_overlap
@@ -179,6 +180,30 @@ def format_metrics_summary(metrics: dict[str, Any], title: str = "Documents") ->
     return "\n".join(lines)
 
 
+def format_attack_summary(attacks: dict[str, Any], markdown: bool = False) -> str:
+    """The documents clean and under each attack (metrics.json `attacks`) as one table, with how to read it."""
+    thresholds = attacks["thresholds"]
+    return "\n\n".join(
+        [
+            f"{attacks['n_human']} human and {attacks['n_machine']} machine documents, each scored clean and after "
+            "each attack (seeded per document). TPR@5% and TPR@1%: machine documents caught at the thresholds "
+            f"({thresholds['at_fpr_5']:.4f}, {thresholds['at_fpr_1']:.4f}) that flag 5% and 1% of the CLEAN human "
+            "documents (RAID's rule); gap: against clean; human FPR@5%: attacked human documents flagged at the "
+            f"first; run thr.: at the run's own threshold {thresholds['at_run_threshold']:.4f}. unchanged: "
+            "documents the attack found nothing to edit in.",
+            format_table(["attack", *(name for _, name in robustness.ATTACK_COLUMNS)], robustness.attack_rows(attacks),
+                         markdown),
+        ]
+    )  # fmt: skip
+
+
+def _attack_lines(metrics: dict[str, Any], name: str | None = None) -> list[str]:
+    if "attacks" not in metrics:
+        return []
+    heading = "## Under attack (RAID's attacks)" + (f": {name}" if name else "")
+    return [heading, format_attack_summary(metrics["attacks"], markdown=True), "Plot: `attacks.png`."]
+
+
 def _generator_row(generator: str) -> str:
     """A summary row's name: a generator's machine documents with every human one (human: the human ones only)."""
     return f"generator {generator}" + (" (human only)" if generator == HUMAN_GENERATOR else " + all human")
@@ -323,6 +348,7 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
             "documents only (its FPR is the overall one).",
             _breakdown(metrics, "by_generator", "generator"),
             "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
+            *_attack_lines(metrics),
             *_test_set_lines(metrics),
         ]
     )
@@ -440,6 +466,8 @@ def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: p
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_plots(report_dir, predictions, metrics)
+    if "attacks" in metrics:
+        robustness.write_attack_chart(report_dir / "attacks.png", {"transformer": metrics["attacks"]})
     write_text(report_dir / "report.md", format_report(metrics, title))
 
 
@@ -495,6 +523,8 @@ def format_comparison_report(comparison: dict[str, Any], title: str) -> str:
             for value in values
         ]
         paragraphs += [f"## By {heading} (at each model's threshold)", format_table(header, table_rows, True)]
+    for name, result in entries:
+        paragraphs += _attack_lines(result, name)
     return markdown([*paragraphs, "Plot: `roc.png` (a curve per model)."])
 
 

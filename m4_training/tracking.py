@@ -1,7 +1,8 @@
 """The run's final numbers for the trackers of `--report_to` (TensorBoard, W&B, ...), logged through the Trainer so
 each tracker's own callback writes them next to the chunk-level numbers of training. Names follow the Trainer's
 convention (`eval_...` shows as `eval/...`): `eval/threshold`, `eval/document/by_domain/arxiv/auroc`,
-`eval/baseline/document/f1_macro`, `test/NAME/document/f1_macro`, `test/NAME/overlap_removed`, ...
+`eval/baseline/document/f1_macro`, `test/NAME/document/f1_macro`, `test/NAME/overlap_removed`,
+`eval_attacks/homoglyph/tpr_at_fpr_5`, ...
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from transformers import Trainer
 
 # The metrics of one group of documents sent to the trackers (the counts stay in metrics.json).
 TRACKED_METRICS = ("accuracy", "f1_macro", "precision", "recall", "auroc", "fpr_human", "tpr_at_fpr_5", "tpr_at_fpr_1")
+# --test_attacks: per attack (and clean), `eval_attacks/homoglyph/tpr_at_fpr_5`, ...
+ATTACK_METRICS = ("auroc", "tpr_at_fpr_5", "tpr_at_fpr_1", "human_fpr_at_fpr_5", "tpr_at_run_threshold")
 
 
 def _document_scalars(prefix: str, document: dict[str, Any]) -> Iterator[tuple[str, float]]:
@@ -37,8 +40,16 @@ def _evaluation_scalars(prefix: str, metrics: dict[str, Any]) -> Iterator[tuple[
         yield from _document_scalars(f"{prefix}baseline/document", baseline["document"])
 
 
+def _attack_scalars(attacks: dict[str, Any]) -> Iterator[tuple[str, float]]:
+    for name, part in {"clean": attacks["clean"], **attacks["by_attack"]}.items():
+        for key in ATTACK_METRICS:
+            yield f"eval_attacks/{name}/{key}", float(part[key])
+
+
 def tracker_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     scalars = dict(_evaluation_scalars("eval_", metrics))
+    if "attacks" in metrics:
+        scalars.update(_attack_scalars(metrics["attacks"]))
     for name, result in metrics.get("test", {}).items():
         scalars[f"test_{name}/overlap_removed"] = float(result["test_overlap_removed"])
         if "document" in result:

@@ -24,6 +24,7 @@ from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_rep
 
 from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS
 from m4_training import demo
+from m4_training.attacks import ATTACK_RATES
 from m4_training.cli import (
     CommandLineParser,
     UserError,
@@ -36,6 +37,7 @@ from m4_training.cli import (
     setting,
 )
 from m4_training.modeling import resolve_precision
+from m4_training.robustness import parse_attacks
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +187,15 @@ class EvaluationArguments:
     test_generators: list[str] | None = setting(
         None, "M4 directories in --test_data: only these generators (default: every file there)"
     )
+    test_attacks: list[str] | None = setting(
+        None,
+        "score the validation documents also under these RAID attacks (NAME or NAME=RATE; 'all'), at thresholds "
+        "set on the clean human documents: " + ", ".join(ATTACK_RATES),
+    )
+    synonym_model: str | None = setting(None, "fill-mask model of the synonym attack (any masked LM)")
+    paraphrase_model: str | None = setting(
+        None, "seq2seq model of the paraphrase attack (RAID used DIPPER: a GPU pod's job)"
+    )
 
     def __post_init__(self) -> None:
         _check_fraction("target_fpr", self.target_fpr)
@@ -194,6 +205,8 @@ class EvaluationArguments:
         if (self.test_domains or self.test_generators) and not any(Path(p).is_dir() for p in self.test_data or []):
             flag = "--test_domains" if self.test_domains else "--test_generators"
             raise UserError(f"{flag} selects files of an M4 directory; none of --test_data is a directory")
+        self.attack_rates = parse_attacks(self.test_attacks or [], "--test_attacks", self.synonym_model,
+                                          self.paraphrase_model)  # fmt: skip
 
 
 @dataclass
