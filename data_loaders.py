@@ -57,6 +57,7 @@ PASSTHROUGH_FIELDS = ("domain", "generator")
 MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
+_JSON_ARRAY_START = re.compile(rb"\[\s*[{\]]")
 NORMALIZE_PIECE_CHARS = 1_000_000  # longer texts are normalised in pieces of this size
 # Leading bytes of compressed files, with the command that unpacks them.
 COMPRESSED_SIGNATURES = (
@@ -644,13 +645,14 @@ def load_corpus(
 
 
 def detect_format(source: str, head: bytes) -> str:
-    """The format of a file by its suffix; of stdin, or a file whose suffix says nothing, by its first character
-    (`{` a JSONL file, `[` a JSON array of objects, anything else text)."""
+    """The format of a file by its suffix; of stdin, or a file whose suffix says nothing, by how it starts (`{` a
+    JSONL file, `[{` or `[]` a JSON array of objects, anything else text: "[Verse 1] ..." is a text)."""
     suffix = Path(source).suffix.lower()
     if suffix in (".csv", ".tsv"):
         return "csv"
-    first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if first == b"[" and suffix != ".txt":
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    first = start[:1]
+    if (suffix == ".json" and first == b"[") or (suffix != ".txt" and _JSON_ARRAY_START.match(start)):
         return "json_array"
     if suffix in (".jsonl", ".json", ".ndjson") or (suffix != ".txt" and first == b"{"):
         return "jsonl"

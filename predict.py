@@ -72,7 +72,7 @@ class PredictArguments:
     input: str = field(**arg_help("JSONL, CSV, .txt, an M4 data directory, or '-' (stdin)"))
     input_format: Literal["auto", "jsonl", "csv", "txt", "m4_dir"] = field(
         default="auto",
-        **arg_help("auto: by the suffix, else (stdin too) by the first character: { JSONL, [ JSON array"),
+        **arg_help("auto: by the suffix, else (stdin too) by how it starts: { JSONL, [{ JSON array, else text"),
     )
     output: str | None = field(default=None, **arg_help("JSONL of predictions (default: stdout; with --eval: none)"))
     batch_size: int = field(default=64, **arg_help("chunks per forward pass, across documents"))

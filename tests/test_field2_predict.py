@@ -8,8 +8,10 @@ import json
 import logging
 import shutil
 
+import pytest
 from conftest import read_jsonl, write_jsonl
 
+import data_loaders
 import predict
 
 TEXTS = [
@@ -33,6 +35,22 @@ def test_a_json_array_on_stdin_is_its_documents(demo_run, tmp_path, monkeypatch)
     out = tmp_path / "p.jsonl"
     assert predict.main(["--input", "-", "--model_path", str(demo_run), "--output", str(out)]) == 0
     assert [row["id"] for row in read_jsonl(out)] == ["h1", "m1", "h2"]  # the two non-objects skipped
+
+
+@pytest.mark.parametrize(
+    "head, kind",
+    [
+        (b"[Verse 1] the river runs", "txt"),  # a text that starts with a bracket
+        (b"[ref] see above", "txt"),
+        (b' \n[ {"text": "a"} ]', "json_array"),
+        (b"[]", "json_array"),
+        (b'{"text": "a"}', "jsonl"),
+    ],
+)
+def test_stdin_format_by_how_it_starts(head, kind):
+    assert data_loaders.detect_format("-", head) == kind
+    assert data_loaders.detect_format("lyrics", head) == kind
+    assert data_loaders.detect_format("x.json", b"[1, 2]") == "json_array"  # the suffix says JSON
 
 
 def test_a_broken_second_model_stops_the_run_before_any_scoring(demo_run, tmp_path, capsys, monkeypatch):
