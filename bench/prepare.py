@@ -3,6 +3,7 @@
     python bench/prepare.py                  # the shared sample, and a synthetic 20x enlargement of it
     python bench/prepare.py --scale 1        # the shared sample only
     python bench/prepare.py --curve          # 1x, 20x, 80x, 200x: table and fitted scaling exponents
+    python bench/prepare.py --train_flags --no_text_normalization   # preparation without canonicalisation
 
 Preparation = the whole data stage of train.py (`train.prepare_data`): load + de-duplicate + group + split +
 chunk + cache write (`data_cache.prepare`), then class weights, the data report, per-document token counts and
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN_FLAGS_VARIABLE = "BENCH_PREPARE_TRAIN_FLAGS"  # --train_flags, handed to the measurement processes
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = Path(os.environ.get("M4_SHARED_DATA", ROOT.parent / "shared" / "data"))  # sample data, for development
@@ -59,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--large_scale", type=int, default=200, help="with --curve, scales from this one up run --large_repeats times"
     )
     parser.add_argument("--large_repeats", type=int, default=1, help="runs per measurement at --large_scale and up")
+    parser.add_argument(
+        "--train_flags", nargs=argparse.REMAINDER, default=[],
+        help="last: train.py flags for the preparation, e.g. --train_flags --no_text_normalization",
+    )  # fmt: skip
     parser.add_argument("--measure", choices=["prepare", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--cache_dir", help=argparse.SUPPRESS)
     parser.add_argument("--output_dir", help=argparse.SUPPRESS)
@@ -73,7 +79,8 @@ def config_for(data_dir: str, reddit_file: str, cache_dir: str | None, tokenizer
         ["--data_dir", data_dir, "--reddit_file", reddit_file, "--train_domains", *DOMAINS,
          "--train_generators", *GENERATORS, "--val_generator", GENERATORS[0], "--stratified_split",
          "--use_class_weights", "--model", tokenizer, "--output_dir", output_dir,
-         *(["--cache_dir", cache_dir] if cache_dir else ["--no_cache"])]
+         *(["--cache_dir", cache_dir] if cache_dir else ["--no_cache"]),
+         *json.loads(os.environ.get(TRAIN_FLAGS_VARIABLE, "[]"))]
     )  # fmt: skip
 
 
@@ -325,6 +332,7 @@ def main() -> None:
     if options.measure:
         print(json.dumps(measure(options)))
         return
+    os.environ[TRAIN_FLAGS_VARIABLE] = json.dumps(options.train_flags)
     workdir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     if options.curve:
         try:
