@@ -6,12 +6,18 @@
         --generators flant5 --eval --report_dir eval_flant5      # metrics, report.md and plots
     python predict.py --model_path outputs/m4-detector Hello-SimpleAI/chatgpt-detector-roberta \\
         --input test.jsonl --eval --report_dir comparison        # detectors side by side
+    python predict.py --model_path outputs/m4-detector --input raid_test.csv --raid_submission submission.json
 
-Inputs: JSONL with a `text` field (or M4 rows with human_text/machine_text), CSV with a `text` column, a plain
-text file (one document), '-' for stdin, or an M4 data directory. A train.py output directory (or one of its
-checkpoint-N) normalises and chunks texts with the settings saved in its training_config.json, so training and
+Inputs: JSONL with a `text` field (or M4 rows with human_text/machine_text; SemEval-2024 Task 8 subtask A rows:
+source and model are the domain and generator), CSV with a `text` column, RAID's CSV (by its header or
+--input_format raid: generation is the text, model `human` label 0, else 1; results also by decoding and attack),
+a plain text file (one document), '-' for stdin, or an M4 data directory. A train.py output directory (or one of
+its checkpoint-N) normalises and chunks texts with the settings saved in its training_config.json, so training and
 prediction cannot disagree; any other sequence-classification model scores texts as written, in windows of its
 positions, at threshold 0.5, with its machine class found from id2label (--machine_label to name it).
+--raid_submission writes RAID's leaderboard JSON [{"id", "score"}] for one model. Every model's scores are
+checked: NaN, constant, quantised to few values, or AUROC < 0.5 on labelled input each give a warning, a line of
+`score_warnings` in metrics.json and of report.md.
 """
 
 from __future__ import annotations
