@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -206,7 +207,8 @@ class FakeDetector:
     normalize_whitespace, normalize_digits = True, False
     domains = generators = None
     threshold, target_fpr, settings_from = 0.5, None, "defaults for a model without training_config.json"
-    model = None
+    model = SimpleNamespace(config=SimpleNamespace(id2label={0: "human", 1: "machine"}))
+    machine_index, max_length, chunk_overlap = 1, 64, 8
 
 
 def stub_scores(probs):
@@ -313,3 +315,17 @@ def test_csv_with_a_text_column_and_no_model_stays_plain(tmp_path, capsys, monke
     monkeypatch.setattr(predict, "score_documents", lambda d, *a, **k: texts.extend(d["text"]) or stub_scores([0.5])(d))
     code, _, err = run(["--model_path", "m", "--input", str(path)], capsys)
     assert code == 0 and texts == ["the written text"], err
+
+
+def test_score_warnings_per_model_when_comparing(raid_csv, tmp_path, capsys, monkeypatch, caplog):
+    monkeypatch.setattr(predict, "load_detector", lambda *a, **k: FakeDetector())
+    monkeypatch.setattr(predict, "score_documents", stub_scores([0.3] * 8))
+    report_dir = tmp_path / "report"
+    argv = ["--model_path", "a", "b", "--input", str(raid_csv), "--eval", "--report_dir", str(report_dir)]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    models = json.loads((report_dir / "metrics.json").read_text())["models"]
+    assert [models[name]["score_warnings"][0][:16] for name in ("a", "b")] == ["constant scores:"] * 2
+    assert "- a: constant scores" in (report_dir / "report.md").read_text()
+    assert "## By attack" in (report_dir / "report.md").read_text()
+    assert sum("constant scores" in r.getMessage() for r in caplog.records) == 2
