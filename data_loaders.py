@@ -20,7 +20,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
@@ -54,6 +54,16 @@ M4_CORPUS, REDDIT_CORPUS = "m4", "reddit_file"
 # M4's `reddit`, whose texts are answers to ELI5 questions.
 REDDIT_DOMAIN = "reddit_posts"
 PASSTHROUGH_FIELDS = ("domain", "generator")
+# Where a row has no `domain`/`generator`, these name them: SemEval-2024 Task 8 subtask A JSONL rows are
+# {text, label, model, source, id}.
+FIELD_ALIASES = {"domain": "source", "generator": "model"}
+# RAID's CSV layout (liamdugan/raid): one row per generation, human rows with model `human`; its test CSV has no
+# model (unlabelled). A CSV is read as RAID when its header has `generation` and either `model` or no text column
+# (or with --input_format raid).
+RAID_REQUIRED = ("id", "generation")
+RAID_LABEL_COLUMN = "model"
+# A RAID row's columns kept per document (predictions and metrics group by decoding and attack).
+RAID_EXTRA_FIELDS = ("decoding", "repetition_penalty", "attack")
 MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
@@ -257,17 +267,25 @@ def iter_jsonl(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[i
             yield line_number, row
 
 
-def iter_csv(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_csv(
+    source: Path | IO[bytes], report: FileReport, raid: bool | None = False, labels_required: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line where the record starts, row) of a CSV (TSV by a .tsv name) file with a header line.
 
     A header without any of the text columns (TEXT_FIELDS) stops the run: no row of such a file could be used.
+    `raid`: read RAID's layout (None: when the header is RAID's), each row as a plain one (`raid_row`).
     """
     csv.field_size_limit(sys.maxsize)
     binary = open_input(source) if isinstance(source, Path) else source
     with io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t" if report.path.lower().endswith(".tsv") else ",")
         columns = reader.fieldnames or []
-        if not set(columns) & {*TEXT_FIELDS, "human_text", "machine_text"}:
+        text_columns = set(columns) & {*TEXT_FIELDS, "human_text", "machine_text"}
+        if raid is None:
+            raid = "generation" in columns and (RAID_LABEL_COLUMN in columns or not text_columns)
+        if raid:
+            check_raid_header(report.path, columns, labels_required)
+        elif not text_columns:
             raise UserError(
                 f"{report.path}: no text column ({', '.join(TEXT_FIELDS)}) in the CSV header; columns: "
                 + (", ".join(map(str, columns)) or "none")
@@ -280,8 +298,29 @@ def iter_csv(source: Path | IO[bytes], report: FileReport) -> Iterator[tuple[int
             elif None in row:
                 report.skip(start, "malformed_csv")
             else:
-                yield start, row
+                yield start, raid_row(row) if raid else row
             start = reader.line_num + 1
+
+
+def check_raid_header(path: str, columns: Sequence[str], labels_required: bool) -> None:
+    """A RAID CSV without the columns every document needs (and `model`, for labels) stops the run."""
+    needed = RAID_REQUIRED + ((RAID_LABEL_COLUMN,) if labels_required else ())
+    if missing := [name for name in needed if name not in columns]:
+        raise UserError(
+            f"{path}: RAID CSV without column {', '.join(missing)}"
+            + (" (labels come from model: human or a generator)" if RAID_LABEL_COLUMN in missing else "")
+            + "; columns: "
+            + (", ".join(map(str, columns)) or "none")
+        )
+
+
+def raid_row(row: dict[str, str]) -> dict[str, Any]:
+    """A RAID row as a plain document row: text = generation, label 0 for model `human` else 1, generator =
+    model, and its domain, decoding, repetition_penalty and attack (a test CSV without `model`: no label)."""
+    model = row.get(RAID_LABEL_COLUMN)
+    label = {} if model in (None, "") else {"label": HUMAN if model == HUMAN_GENERATOR else MACHINE}
+    extras = {key: row[key] for key in ("domain", *RAID_EXTRA_FIELDS) if row.get(key) not in (None, "")}
+    return {"id": row["id"], "text": row["generation"], **label, "generator": model, **extras}
 
 
 def iter_rows(path: Path, report: FileReport) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -686,7 +725,13 @@ def _scoring_rows(rows: Iterable[tuple[int, dict[str, Any]]], report: FileReport
         document = {"id": row["id"] if row.get("id") not in (None, "") else line, "text": text, "line": line}
         if row.get("label") not in (None, ""):
             document["input_label"] = row["label"]
-        yield document | {k: row[k] for k in PASSTHROUGH_FIELDS if row.get(k) not in (None, "")}
+        for key in PASSTHROUGH_FIELDS + RAID_EXTRA_FIELDS:
+            value = row.get(key)
+            if value in (None, "") and key in FIELD_ALIASES:
+                value = row.get(FIELD_ALIASES[key])
+            if value not in (None, ""):
+                document[key] = value
+        yield document
 
 
 def _m4_row_documents(line: int, row: dict[str, Any], report: FileReport, m4_names: tuple[str, str] | None):
@@ -733,6 +778,7 @@ def read_documents(
     reddit_file: str | None = None,
     normalize: bool = True,
     must_match: Sequence[RequestedNames] | None = None,
+    labels_required: bool = False,
 ) -> tuple[pd.DataFrame, FileReport | None]:
     """The documents to score in `source` (a file, '-' for stdin, or an M4 data directory), texts normalised.
 
@@ -740,7 +786,8 @@ def read_documents(
     `corpus`. Returns the file's report of skipped rows too (None for an M4 directory, whose files are read
     exactly as train.py reads them; `must_match` as in `find_m4_files`). `normalize=False` keeps a file's texts
     as written (for a model trained without this project's normalisation); an M4 directory's documents are always
-    whitespace-normalised, as its de-duplication compares normalised texts.
+    whitespace-normalised, as its de-duplication compares normalised texts. A RAID CSV (`input_format` raid, or a
+    CSV with RAID's header) must have the columns its documents need, and `model` when `labels_required`.
     """
     if input_format == "m4_dir" or (input_format == "auto" and source != "-" and Path(source).is_dir()):
         return _m4_dir_documents(source, domains, generators, reddit_file, normalization, must_match), None
@@ -761,7 +808,11 @@ def read_documents(
             rows = rows if content.strip() else []
             report.rows = report.used = len(rows)
         else:
-            reader = {"csv": iter_csv, "json_array": iter_json_array}.get(kind, iter_jsonl)
+            reader = {
+                "csv": partial(iter_csv, raid=None, labels_required=labels_required),
+                "raid": partial(iter_csv, raid=True, labels_required=labels_required),
+                "json_array": iter_json_array,
+            }.get(kind, iter_jsonl)
             m4_names = parse_m4_filename(Path(name)) if source != "-" else None
             rows = list(_scoring_rows(reader(stream, report), report, m4_names))
     return _documents_frame(rows, report, normalize, normalization), report

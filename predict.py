@@ -6,12 +6,18 @@
         --generators flant5 --eval --report_dir eval_flant5      # metrics, report.md and plots
     python predict.py --model_path outputs/m4-detector Hello-SimpleAI/chatgpt-detector-roberta \\
         --input test.jsonl --eval --report_dir comparison        # detectors side by side
+    python predict.py --model_path outputs/m4-detector --input raid_test.csv --raid_submission submission.json
 
-Inputs: JSONL with a `text` field (or M4 rows with human_text/machine_text), CSV with a `text` column, a plain
-text file (one document), '-' for stdin, or an M4 data directory. A train.py output directory (or one of its
-checkpoint-N) normalises and chunks texts with the settings saved in its training_config.json, so training and
+Inputs: JSONL with a `text` field (or M4 rows with human_text/machine_text; SemEval-2024 Task 8 subtask A rows:
+source and model are the domain and generator), CSV with a `text` column, RAID's CSV (by its header or
+--input_format raid: generation is the text, model `human` label 0, else 1; results also by decoding and attack),
+a plain text file (one document), '-' for stdin, or an M4 data directory. A train.py output directory (or one of
+its checkpoint-N) normalises and chunks texts with the settings saved in its training_config.json, so training and
 prediction cannot disagree; any other sequence-classification model scores texts as written, in windows of its
 positions, at threshold 0.5, with its machine class found from id2label (--machine_label to name it).
+--raid_submission writes RAID's leaderboard JSON [{"id", "score"}] for one model. Every model's scores are
+checked: NaN, constant, quantised to few values, or AUROC < 0.5 on labelled input each give a warning, a line of
+`score_warnings` in metrics.json and of report.md.
 """
 
 from __future__ import annotations
@@ -70,11 +76,20 @@ class PredictArguments:
         )
     )
     input: str = field(**arg_help("JSONL, CSV, .txt, an M4 data directory, or '-' (stdin)"))
-    input_format: Literal["auto", "jsonl", "csv", "txt", "m4_dir"] = field(
+    input_format: Literal["auto", "jsonl", "csv", "raid", "txt", "m4_dir"] = field(
         default="auto",
-        **arg_help("auto: by the suffix, else (stdin too) by how it starts: { JSONL, [{ JSON array, else text"),
+        **arg_help(
+            "auto: by the suffix, else (stdin too) by how it starts: { JSONL, [{ JSON array, else text; a CSV with a "
+            "generation column and a model column or no text column is read as RAID; raid: RAID's CSV layout"
+        ),
     )
-    output: str | None = field(default=None, **arg_help("JSONL of predictions (default: stdout; with --eval: none)"))
+    output: str | None = field(
+        default=None, **arg_help("JSONL of predictions (default: stdout; with --eval or --raid_submission: none)")
+    )
+    raid_submission: str | None = field(
+        default=None,
+        **arg_help("write the RAID leaderboard's JSON here: [{id, score}], score = P(machine); one --model_path"),
+    )
     batch_size: int = field(default=64, **arg_help("chunks per forward pass, across documents"))
     threshold: float | None = field(
         default=None, **arg_help("decision threshold (default: the one chosen at training)")
@@ -136,6 +151,10 @@ class PredictArguments:
         self.attack_rates = robustness.parse_attacks(
             self.attacks or [], "--attacks", self.synonym_model, self.paraphrase_model
         )
+        if self.raid_submission and len(self.model_path) > 1:
+            raise UserError(
+                f"--raid_submission holds one model's scores; give one --model_path (got {len(self.model_path)})"
+            )
         if self.machine_label and len(self.machine_label) not in (1, len(self.model_path)):
             raise UserError(
                 f"--machine_label takes one name for every model or one per --model_path ({len(self.model_path)}), "
@@ -143,7 +162,11 @@ class PredictArguments:
             )
 
         check_output_paths(
-            {"--output": self.output, "--report_dir": self.report_dir if self.eval else None},
+            {
+                "--output": self.output,
+                "--raid_submission": self.raid_submission,
+                "--report_dir": self.report_dir if self.eval else None,
+            },
             {
                 "--model_path": [path for path in self.model_path if local_directory(path)],
                 "--input": self.input,
@@ -151,11 +174,10 @@ class PredictArguments:
                 "--reddit_file": self.reddit_file,
             },
         )
-        if self.eval and self.output and Path(self.output).name in PREDICT_REPORT_FILES:
-            if Path(self.output).resolve().parent == Path(self.report_dir).resolve():
-                raise UserError(
-                    f"--output {self.output} is a file that --eval writes in --report_dir; choose another --output"
-                )
+        for flag, path in (("--output", self.output), ("--raid_submission", self.raid_submission)):
+            written_by_eval = self.eval and path and Path(path).name in PREDICT_REPORT_FILES
+            if written_by_eval and Path(path).resolve().parent == Path(self.report_dir).resolve():
+                raise UserError(f"{flag} {path} is a file that --eval writes in --report_dir; choose another {flag}")
 
     def machine_label_for(self, index: int) -> str | None:
         """The --machine_label of the index-th --model_path (None: detect it from id2label)."""
@@ -209,6 +231,7 @@ class ScoredModel:
     detector: Detector
     threshold: float
     predictions: pd.DataFrame
+    score_warnings: list[str]
 
 
 def model_names(paths: list[str]) -> list[str]:
@@ -271,6 +294,7 @@ def read_counting_skips(
         args.reddit_file,
         normalize=reading.normalize,
         must_match=reading.must_match,
+        labels_required=args.eval,
     )
     skipped = dict(report.skipped) if report is not None else {}
     if skipped:
@@ -331,6 +355,8 @@ def baseline_probs(
 def predict(args: PredictArguments) -> int:
     if args.output not in (None, "-"):
         check_output_file(args.output, "--output")
+    if args.raid_submission:
+        check_output_file(args.raid_submission, "--raid_submission")
     if args.eval:
         check_output_dir(args.report_dir, "--report_dir")
     try:
@@ -354,7 +380,8 @@ def score_and_write(args: PredictArguments) -> int:
     models = []
     for name, path, detector in zip(model_names(args.model_path), args.model_path, detectors):
         threshold = detector.threshold if args.threshold is None else args.threshold
-        models.append(ScoredModel(name, path, detector, threshold, score_documents(documents, detector, args, reading)))
+        predictions = score_documents(documents, detector, args, reading)
+        models.append(ScoredModel(name, path, detector, threshold, predictions, score_sanity(name, predictions)))
         logger.info(
             "%s: scored %d documents (%d chunks) at threshold %.4f",
             name,
@@ -377,9 +404,11 @@ def score_and_write(args: PredictArguments) -> int:
         compare(models, baseline, args, attacks)
     if args.eval:
         write_jsonl(Path(args.report_dir) / "predictions.jsonl", rows)
+    if args.raid_submission:
+        write_json(args.raid_submission, raid_submission(models[0].predictions))
     if args.output not in (None, "-"):
         write_jsonl(args.output, rows)
-    elif args.output == "-" or not args.eval:
+    elif args.output == "-" or not (args.eval or args.raid_submission):
         sys.stdout.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         sys.stdout.flush()  # here, where a reader that went away (`| head`) is handled, not at exit
     return 0
@@ -411,12 +440,30 @@ def score_under_attacks(
     return results
 
 
+def score_sanity(name: str, predictions: pd.DataFrame) -> list[str]:
+    """The warnings about a model's scores (evaluation.score_warnings), each logged on one line; the wrong-way
+    check needs every document labelled."""
+    labels = predictions["label"]
+    known = None if labels.isna().any() else labels.to_numpy(dtype="int64")
+    warnings = evaluation.score_warnings(predictions["prob_machine"].to_numpy(), known)
+    for warning in warnings:
+        logger.warning("%s: %s", name, warning)
+    return warnings
+
+
+def raid_submission(predictions: pd.DataFrame) -> list[dict[str, Any]]:
+    """RAID's leaderboard entries: each document's id as read and its P(machine) as `score` (null for NaN)."""
+    scores = predictions["prob_machine"].astype(object).where(predictions["prob_machine"].notna(), None)
+    return [{"id": doc_id, "score": score} for doc_id, score in zip(predictions["id"].tolist(), scores.tolist())]
+
+
 def evaluate_one(
     model: ScoredModel, with_baseline: dict[str, np.ndarray], args: PredictArguments, attacks: dict[str, Any]
 ) -> None:
     """--eval with one model: metrics.json, report.md and the plots."""
     predictions = model.predictions.assign(**with_baseline)
     metrics, labelled = evaluate(predictions, model.detector, model.threshold, threshold_source(model.detector, args))
+    metrics["score_warnings"] = model.score_warnings
     report_dir = Path(args.report_dir)
     if attacks:
         metrics["attacks"] = attacks[model.name]
@@ -445,6 +492,7 @@ def compare(
             "normalized": detector.normalization is not None,
             "machine_label": detector.model.config.id2label[detector.machine_index],
             **metrics,
+            "score_warnings": model.score_warnings,
         }
         if attacks:
             results[model.name]["attacks"] = attacks[model.name]

@@ -21,7 +21,8 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.pipeline import Pipeline
 from transformers import EvalPrediction
 
-from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, Corpus, Document
+from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, RAID_EXTRA_FIELDS, Corpus, Document
+from m4_training.cli import counted
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,13 @@ THRESHOLD_GIVEN = "the command line (--threshold)"
 # The fixed 0.5 of a model without training_config.json (predict.py).
 DEFAULT_THRESHOLD_SOURCE = "no documents: 0.5, the default of a model without training_config.json"
 # The fields of a line of a prediction file, in order; the first four are always there.
-PREDICTION_FIELDS = ("id", "prob_machine", "pred", "n_chunks", "label", "domain", "generator", BASELINE_COLUMN)
+PREDICTION_FIELDS = (
+    "id", "prob_machine", "pred", "n_chunks", "label", "domain", "generator", *RAID_EXTRA_FIELDS, BASELINE_COLUMN
+)  # fmt: skip
+# Score sanity (score_warnings): scores with fewer distinct values than this over at least QUANTISED_MIN_DOCUMENTS
+# documents are quantised (a hard 0/1 detector, a rounded API score); on fewer documents few values may be chance.
+MIN_DISTINCT_SCORES = 10
+QUANTISED_MIN_DOCUMENTS = 100
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
@@ -45,6 +52,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
     preds = (probs >= threshold).astype(np.int64)
     humans = labels == 0
     both_classes = 0 < humans.sum() < len(labels)
+    ranked = both_classes and not np.isnan(probs).any()  # a NaN score has no rank (and counts as human above)
     return {
         "n": int(len(labels)),
         "n_human": int(humans.sum()),
@@ -55,12 +63,9 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
         else None,
         "precision": float(precision_score(labels, preds, zero_division=0)) if both_classes else None,
         "recall": float(recall_score(labels, preds, zero_division=0)) if (~humans).any() else None,
-        "auroc": float(roc_auc_score(labels, probs)) if both_classes else None,
+        "auroc": float(roc_auc_score(labels, probs)) if ranked else None,
         "fpr_human": float(preds[humans].mean()) if humans.any() else None,
-        **{
-            f"tpr_at_fpr_{round(fpr * 100)}": tpr_at_fpr(labels, probs, fpr) if both_classes else None
-            for fpr in TPR_FPRS
-        },
+        **{f"tpr_at_fpr_{round(fpr * 100)}": tpr_at_fpr(labels, probs, fpr) if ranked else None for fpr in TPR_FPRS},
     }
 
 
@@ -102,26 +107,64 @@ def _by(predictions: pd.DataFrame, column: str, threshold: float) -> dict[str, A
     }
 
 
-def _by_generator(predictions: pd.DataFrame, threshold: float) -> dict[str, Any]:
-    """Each generator's machine documents scored against all human documents (so AUROC and F1 exist)."""
+def _machines_by(predictions: pd.DataFrame, column: str, threshold: float) -> dict[str, Any]:
+    """Each value's machine documents scored against all human documents (so AUROC and F1 exist), after the
+    human documents alone (`human`)."""
     humans = predictions[predictions["label"] == 0]
     result = {HUMAN_GENERATOR: classification_metrics(humans["label"], humans["prob_machine"], threshold)}
     machines = predictions[predictions["label"] == 1]
-    for generator, part in machines.groupby("generator", sort=True):
+    for value, part in machines.groupby(column, sort=True):
         both = pd.concat([humans, part])
-        result[str(generator)] = classification_metrics(both["label"], both["prob_machine"], threshold)
+        result[str(value)] = classification_metrics(both["label"], both["prob_machine"], threshold)
     return result
 
 
 def document_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
-    """Overall document metrics plus the same per domain, per generator and (when known) per source corpus."""
+    """Overall document metrics plus the same per domain, per generator, (when known) per source corpus, and per
+    RAID decoding and attack where the input has them (an attack's group holds its human and machine texts)."""
     metrics = classification_metrics(predictions["label"], predictions["prob_machine"], threshold)
     metrics["threshold"] = threshold
     metrics["by_domain"] = _by(predictions, "domain", threshold)
-    metrics["by_generator"] = _by_generator(predictions, threshold)
+    metrics["by_generator"] = _machines_by(predictions, "generator", threshold)
     if "corpus" in predictions.columns:
         metrics["by_corpus"] = _by(predictions, "corpus", threshold)
+    if "decoding" in predictions.columns:
+        metrics["by_decoding"] = _machines_by(predictions, "decoding", threshold)
+    if "attack" in predictions.columns:
+        metrics["by_attack"] = _by(predictions, "attack", threshold)
     return metrics
+
+
+def score_warnings(probs: np.ndarray, labels: np.ndarray | None = None) -> list[str]:
+    """What looks broken in a detector's scores, one sentence each: NaN scores, one constant score, scores
+    quantised to few values (see MIN_DISTINCT_SCORES), and scores that point the wrong way (AUROC < 0.5 on
+    `labels`, 0/1 for every document; None: unlabelled). RAID's maintainers met each in leaderboard entries."""
+    probs = np.asarray(probs, dtype=np.float64)
+    nan = np.isnan(probs)
+    warnings = []
+    if nan.any():
+        warnings.append(
+            f"{counted(int(nan.sum()), 'document')} of {len(probs)} scored NaN: counted as human at every "
+            "threshold, and AUROC and TPR@FPR are not computed"
+        )
+    distinct = len(np.unique(probs[~nan]))
+    if distinct == 1 and (~nan).sum() > 1:
+        warnings.append(
+            f"constant scores: every document scored {probs[~nan][0]:.6g}; the detector tells no text from another"
+        )
+    elif distinct < MIN_DISTINCT_SCORES and (~nan).sum() >= QUANTISED_MIN_DOCUMENTS:
+        warnings.append(
+            f"quantised scores: {distinct} distinct values over {int((~nan).sum())} documents; ties make AUROC and "
+            "TPR@FPR coarse and thresholds jump"
+        )
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)[~nan]
+        if 0 < labels.sum() < len(labels) and (auroc := roc_auc_score(labels, probs[~nan])) < 0.5:
+            warnings.append(
+                f"AUROC {auroc:.3f} < 0.5: the scores point the wrong way; the labels may be inverted (is the "
+                "detector's machine class the right one? --machine_label names it)"
+            )
+    return warnings
 
 
 def choose_threshold(
@@ -205,12 +248,14 @@ def documents_frame(documents: list[Document], corpus: Corpus) -> pd.DataFrame:
 
 def fill_groups(predictions: pd.DataFrame) -> pd.DataFrame:
     """Labelled predictions (`label` 0/1 for every document) with the columns the metrics group by filled in:
-    `domain` ("unknown" where the input has none), `generator` (human, else "unknown" where it has none)."""
+    `domain` ("unknown" where the input has none), `generator` (human, else "unknown" where it has none), and
+    RAID's `decoding` and `attack` ("unknown") where the input has them."""
     labelled = predictions.assign(label=predictions["label"].astype("int64"))
     for column in ("domain", "generator"):
         if column not in labelled:
             labelled[column] = None
-    labelled["domain"] = labelled["domain"].fillna("unknown")
+    for column in ("domain", *(c for c in ("decoding", "attack") if c in labelled)):
+        labelled[column] = labelled[column].fillna("unknown")
     default_generator = np.where(labelled["label"] == 0, HUMAN_GENERATOR, "unknown")
     labelled["generator"] = labelled["generator"].where(labelled["generator"].notna(), default_generator)
     return labelled

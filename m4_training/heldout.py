@@ -107,7 +107,9 @@ def read_test_sets(
         if Path(path).is_dir():
             domains, generators = m4_selection(Path(path), test_domains, test_generators)
         try:
-            frame, report = data_loaders.read_documents(path, "auto", normalization, domains, generators)
+            frame, report = data_loaders.read_documents(
+                path, "auto", normalization, domains, generators, labels_required=True
+            )
             labels = data_loaders.labels_of(frame)
         except UserError as error:
             raise UserError(f"--test_data {path}: {str(error).removeprefix(f'{path}: ')}") from error

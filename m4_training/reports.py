@@ -37,6 +37,15 @@ METRIC_COLUMNS = (
     ("tpr_at_fpr_1", "TPR @1% FPR"),
 )
 METRIC_NAMES = [name for _, name in METRIC_COLUMNS]
+# The document breakdowns (metrics key, what a row is named by), in table order: RAID's decoding and attack only
+# where the input has them; a generator's or decoding's row holds its machine documents with every human one.
+BREAKDOWNS = (
+    ("by_domain", "domain"),
+    ("by_generator", "generator"),
+    ("by_decoding", "decoding"),
+    ("by_attack", "attack"),
+)
+MACHINE_BREAKDOWNS = ("generator", "decoding")
 
 
 def cell(value: Any) -> str:
@@ -164,8 +173,11 @@ def format_metrics_summary(metrics: dict[str, Any], title: str = "Documents") ->
     F1 and AUROC beside the transformer's (each model at its own threshold for the same FPR target)."""
     document, threshold, baseline = metrics["document"], metrics["threshold"], metrics.get("baseline")
     rows = [["all", *_summary_cells(document), *_baseline_cells(metrics)]]
-    for key, row_name in (("by_domain", lambda value: f"domain {value}"), ("by_generator", _generator_row)):
-        rows += [[row_name(k), *_summary_cells(v), *_baseline_cells(metrics, key, k)] for k, v in document[key].items()]
+    for key, column in _breakdowns(document):
+        rows += [
+            [_group_row(column, k), *_summary_cells(v), *_baseline_cells(metrics, key, k)]
+            for k, v in document[key].items()
+        ]
     lines = [
         f"{title} at the decision threshold {threshold['value']:.4f} (P(machine) >= threshold means "
         f"machine; {_threshold_origin(threshold)}):",
@@ -204,9 +216,17 @@ def _attack_lines(metrics: dict[str, Any], name: str | None = None) -> list[str]
     return [heading, format_attack_summary(metrics["attacks"], markdown=True), "Plot: `attacks.png`."]
 
 
-def _generator_row(generator: str) -> str:
-    """A summary row's name: a generator's machine documents with every human one (human: the human ones only)."""
-    return f"generator {generator}" + (" (human only)" if generator == HUMAN_GENERATOR else " + all human")
+def _breakdowns(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """The BREAKDOWNS these document metrics have."""
+    return [(key, column) for key, column in BREAKDOWNS if key in document]
+
+
+def _group_row(column: str, value: str) -> str:
+    """A summary row's name: `domain X`; a generator's (decoding's) machine documents with every human one, and
+    `human`, the human ones only."""
+    if column not in MACHINE_BREAKDOWNS:
+        return f"{column} {value}"
+    return f"{column} {value}" + (" (human only)" if value == HUMAN_GENERATOR else " + all human")
 
 
 def _summary_cells(part: dict[str, Any]) -> list[Any]:
@@ -260,8 +280,8 @@ def format_test_summary(metrics: dict[str, Any]) -> str:
         entries = [(f"{name} (transformer)", result["document"])]
         if "baseline" in result:
             entries.append((f"{name} ({result['baseline']['name']})", result["baseline"]["document"]))
-        entries += [(f"  domain {k}", v) for k, v in result["document"]["by_domain"].items()]
-        entries += [(f"  {_generator_row(k)}", v) for k, v in result["document"]["by_generator"].items()]
+        for key, column in _breakdowns(result["document"]):
+            entries += [(f"  {_group_row(column, k)}", v) for k, v in result["document"][key].items()]
         rows += [[label, *_summary_cells(m)] for label, m in entries]
     thresholds = f"transformer {metrics['threshold']['value']:.4f}"
     if "baseline" in metrics:
@@ -338,6 +358,7 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
             f"# {title}",
             f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
             + _threshold_sentence(threshold),
+            *_score_warning_lines({"": metrics}),
             *_selection_lines(metrics),
             "## All documents",
             *_document_tables(metrics),
@@ -347,11 +368,47 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
             "Each generator's machine documents together with all human documents; the `human` row has human "
             "documents only (its FPR is the overall one).",
             _breakdown(metrics, "by_generator", "generator"),
+            *_raid_breakdown_lines(metrics),
             "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
             *_attack_lines(metrics),
             *_test_set_lines(metrics),
         ]
     )
+
+
+def _raid_breakdown_lines(metrics: dict[str, Any]) -> list[str]:
+    """report.md's tables by RAID's decoding and attack, where the input has them."""
+    lines = []
+    if "by_decoding" in metrics["document"]:
+        lines += [
+            "## By decoding (at the decision threshold)",
+            "Each decoding strategy's machine documents together with all human documents, as by generator.",
+            _breakdown(metrics, "by_decoding", "decoding"),
+        ]
+    if "by_attack" in metrics["document"]:
+        lines += [
+            "## By attack (at the decision threshold)",
+            "The human and machine documents of each attack (`none`: unattacked).",
+            _breakdown(metrics, "by_attack", "attack"),
+        ]
+    return lines
+
+
+def _score_warning_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """report.md's section on scores that look broken (predict.py's `score_warnings`), per model name ('' for
+    one model)."""
+    items = [
+        f"- {name + ': ' if name else ''}{warning}"
+        for name, r in results.items()
+        for warning in r.get("score_warnings", [])
+    ]
+    if not items:
+        return []
+    return [
+        "## Score warnings",
+        "The scores look broken; check the detector before trusting any number below.",
+        "\n".join(items),
+    ]
 
 
 def _threshold_sentence(threshold: dict[str, Any]) -> str:
@@ -411,6 +468,7 @@ def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
             continue
         lines += [_models_table(result), _breakdown(result, "by_domain", "domain")]
         lines.append(_breakdown(result, "by_generator", "generator"))
+        lines += [_breakdown(result, key, column) for key, column in _breakdowns(result["document"])[2:]]
     return lines
 
 
@@ -444,7 +502,9 @@ def write_roc(path: Path, labels: np.ndarray, curves: dict[str, np.ndarray], poi
     figure = Figure(figsize=(10, 4.5))
     for axes, log_scale in zip(figure.subplots(1, 2), (False, True)):
         if 0 < labels.sum() < len(labels):
-            for i, (name, probs) in enumerate(curves.items()):
+            # A model with NaN scores has no curve (its report says so: score warnings).
+            ranked = {name: probs for name, probs in curves.items() if not np.isnan(probs).any()}
+            for i, (name, probs) in enumerate(ranked.items()):
                 chance = i == 0 and not log_scale
                 RocCurveDisplay.from_predictions(labels, probs, name=name, ax=axes, plot_chance_level=chance)
             if point:
@@ -513,8 +573,9 @@ def format_comparison_report(comparison: dict[str, Any], title: str) -> str:
         "model with its texts as written, windows of its positions and threshold 0.5. The thresholds differ in "
         "where they come from, so accuracy, F1 and FPR compare operating points; AUROC compares the models.",
         format_table(["model", "threshold", "threshold chosen on", "window / overlap", *METRIC_NAMES], rows, True),
+        *_score_warning_lines(comparison["models"]),
     ]
-    for key, heading in (("by_domain", "domain"), ("by_generator", "generator")):
+    for key, heading in _breakdowns(entries[0][1]["document"]):
         metrics_of = [result["document"][key] for _, result in entries]
         values = sorted(set().union(*metrics_of))
         header = [heading, *(f"{name} {metric}" for name, _ in entries for metric in ("F1", "AUROC"))]
