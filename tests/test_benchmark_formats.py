@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from conftest import read_jsonl, write_jsonl
 
+import data_loaders
 import predict
 from m4_training import heldout, reports
 from m4_training.cli import UserError
@@ -204,7 +205,7 @@ def test_semeval_subtask_a_jsonl(tmp_path, capsys, monkeypatch):
 class FakeDetector:
     """What predict.py needs of a detector whose scores a test sets (with `stub_scores`)."""
 
-    normalize_whitespace, normalize_digits = True, False
+    normalization = data_loaders.TextNormalization(digits=False, unicode=True)
     domains = generators = None
     threshold, target_fpr, settings_from = 0.5, None, "defaults for a model without training_config.json"
     model = SimpleNamespace(config=SimpleNamespace(id2label={0: "human", 1: "machine"}))
@@ -286,7 +287,7 @@ def test_sanity_is_clean_for_a_healthy_detector():
 
 def test_raid_csv_as_a_test_set(raid_csv, tmp_path):
     """train.py --test_data reads a RAID CSV as predict.py does; its summary and report group by attack."""
-    (test_set,) = heldout.read_test_sets([str(raid_csv)], None, None, False)
+    (test_set,) = heldout.read_test_sets([str(raid_csv)], None, None, data_loaders.TextNormalization(False, True))
     assert test_set.documents["label"].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
     assert test_set.documents["attack"].tolist() == [row[4] for row in RAID_ROWS]
 
