@@ -9,9 +9,11 @@ import pytest
 from conftest import read_jsonl, write_jsonl
 
 import train
+from data_loaders import Corpus, Document
 from m4_training import data_cache, reports
-from m4_training.augmentation import AttackedCopy
+from m4_training.augmentation import AttackedCopy, augment_training
 from m4_training.cli import EXIT_USAGE
+from m4_training.splits import Split
 from m4_training.train_args import parse_train_args
 
 WORDS = "apple birch cedar delta ember fjord grove heron inlet jade kelp lotus maple nectar olive pearl".split()
@@ -152,6 +154,22 @@ def test_the_same_seed_gives_the_same_copies(corpus_dir, tiny_model_dir, tiny_to
     assert first == copies("3", "b")
     assert 0 < len(first) < 30 and {attack for *_, attack in first} == {"homoglyph", "misspelling"}
     assert copies("4", "c") != first
+
+
+def test_the_share_copied_is_the_rate_and_a_documents_copy_does_not_depend_on_the_others():
+    documents = [Document(i, f"text number {i}", i % 2, "arxiv", "chatgpt", [], i) for i in range(2000)]
+
+    def augmented(train: list[Document]) -> dict[str, tuple[str, str]]:
+        split = Split(train=list(train), val=[])
+        augment_training(split, Corpus(documents, []), ["zero_width_space", "homoglyph"], 0.3, 5, False)
+        return {documents[c.augmented_from].text: (c.text, c.attack) for c in copies_of(split.train)}
+
+    every = augmented(documents)
+    # zero_width_space and homoglyph change every text here: copies ~ Binomial(2000, 0.3), mean 600, sd 20.5.
+    assert 540 < len(every) < 660
+    assert 0.4 < sum(attack == "homoglyph" for _, attack in every.values()) / len(every) < 0.6
+    half = augmented(documents[1000:])
+    assert half == {text: copy for text, copy in every.items() if text in {d.text for d in documents[1000:]}}
 
 
 @pytest.mark.parametrize(
