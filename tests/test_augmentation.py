@@ -93,6 +93,11 @@ def test_rate_one_gives_every_changed_training_document_one_copy(corpus_dir, tin
         f"alternative_spelling {len(expected)} copies, {unchanged} unchanged, 1 duplicates"
         in reports.format_data_summary(report)
     )
+    settings = parse_train_args(arguments(corpus_dir, tiny_model_dir, tmp_path / "out", *flags)).as_dict()
+    card = reports.training_data_lines(report, settings)[0]  # the model card's and the page's "Training data"
+    assert card.endswith(
+        " Training documents include attacked copies (alternative_spelling, rate 1), in their source's group."
+    )
     rows = read_jsonl(tmp_path / "out" / "splits.jsonl")
     marked = {row["doc_id"]: (row["split"], row["augmented_from"], row["attack"]) for row in rows if "attack" in row}
     assert marked == {copy.doc_id: ("train", copy.augmented_from, "alternative_spelling") for copy in copies}
