@@ -9,7 +9,7 @@ import pytest
 from conftest import read_jsonl, write_jsonl
 
 import train
-from data_loaders import Corpus, Document
+from data_loaders import Corpus, Document, TextNormalization
 from m4_training import data_cache, reports
 from m4_training.augmentation import AttackedCopy, augment_training
 from m4_training.cli import EXIT_USAGE
@@ -20,6 +20,7 @@ WORDS = "apple birch cedar delta ember fjord grove heron inlet jade kelp lotus m
 # alternative_spelling at RAID's rate 1.0 makes every American spelling British: the human texts say `color`,
 # the machine texts have no American spelling (it cannot change them).
 AMERICAN, BRITISH = "color", "colour"
+RAW = TextNormalization(digits=False, unicode=False)
 
 
 def human_text(word: str, spelling: str = AMERICAN) -> str:
@@ -127,11 +128,11 @@ def test_rate_zero_adds_nothing(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_
 def test_copies_stay_on_the_training_side_with_their_sources_labels(
     corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path
 ):
-    flags = ("--augment_attacks", "homoglyph", "zero_width_space", "alternative_spelling", "--augment_rate", "1")
+    flags = ("--augment_attacks", "misspelling", "upper_lower", "alternative_spelling", "--augment_rate", "1")
     data = prepare(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path / "out", *flags)
     split = data.prepared.split
     copies = copies_of(split.train)
-    assert len(copies) > 20  # homoglyph and zero-width change every text here
+    assert len(copies) > 10
     assert not copies_of(split.val)
     sources = {doc.doc_id: doc for doc in split.train}
     val_texts, val_groups = {doc.text for doc in split.val}, {doc.group_id for doc in split.val}
@@ -151,13 +152,13 @@ def test_copies_stay_on_the_training_side_with_their_sources_labels(
 
 def test_the_same_seed_gives_the_same_copies(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path):
     def copies(seed: str, output: str) -> list[tuple]:
-        flags = ("--augment_attacks", "homoglyph", "misspelling", "--augment_rate", "0.5", "--seed", seed)
+        flags = ("--augment_attacks", "article_deletion", "misspelling", "--augment_rate", "0.5", "--seed", seed)
         split = prepare(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path / output, *flags).prepared.split
         return [(c.doc_id, c.text, c.augmented_from, c.attack) for c in copies_of(split.train)]
 
     first = copies("3", "a")
     assert first == copies("3", "b")
-    assert 0 < len(first) < 30 and {attack for *_, attack in first} == {"homoglyph", "misspelling"}
+    assert 0 < len(first) < 30 and {attack for *_, attack in first} == {"article_deletion", "misspelling"}
     assert copies("4", "c") != first
 
 
@@ -166,7 +167,7 @@ def test_the_share_copied_is_the_rate_and_a_documents_copy_does_not_depend_on_th
 
     def augmented(train: list[Document]) -> dict[str, tuple[str, str]]:
         split = Split(train=list(train), val=[])
-        augment_training(split, Corpus(documents, []), ["zero_width_space", "homoglyph"], 0.3, 5, False)
+        augment_training(split, Corpus(documents, []), ["zero_width_space", "homoglyph"], 0.3, 5, RAW)
         return {documents[c.augmented_from].text: (c.text, c.attack) for c in copies_of(split.train)}
 
     every = augmented(documents)
@@ -175,6 +176,17 @@ def test_the_share_copied_is_the_rate_and_a_documents_copy_does_not_depend_on_th
     assert 0.4 < sum(attack == "homoglyph" for _, attack in every.values()) / len(every) < 0.6
     half = augmented(documents[1000:])
     assert half == {text: copy for text, copy in every.items() if text in {d.text for d in documents[1000:]}}
+
+
+def test_canonicalisation_undoes_homoglyph_copies(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path):
+    flags = ("--augment_attacks", "homoglyph", "--augment_rate", "1")
+    canonical = prepare(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path / "a", *flags).prepared.split
+    n_train = canonical.augmentation["train_documents_before"]
+    assert canonical.augmentation["copies"] == {"homoglyph": 0}  # --text_normalization (default) maps them back
+    assert canonical.augmentation["unchanged"] == {"homoglyph": n_train} and len(canonical.train) == n_train
+    flags += ("--text_normalization", "false")
+    raw = prepare(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path / "b", *flags).prepared.split
+    assert raw.augmentation["copies"] == {"homoglyph": n_train}  # every text here has a letter with a look-alike
 
 
 @pytest.mark.parametrize(
@@ -201,7 +213,7 @@ def test_bad_augmentation_flags_are_one_line_before_any_work(flags, message, tmp
 
 def test_a_changed_rate_is_a_new_cache_entry(corpus_dir, tiny_model_dir, tiny_tokenizer, tmp_path):
     def settings(rate: str) -> data_cache.DataSettings:
-        argv = arguments(corpus_dir, tiny_model_dir, tmp_path / "out", "--augment_attacks", "homoglyph")
+        argv = arguments(corpus_dir, tiny_model_dir, tmp_path / "out", "--augment_attacks", "misspelling")
         argv += ["--augment_rate", rate, "--cache_dir", str(tmp_path / "cache")]
         argv.remove("--no_cache")
         return train.data_settings(parse_train_args(argv))
