@@ -361,7 +361,9 @@ def training_config(
 
 def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, data: PreparedData) -> None:
     baseline = None
-    if config.evaluation.baseline == "tfidf":  # on the training documents, for validation and every test set
+    # On the training documents, attacked copies included (the transformer's training data), for validation and
+    # every test set.
+    if config.evaluation.baseline == "tfidf":
         train_documents = data.prepared.split.train
         baseline = evaluation.fit_baseline([d.text for d in train_documents], [d.label for d in train_documents])
     model = model_for_evaluation(trainer)

@@ -44,7 +44,7 @@ from data_loaders import (
     TextNormalization,
     canonical_generator,
 )
-from m4_training import cyclic_gc, splits
+from m4_training import augmentation, cyclic_gc, splits
 from m4_training.cli import counted
 from m4_training.splits import Split
 
@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = 4  # 4: chunks saved by DatasetDict.save_to_disk, xxh64 checksums
 # The code whose behaviour decides an entry's contents.
 CODE_FILES = ("data_loaders.py", "chunking.py", "m4_training/splits.py", "m4_training/data_cache.py")
+# And with --augment_attacks (homoglyph's table comes from cleaning.py), so that code changes the key only then.
+AUGMENTATION_CODE_FILES = ("m4_training/augmentation.py", "m4_training/attacks.py", "m4_training/cleaning.py")
 ROOT = Path(__file__).resolve().parents[1]
 COMPLETE_MARKER = "complete.json"
 CORPUS_FILE = "corpus_and_split.pkl"
@@ -84,6 +86,8 @@ class DataSettings:
     text_normalization: bool
     max_train_samples: int | None
     max_val_samples: int | None
+    augment_attacks: list[str] | None
+    augment_rate: float
     stratified_split: bool
     validation_split: float
     val_generator: str | None
@@ -178,13 +182,17 @@ def cache_key(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> str
         "files": files,
         # Not Hasher.hash(tokenizer): the same guarantee, but 0.5 s for roberta-base, 10x a whole cached run.
         "tokenizer": chunking.tokenizer_fingerprint(tokenizer),
-        "code": {name: (ROOT / name).read_bytes() for name in CODE_FILES},
+        "code": {
+            name: (ROOT / name).read_bytes()
+            for name in CODE_FILES + (AUGMENTATION_CODE_FILES if settings.augment_attacks else ())
+        },
     }
     return Hasher.hash(parts)
 
 
 def build(settings: DataSettings, tokenizer: PreTrainedTokenizerBase, chunk_dir: Path | None = None) -> PreparedChunks:
-    """Load, de-duplicate, split and chunk. With `chunk_dir` the chunks are written there as Arrow files."""
+    """Load, de-duplicate, split, add attacked training copies and chunk. With `chunk_dir` the chunks are
+    written there as Arrow files."""
     corpus = data_loaders.load_corpus(
         settings.data_dir,
         *loaded_selection(settings),
@@ -204,6 +212,10 @@ def build(settings: DataSettings, tokenizer: PreTrainedTokenizerBase, chunk_dir:
         settings.max_val_samples,
         settings.val_domain,
     )
+    if settings.augment_attacks:  # training copies only, after the split: validation is never attacked
+        augmentation.augment_training(
+            split, corpus, settings.augment_attacks, settings.augment_rate, settings.seed, settings.normalization
+        )
     train_chunks, val_chunks = (
         chunking.chunk_documents(
             chunking.documents_to_dataset(docs),

@@ -17,6 +17,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, Corpus, Document
 from m4_training import robustness
+from m4_training.augmentation import AttackedCopy
 from m4_training.evaluation import BASELINE_COLUMN, DEFAULT_THRESHOLD_SOURCE, THRESHOLD_CHOSEN_HERE, THRESHOLD_GIVEN
 from m4_training.files import save_figure, write_text
 from m4_training.splits import Split, group_overlap
@@ -114,12 +115,15 @@ def build_data_report(
         "class_weights": class_weights,
         "generators_by_domain": corpus.generators_by_domain,
         **({"sampling": split.sampling} if split.sampling else {}),  # only with --max_train/val_samples
+        **({"augmentation": split.augmentation} if split.augmentation else {}),  # only with --augment_attacks
     }
 
 
 def _audit_row(doc: Document, where: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
     """A line of splits.jsonl or dropped_documents.jsonl: the document's id, where it went, its metadata."""
     metadata = {"label": doc.label, "domain": doc.domain, "generator": doc.generator, "group_id": doc.group_id}
+    if isinstance(doc, AttackedCopy):  # its sources are its source document's
+        metadata |= {"augmented_from": doc.augmented_from, "attack": doc.attack}
     return {"doc_id": doc.doc_id, **where, **metadata, **(counts or {}), "sources": doc.sources}
 
 
@@ -147,6 +151,16 @@ def format_data_summary(report: dict[str, Any]) -> str:
     if report["documents_dropped_by_split"]:
         dropped = sorted(report["documents_dropped_by_split"].items())
         lines.append("Dropped by split: " + ", ".join(f"{k}={v}" for k, v in dropped))
+    if augmented := report.get("augmentation"):
+        lines.append(
+            f"Augmentation (rate {augmented['rate']:g}): training documents {augmented['train_documents_before']} -> "
+            f"{augmented['train_documents_after']}; "
+            + "; ".join(
+                f"{name} {augmented['copies'][name]} copies, {augmented['unchanged'][name]} unchanged"
+                + (f", {augmented['duplicates'][name]} duplicates" if augmented["duplicates"][name] else "")
+                for name in augmented["attacks"]
+            )
+        )
 
     def row(name: str, train: dict[str, int], val: dict[str, int]) -> list[Any]:
         total = sum(train.values()) + sum(val.values())
@@ -645,7 +659,13 @@ def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) 
         + {
             "generator_holdout": f"validation generator `{split['val_generator']}` never trained on.",
             "domain_holdout": f"validation domain `{split.get('val_domain')}` never trained on.",
-        }.get(flow, f"{split['validation_split']:g} of the documents in validation."),
+        }.get(flow, f"{split['validation_split']:g} of the documents in validation.")
+        + (
+            f" Training documents include attacked copies ({', '.join(data['augment_attacks'])}, "
+            f"rate {data['augment_rate']:g}), in their source's group."
+            if data.get("augment_attacks")  # absent in runs from before augmentation
+            else ""
+        ),
         format_table(
             ["", "train human", "train machine", "val human", "val machine"],
             [

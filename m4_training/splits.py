@@ -27,6 +27,7 @@ class Split:
     dropped_documents: list[tuple[str, Document]] = field(default_factory=list)
     flow: str = "stratified"
     sampling: dict[str, Any] = field(default_factory=dict)  # per side: documents available and kept (sample_side)
+    augmentation: dict[str, Any] = field(default_factory=dict)  # attacked training copies (augment_training)
 
     def drop(self, document: Document, reason: str) -> None:
         self.dropped[reason] += 1

@@ -24,7 +24,7 @@ from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_rep
 
 from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS
 from m4_training import demo
-from m4_training.attacks import ATTACK_RATES
+from m4_training.attacks import ATTACK_RATES, MODEL_ATTACKS, check_attack
 from m4_training.cli import (
     CommandLineParser,
     UserError,
@@ -93,6 +93,12 @@ class DataArguments:
         None, "at most N training documents (not chunks; the dry run prints both), by source and label"
     )
     max_val_samples: int | None = setting(None, "at most N validation documents (not chunks), by source and label")
+    augment_attacks: list[str] | None = setting(
+        None, "attacks (RAID's, at RAID's rates) that make attacked copies of training documents; none: no copies"
+    )
+    augment_rate: float = setting(
+        0.1, "share of training documents that get one attacked copy (by one of --augment_attacks, drawn per document)"
+    )
     num_proc: int | None = setting(None, "processes for tokenisation")
     cache_dir: str = setting(
         DEFAULT_CACHE_DIR, "cache of prepared (split, chunked) data, keyed by data, tokenizer and settings"
@@ -102,6 +108,18 @@ class DataArguments:
     def __post_init__(self) -> None:
         check_optional_positive("max_train_samples", self.max_train_samples)
         check_optional_positive("max_val_samples", self.max_val_samples)
+        self.augment_attacks = list(dict.fromkeys(self.augment_attacks or [])) or None  # a repeat adds nothing
+        for name in self.augment_attacks or []:
+            try:
+                check_attack(name)
+            except ValueError as error:
+                raise UserError(f"--augment_attacks: {error}") from None
+            if name in MODEL_ATTACKS:
+                raise UserError(
+                    f"--augment_attacks {name}: augmentation with model attacks ({', '.join(MODEL_ATTACKS)}) is not "
+                    "supported yet (they would need a GPU pass over the corpus); choose among the others"
+                )
+        require(0 <= self.augment_rate <= 1, "augment_rate", "in [0, 1]", self.augment_rate)
         self.num_proc = capped_num_proc(self.num_proc)
         if self.reddit_file is not None and self.reddit_file.strip().lower() in ("", "none"):
             self.reddit_file = None

@@ -106,6 +106,8 @@ def test_cache_key_changes_with_every_setting_file_and_tokenizer(
         "seed": ["--seed", "7"],
         "max_train_samples": ["--max_train_samples", "10"],
         "max_val_samples": ["--max_val_samples", "5"],
+        "augment_attacks": ["--augment_attacks", "homoglyph"],
+        "augment_rate": ["--augment_rate", "0.5"],
         "max_length": ["--max_length", "64"],
         "chunk_overlap": ["--chunk_overlap", "8"],
     }
