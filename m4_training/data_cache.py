@@ -53,9 +53,12 @@ logger = logging.getLogger(__name__)
 # Bump when the layout of an entry changes.
 CACHE_FORMAT = 4  # 4: chunks saved by DatasetDict.save_to_disk, xxh64 checksums
 # The code whose behaviour decides an entry's contents.
-CODE_FILES = ("data_loaders.py", "chunking.py", "m4_training/splits.py", "m4_training/data_cache.py")
-# And with --augment_attacks (homoglyph's table comes from cleaning.py), so that code changes the key only then.
-AUGMENTATION_CODE_FILES = ("m4_training/augmentation.py", "m4_training/attacks.py", "m4_training/cleaning.py")
+# cleaning.py holds canonicalize (--text_normalization).
+CODE_FILES = (
+    "data_loaders.py", "chunking.py", "m4_training/cleaning.py", "m4_training/splits.py", "m4_training/data_cache.py"
+)  # fmt: skip
+# And with --augment_attacks, so that their code changes the key only then.
+AUGMENTATION_CODE_FILES = ("m4_training/augmentation.py", "m4_training/attacks.py")
 ROOT = Path(__file__).resolve().parents[1]
 COMPLETE_MARKER = "complete.json"
 CORPUS_FILE = "corpus_and_split.pkl"
