@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation_split", type=float, default=0.25)
     parser.add_argument("--augment_attacks", nargs="+", help="also train with attacked copies (augmented variants)")
     parser.add_argument("--augment_rate", type=float, default=0.5)
+    parser.add_argument("--variants", nargs="+", help="run only these variants (default: every one)")
     parser.add_argument("--output_dir", help="keep the runs here (default: a temporary directory)")
     return parser
 
@@ -78,9 +79,10 @@ def main() -> None:
         augment = ["--augment_attacks", *options.augment_attacks, "--augment_rate", str(options.augment_rate)]
         variants["off + augmentation"] = ["--no_text_normalization", *augment]
         variants["on + augmentation"] = augment
+    variants = {name: extra for name, extra in variants.items() if name in (options.variants or variants)}
     results = {}
-    for i, (name, extra) in enumerate(variants.items()):
-        attacks = run(options, model, workdir / f"run{i}", extra)
+    for name, extra in variants.items():
+        attacks = run(options, model, workdir / name.replace(" ", "_").replace("+", "and"), extra)
         results[name] = {"clean": attacks["clean"]["tpr_at_fpr_5"]} | {
             attack: part["tpr_at_fpr_5"] for attack, part in attacks["by_attack"].items()
         }
