@@ -17,12 +17,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pandas as pd
 import torch
 import transformers
@@ -229,23 +230,22 @@ def evaluate_documents(
     return result, predictions
 
 
+def document_scorer(model: torch.nn.Module, tokenizer: Any, config: TrainConfig) -> Callable[[list[str]], pd.DataFrame]:
+    """score(texts) -> `prob_machine` and `n_chunks` per normalised text, in order, with the run's window."""
+    window, args = config.chunking, config.training
+    batch, dtype = args.per_device_eval_batch_size, autocast_dtype(args.precision)
+    return lambda texts: score_texts(texts, model, tokenizer, window.max_length, window.chunk_overlap, batch, dtype)[0]
+
+
 def evaluate_test_sets(
-    model: torch.nn.Module,
-    tokenizer: Any,
+    score: Callable[[list[str]], pd.DataFrame],
     data: PreparedData,
     config: TrainConfig,
     metrics: dict[str, Any],
     baseline: Pipeline | None,
 ) -> dict[str, dict[str, Any]]:
-    """Each test set's metrics at the thresholds chosen on validation (the model's and the baseline's); its
-    predictions go to test_predictions/NAME.jsonl."""
-    window, args = config.chunking, config.training
-    dtype = autocast_dtype(args.precision)
-
-    def score(texts: list[str]) -> pd.DataFrame:
-        batch = args.per_device_eval_batch_size
-        return score_texts(texts, model, tokenizer, window.max_length, window.chunk_overlap, batch, dtype)[0]
-
+    """Each test set's metrics at the thresholds chosen on validation (the model's and the baseline's), and under
+    --test_attacks; its predictions go to test_predictions/NAME.jsonl."""
     threshold = metrics["threshold"]["value"]
     baseline_threshold = metrics["baseline"]["threshold"]["value"] if baseline is not None else None
     results = {}
@@ -253,49 +253,53 @@ def evaluate_test_sets(
         results[test_set.name], predictions = heldout.evaluate_test_set(
             test_set, score, threshold, config.evaluation.target_fpr, baseline, baseline_threshold
         )
-        if predictions is not None:
-            rows = evaluation.prediction_rows(predictions, threshold)
-            write_jsonl(Path(args.output_dir) / heldout.PREDICTIONS_DIR / f"{test_set.name}.jsonl", rows)
+        if predictions is None:
+            continue
+        rows = evaluation.prediction_rows(predictions, threshold)
+        write_jsonl(Path(config.training.output_dir) / heldout.PREDICTIONS_DIR / f"{test_set.name}.jsonl", rows)
+        documents = test_set.documents
+        if config.evaluation.attack_rates and documents["label"].nunique() == 2:
+            keys = documents["id"].astype(str).tolist()
+            clean = predictions["prob_machine"].to_numpy()
+            attacked = evaluate_under_attacks(score, documents["text"].tolist(), keys, documents["label"], clean,
+                                              config, threshold)  # fmt: skip
+            results[test_set.name]["attacks"] = attacked | {"documents": f"test set {test_set.name}"}
+        elif config.evaluation.attack_rates:
+            logger.warning("Test set %s: not scored under attack (it needs human and machine documents)", test_set.name)
     return results
 
 
 def evaluate_under_attacks(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    data: PreparedData,
+    score: Callable[[list[str]], pd.DataFrame],
+    texts: list[str],
+    keys: list[str],
+    labels: Sequence[int],
+    clean_probs: np.ndarray,
     config: TrainConfig,
-    predictions: pd.DataFrame,
     threshold: float,
 ) -> dict[str, Any]:
-    """--test_attacks: the validation documents scored again after each attack (robustness.attack_metrics), at
-    thresholds set on their clean human documents and at the run's threshold."""
-    window, args, attacks = config.chunking, config.training, config.evaluation
-    documents = data.prepared.split.val
+    """--test_attacks: labelled documents scored again after each attack (robustness.attack_metrics), at thresholds
+    set on their clean human documents and at the run's threshold; `keys` seed each document's edits."""
+    attacks = config.evaluation
     normalization = data_settings(config).normalization
     attacked = robustness.attacked_texts(
-        [d.text for d in documents],
-        [str(d.doc_id) for d in documents],
+        texts,
+        keys,
         attacks.attack_rates,
-        args.seed,
+        config.training.seed,
         lambda text: data_loaders.normalize_text(text, normalization),
         attacks.synonym_model,
         attacks.paraphrase_model,
     )
-    batch, dtype = args.per_device_eval_batch_size, autocast_dtype(args.precision)
-    probs = {
-        name: score_texts(texts, model, tokenizer, window.max_length, window.chunk_overlap, batch, dtype)[0]
-        for name, (texts, _) in attacked.items()
-    }
-    clean = predictions.set_index("doc_id").loc[[d.doc_id for d in documents], "prob_machine"].to_numpy()
     result = robustness.attack_metrics(
-        [d.label for d in documents],
-        clean,
-        {name: frame["prob_machine"].to_numpy() for name, frame in probs.items()},
+        np.asarray(labels),
+        clean_probs,
+        {name: score(attacked_texts)["prob_machine"].to_numpy() for name, (attacked_texts, _) in attacked.items()},
         attacks.attack_rates,
         {name: unchanged for name, (_, unchanged) in attacked.items()},
         threshold,
     )
-    return result | {"seed": args.seed, "documents": "validation"}
+    return result | {"seed": config.training.seed}
 
 
 def selection_summary(config: TrainConfig, trainer: WeightedTrainer) -> dict[str, Any]:
@@ -369,11 +373,16 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     model = model_for_evaluation(trainer)
     metrics, predictions = evaluate_documents(model, tokenizer, data, config, baseline)
     metrics["selection"] = selection_summary(config, trainer)
-    if data.test_sets:
-        metrics["test"] = evaluate_test_sets(model, tokenizer, data, config, metrics, baseline)
+    score = document_scorer(model, tokenizer, config)
     if config.evaluation.attack_rates:
-        threshold = metrics["threshold"]["value"]
-        metrics["attacks"] = evaluate_under_attacks(model, tokenizer, data, config, predictions, threshold)
+        documents = data.prepared.split.val
+        clean = predictions.set_index("doc_id").loc[[d.doc_id for d in documents], "prob_machine"].to_numpy()
+        texts, keys = [d.text for d in documents], [str(d.doc_id) for d in documents]
+        labels, threshold = [d.label for d in documents], metrics["threshold"]["value"]
+        attacked = evaluate_under_attacks(score, texts, keys, labels, clean, config, threshold)
+        metrics["attacks"] = attacked | {"documents": "validation"}
+    if data.test_sets:
+        metrics["test"] = evaluate_test_sets(score, data, config, metrics, baseline)
     output_dir = Path(config.training.output_dir)
     threshold = metrics["document"]["threshold"]
     rows = evaluation.prediction_rows(predictions.rename(columns={"doc_id": "id"}), threshold)
@@ -390,6 +399,9 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
         print(reports.format_test_summary(metrics))
     if "attacks" in metrics:
         print("Validation documents under attack:\n" + reports.format_attack_summary(metrics["attacks"]))
+    for name, result in metrics.get("test", {}).items():
+        if "attacks" in result:
+            print(f"Test set {name} under attack:\n" + reports.format_attack_summary(result["attacks"]))
     if config.run.demo:
         print(demo.TOY_NOTE)
     logger.info("Model, tokenizer and reports written to %s", output_dir)

@@ -483,6 +483,8 @@ def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
         lines += [_models_table(result), _breakdown(result, "by_domain", "domain")]
         lines.append(_breakdown(result, "by_generator", "generator"))
         lines += [_breakdown(result, key, column) for key, column in _breakdowns(result["document"])[2:]]
+        if "attacks" in result:
+            lines += [f"#### Test set `{name}` under attack", format_attack_summary(result["attacks"], markdown=True)]
     return lines
 
 

@@ -40,20 +40,22 @@ def _evaluation_scalars(prefix: str, metrics: dict[str, Any]) -> Iterator[tuple[
         yield from _document_scalars(f"{prefix}baseline/document", baseline["document"])
 
 
-def _attack_scalars(attacks: dict[str, Any]) -> Iterator[tuple[str, float]]:
+def _attack_scalars(prefix: str, attacks: dict[str, Any]) -> Iterator[tuple[str, float]]:
     for name, part in {"clean": attacks["clean"], **attacks["by_attack"]}.items():
         for key in ATTACK_METRICS:
-            yield f"eval_attacks/{name}/{key}", float(part[key])
+            yield f"{prefix}{name}/{key}", float(part[key])
 
 
 def tracker_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     scalars = dict(_evaluation_scalars("eval_", metrics))
     if "attacks" in metrics:
-        scalars.update(_attack_scalars(metrics["attacks"]))
+        scalars.update(_attack_scalars("eval_attacks/", metrics["attacks"]))
     for name, result in metrics.get("test", {}).items():
         scalars[f"test_{name}/overlap_removed"] = float(result["test_overlap_removed"])
         if "document" in result:
             scalars.update(_evaluation_scalars(f"test_{name}/", result))
+        if "attacks" in result:
+            scalars.update(_attack_scalars(f"test_{name}/attacks/", result["attacks"]))
     return scalars
 
 

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_train_args
+from conftest import tiny_train_args, write_jsonl
 
 import predict
 import train
@@ -42,7 +42,7 @@ def test_tracker_scalars_carry_every_attack():
     result = robustness.attack_metrics(
         LABELS, CLEAN, {"whitespace": ATTACKED}, {"whitespace": 0.2}, {"whitespace": 0}, 0.35
     )
-    scalars = dict(tracking._attack_scalars(result))
+    scalars = dict(tracking._attack_scalars("eval_attacks/", result))
     assert scalars["eval_attacks/whitespace/tpr_at_fpr_5"] == 0.5
     assert scalars["eval_attacks/clean/tpr_at_fpr_5"] == 1.0
     assert scalars["eval_attacks/whitespace/human_fpr_at_fpr_5"] == 0.25
@@ -108,11 +108,28 @@ def test_predict_attacks_refused_before_scoring(demo_run, tmp_path, capsys):
     assert err[-1].startswith("error: cannot load the fill-mask model") and not report_dir.exists()
 
 
+HUMAN_TEXTS = [
+    "we drove for hours and stopped at a diner that smelled of burnt coffee and old fries",
+    "my cat knocked the plant off the shelf again, third time this week, I give up",
+    "the bus was late so I walked, got soaked, and the meeting was cancelled anyway",
+    "grandma's recipe calls for a pinch of salt but she always used a whole handful",
+]
+MACHINE_TEXTS = [
+    "Moreover, the study highlights the crucial role of community engagement in sustainable growth.",
+    "In conclusion, this comprehensive framework provides valuable insights for future research.",
+    "Furthermore, it is important to note that the results demonstrate a significant improvement.",
+    "Overall, the proposed approach offers a robust and scalable solution to the problem at hand.",
+]
+
+
 def test_train_test_attacks(demo_inputs, tmp_path, capsys):
     output_dir = tmp_path / "run"
-    assert (
-        train.main(tiny_train_args(demo_inputs, output_dir, "--test_attacks", "zero_width_space", "upper_lower")) == 0
+    test_file = write_jsonl(
+        tmp_path / "fresh.jsonl",
+        [{"text": t, "label": 0} for t in HUMAN_TEXTS] + [{"text": t, "label": 1} for t in MACHINE_TEXTS],
     )
+    extra = ["--test_attacks", "zero_width_space", "upper_lower", "--test_data", str(test_file)]
+    assert train.main(tiny_train_args(demo_inputs, output_dir, *extra)) == 0
     out = capsys.readouterr().out
     metrics = json.loads((output_dir / "metrics.json").read_text())
     attacks = metrics["attacks"]
@@ -125,3 +142,10 @@ def test_train_test_attacks(demo_inputs, tmp_path, capsys):
     assert attacks["by_attack"]["zero_width_space"]["gap_auroc"] == pytest.approx(0.0, abs=1e-6)
     assert "Validation documents under attack:" in out and "upper_lower" in out
     assert (output_dir / "attacks.png").is_file() and "## Under attack" in (output_dir / "report.md").read_text()
+    tested = metrics["test"]["fresh"]["attacks"]
+    assert (tested["n_human"], tested["n_machine"]) == (4, 4) and tested["documents"] == "test set fresh"
+    assert tested["clean"]["auroc"] == pytest.approx(metrics["test"]["fresh"]["document"]["auroc"], abs=1e-6)
+    report = (output_dir / "report.md").read_text()
+    assert "Test set fresh under attack:" in out and "#### Test set `fresh` under attack" in report
+    scalars = tracking.tracker_scalars(metrics)
+    assert scalars["test_fresh/attacks/upper_lower/tpr_at_fpr_5"] == tested["by_attack"]["upper_lower"]["tpr_at_fpr_5"]
