@@ -25,7 +25,6 @@ ENGLISH_DOMAINS = ("arxiv", "wikipedia", "reddit", "wikihow")
 
 
 def sample_text(english: bool) -> str:
-    sys.path.insert(0, str(ROOT))
     if not SHARED_SAMPLE.is_dir():
         from m4_training import demo
 
