@@ -149,3 +149,17 @@ def test_train_test_attacks(demo_inputs, tmp_path, capsys):
     assert "Test set fresh under attack:" in out and "#### Test set `fresh` under attack" in report
     scalars = tracking.tracker_scalars(metrics)
     assert scalars["test_fresh/attacks/upper_lower/tpr_at_fpr_5"] == tested["by_attack"]["upper_lower"]["tpr_at_fpr_5"]
+
+
+def test_predict_synonym_attack_with_a_local_fill_mask_model(demo_run, tiny_model_dir, tmp_path, one_torch_thread):
+    from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
+
+    fill_mask = tmp_path / "fill_mask"
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(fill_mask)
+    BertForMaskedLM(AutoConfig.from_pretrained(tiny_model_dir)).save_pretrained(fill_mask)
+    report_dir = tmp_path / "report"
+    argv = ["--model_path", str(demo_run), "--input", str(demo_run / "demo_inputs" / "m4"), "--eval",
+            "--report_dir", str(report_dir), "--attacks", "synonym=0.3", "--synonym_model", str(fill_mask)]  # fmt: skip
+    assert predict.main(argv) == 0
+    attacks = json.loads((report_dir / "metrics.json").read_text())["attacks"]
+    assert list(attacks["by_attack"]) == ["synonym"] and attacks["by_attack"]["synonym"]["rate"] == 0.3
