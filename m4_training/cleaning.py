@@ -126,6 +126,7 @@ class _ScriptTables(NamedTuple):
 
 
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")  # one range: tested at C speed, unlike classes of many
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
 
 
 def _char_class(ranges: list[tuple[int, int]], astral: bool = False) -> str:
@@ -186,12 +187,13 @@ def _script_tables() -> _ScriptTables:
 def canonicalize(text: str) -> str:
     """NFKC, invisible format characters removed, and look-alike letters of other scripts put back to Latin.
 
-    Look-alikes are mapped only in a text with more Latin letters than letters of other scripts, and there only
-    in a word that also has a Latin letter (`Рaris`); in a text with no other letters of other scripts, once
-    such a word shows an attack, every look-alike is mapped (`а` for `a`, `сору` for `copy`). So a Russian or
-    Kazakh text keeps its `а`, `с`, `і` (even in `ХIII` or a stray `nВ`), and an English text keeps a Greek `γ`
-    standing alone. An attacked text that also quotes a real Cyrillic word keeps its all-look-alike words.
-    ASCII texts, most of a corpus, are returned as they are: no step changes them.
+    Look-alikes are mapped only in a text with more Latin letters than letters of other scripts, and only once a
+    word mixing Latin letters and look-alikes (`Рaris`) shows an attack. In a text with no other letters of other
+    scripts, every look-alike is then mapped (`а` for `a`, `сору` for `copy`); in one that has some (a Greek `λ`
+    in a formula, a Chinese name), so is a word of look-alikes only unless it is of one script and a word beside
+    it has letters of that script (a quoted `Москва его` stays). So a Russian or Kazakh text keeps its `а`, `с`,
+    `і` (even in `ХIII` or a stray `nВ`), an English text keeps a Greek `γ` standing alone, and a German text
+    quoting `его` keeps it. ASCII texts, most of a corpus, are returned as they are: no step changes them.
     """
     if text.isascii():
         return text
@@ -210,6 +212,26 @@ def canonicalize(text: str) -> str:
         return text
     if not foreign:
         return text.translate(tables.to_latin)
-    return tables.latin_word.sub(
-        lambda word: word[0].translate(tables.to_latin) if tables.latin_letters.search(word[0]) else word[0], text
+    words = list(_LETTER_RUN.finditer(text))
+    is_foreign = [bool(tables.foreign_letters.search(word[0])) for word in words] + [False]  # [-1]: no word
+    pieces, end = [], 0
+    for i, word in enumerate(words):
+        if is_foreign[i] or not tables.look_alike.search(word[0]):
+            continue
+        if tables.latin_letters.search(word[0]) or not _quoted(
+            word[0], [words[j][0] for j in (i - 1, i + 1) if 0 <= j < len(words) and is_foreign[j]]
+        ):
+            pieces += [text[end : word.start()], word[0].translate(tables.to_latin)]
+            end = word.end()
+    return "".join(pieces) + text[end:]
+
+
+def _quoted(word: str, foreign_neighbours: list[str]) -> bool:
+    """Whether a word of look-alikes only is a real word of another script (`его` beside `Москва`): its letters
+    are of one script, that of a neighbouring word; an attack mixes scripts (`ԁҽсαүѕ`) or stands among Latin words."""
+    from confusable_homoglyphs import categories
+
+    scripts = {categories.alias(char) for char in word}
+    return len(scripts) == 1 and any(
+        scripts <= {categories.alias(char) for char in other} for other in foreign_neighbours
     )

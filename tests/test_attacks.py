@@ -218,6 +218,21 @@ def test_canonicalize_by_hand():
     assert canonicalize("Brγ lines and γ rays") == "Bry lines and y rays"  # Latin-Greek words look attacked
     assert canonicalize("γ rays") == "γ rays"
     assert canonicalize("Müller, Straße, naïve") == "Müller, Straße, naïve"
+    # Other scripts in the text: a word of look-alikes only is mapped unless a word of its own script is beside it.
+    assert (
+        canonicalize("Duke \u041duan of Qi (齐桓公) \u051d\u03b1\u0455 \u0430 ruler")
+        == "Duke Huan of Qi (齐桓公) was a ruler"
+    )
+    assert canonicalize("He wrote «Москва его» and \u0420aris") == "He wrote «Москва его» and Paris"
+
+
+def test_canonicalize_undoes_homoglyphs_in_texts_with_other_scripts(shared_data):
+    texts = [text for text in sample_texts(shared_data, "arxiv", "wikipedia", "reddit", "wikihow")]
+    texts = [canonicalize(text) for text in texts if not text.isascii()]
+    assert len(texts) > 150
+    restored = [canonicalize(result) == text for result, text in zip(attack_texts("homoglyph", texts)[0], texts)]
+    # Left: look-alikes inside a formula's run of Greek letters (`ΔV`, `λI`), and a real `α` mapped in an attacked text.
+    assert sum(restored) >= len(texts) - 5
 
 
 def sample_texts(shared_data, *files: str) -> list[str]:
