@@ -78,13 +78,13 @@ def attacked_texts(
 
 def load_attack_models(attacks: dict[str, float], synonym_model: str | None, paraphrase_model: str | None) -> None:
     """Load the models the attacks need now, so one that cannot be loaded stops the run before any scoring."""
-    try:
-        if "synonym" in attacks:
-            load_synonym_model(synonym_model)
-        if "paraphrase" in attacks:
-            load_paraphrase_model(paraphrase_model)
-    except ValueError as error:
-        raise UserError(str(error)) from error
+    for name, model, load in (("synonym", synonym_model, load_synonym_model),
+                              ("paraphrase", paraphrase_model, load_paraphrase_model)):  # fmt: skip
+        try:
+            if name in attacks:
+                load(model)
+        except ValueError as error:
+            raise UserError(f"--{name}_model: {error}") from error
 
 
 def _threshold_at_fpr(labels: np.ndarray, probs: np.ndarray, fpr: float) -> float:

@@ -105,7 +105,7 @@ def test_predict_attacks_refused_before_scoring(demo_run, tmp_path, capsys):
     argv = [*base, "--eval", "--report_dir", str(report_dir), "--attacks", "synonym", "--synonym_model", str(tmp_path)]
     assert predict.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: cannot load the fill-mask model") and not report_dir.exists()
+    assert err[-1].startswith("error: --synonym_model: cannot load the fill-mask model") and not report_dir.exists()
 
 
 HUMAN_TEXTS = [
