@@ -427,6 +427,9 @@ def score_under_attacks(
     labels = documents["label"].to_numpy(dtype=np.int64)
     results = {}
     for model in models:
+        if model.predictions["prob_machine"].isna().any():  # the score warnings say so; no threshold exists
+            logger.warning("%s: not scored under attack (NaN scores)", model.name)
+            continue
         probs = {
             name: score_documents(documents.assign(text=attacked_list), model.detector, args, reading)["prob_machine"]
             for name, (attacked_list, _) in attacked.items()
@@ -465,7 +468,7 @@ def evaluate_one(
     metrics, labelled = evaluate(predictions, model.detector, model.threshold, threshold_source(model.detector, args))
     metrics["score_warnings"] = model.score_warnings
     report_dir = Path(args.report_dir)
-    if attacks:
+    if model.name in attacks:
         metrics["attacks"] = attacks[model.name]
     write_json(report_dir / "metrics.json", metrics)
     reports.write_report(report_dir, metrics, labelled, f"Evaluation of {model.path} on {args.input}")
@@ -494,7 +497,7 @@ def compare(
             **metrics,
             "score_warnings": model.score_warnings,
         }
-        if attacks:
+        if model.name in attacks:
             results[model.name]["attacks"] = attacks[model.name]
     comparison: dict[str, Any] = {"input": args.input, "models": results}
     first = next(iter(labelled.values()))

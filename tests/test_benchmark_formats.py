@@ -330,3 +330,26 @@ def test_score_warnings_per_model_when_comparing(raid_csv, tmp_path, capsys, mon
     assert "- a: constant scores" in (report_dir / "report.md").read_text()
     assert "## By attack" in (report_dir / "report.md").read_text()
     assert sum("constant scores" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_nan_scores_are_not_scored_under_attack(tmp_path, capsys, monkeypatch, caplog):
+    rows = [{"id": i, "text": f"the text number {i}", "label": i % 2} for i in range(6)]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    monkeypatch.setattr(predict, "load_detector", lambda *a, **k: FakeDetector())
+    monkeypatch.setattr(predict, "score_documents", stub_scores([0.1, np.nan, 0.2, 0.8, 0.3, 0.9]))
+    report_dir = tmp_path / "report"
+    argv = [
+        "--model_path",
+        "m",
+        "--input",
+        str(path),
+        "--eval",
+        "--report_dir",
+        str(report_dir),
+        "--attacks",
+        "whitespace",
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert "attacks" not in json.loads((report_dir / "metrics.json").read_text())
+    assert any(r.getMessage() == "m: not scored under attack (NaN scores)" for r in caplog.records)
