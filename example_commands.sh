@@ -42,6 +42,7 @@ RECIPES=(
     "prepare-reddit:turn a Reddit dump (REDDIT_DUMP) into REDDIT_FILE (60k posts before 2022-11-30)"
     "laptop:minutes on a laptop CPU: small model (LAPTOP_MODEL), 100 steps, 200 validation documents"
     "demo:offline end-to-end run on a generated sample with a tiny model"
+    "robust:the base run trained also on attacked copies, scored under every RAID attack without a model"
     "leave-one-domain-out:one run per domain of HOLDOUT_DOMAINS held out for validation, then one summary table"
     "leave-one-generator-out:one run per generator of HOLDOUT_GENERATORS held out, then one summary table"
 )
@@ -82,6 +83,12 @@ build_command() {
         holdout)
             cmd=("$PYTHON" train.py --model roberta-base "${data[@]}" --use_class_weights --val_generator flant5
                 --output_dir "$OUTPUT_ROOT/holdout-flant5") ;;
+        robust)
+            # Canonicalisation (on by default) undoes homoglyphs and zero-width spaces, and the whitespace and digit
+            # rules undo those attacks: the copies teach the edits that survive normalisation.
+            cmd=("$PYTHON" train.py --model roberta-base "${data[@]}" --use_class_weights --stratified_split
+                --augment_attacks misspelling article_deletion alternative_spelling upper_lower --augment_rate 0.2
+                --test_attacks all --output_dir "$OUTPUT_ROOT/roberta-base-robust") ;;
         dry-run)
             cmd=("$PYTHON" train.py --dry_run --model roberta-base "${data[@]}" --use_class_weights --stratified_split
                 --output_dir "$OUTPUT_ROOT/dry-run") ;;
