@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def random_model(config_dir: str, tokenizer_dir: str, layers: int, target: Path) -> Path:
     """A randomly initialised sequence classifier of config_dir's architecture, cut to `layers`, with the tokenizer."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
+    set_seed(0)  # the same random model on every run
     config = AutoConfig.from_pretrained(config_dir, num_labels=2, num_hidden_layers=layers)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(target)
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(target)
