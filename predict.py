@@ -473,7 +473,7 @@ def evaluate_one(
     write_json(report_dir / "metrics.json", metrics)
     reports.write_report(report_dir, metrics, labelled, f"Evaluation of {model.path} on {args.input}")
     print(reports.format_metrics_summary(metrics), file=sys.stderr)
-    if attacks:
+    if "attacks" in metrics:
         print("Under attack:\n" + reports.format_attack_summary(metrics["attacks"]), file=sys.stderr)
 
 

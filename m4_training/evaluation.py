@@ -69,11 +69,18 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
     }
 
 
+def threshold_at_fpr(labels: np.ndarray, probs: np.ndarray, fpr: float) -> float:
+    """The threshold of the best TPR that flags at most `fpr` of the human documents (RAID's operating point)."""
+    fprs, tprs, thresholds = roc_curve(labels, probs)
+    allowed = np.flatnonzero(fprs <= fpr)
+    return float(thresholds[allowed[np.argmax(tprs[allowed])]])
+
+
 def tpr_at_fpr(labels: np.ndarray, probs: np.ndarray, fpr: float) -> float:
     """The share of machine documents caught at the best threshold that flags at most `fpr` of the human ones, as
     RAID reports detectors (whatever threshold a run chose)."""
-    fprs, tprs, _ = roc_curve(labels, probs)
-    return float(tprs[fprs <= fpr].max())
+    machines = np.asarray(probs)[np.asarray(labels) == 1]
+    return float((machines >= threshold_at_fpr(labels, probs, fpr)).mean())
 
 
 def compute_chunk_metrics(eval_prediction: EvalPrediction) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 
 from m4_training.attacks import (
     ATTACK_RATES,
@@ -24,12 +24,12 @@ from m4_training.attacks import (
     load_synonym_model,
 )
 from m4_training.cli import UserError, counted
+from m4_training.evaluation import TPR_FPRS, threshold_at_fpr
 from m4_training.files import save_figure
 
 logger = logging.getLogger(__name__)
 
 ALL_ATTACKS = "all"
-FPR_POINTS = (0.05, 0.01)  # RAID's operating points (evaluation.TPR_FPRS)
 
 
 def parse_attacks(
@@ -87,13 +87,6 @@ def load_attack_models(attacks: dict[str, float], synonym_model: str | None, par
             raise UserError(f"--{name}_model: {error}") from error
 
 
-def _threshold_at_fpr(labels: np.ndarray, probs: np.ndarray, fpr: float) -> float:
-    """The threshold of the best TPR whose FPR on these (clean) documents is at most `fpr` (evaluation.tpr_at_fpr)."""
-    fprs, tprs, thresholds = roc_curve(labels, probs)
-    allowed = np.flatnonzero(fprs <= fpr)
-    return float(thresholds[allowed[np.argmax(tprs[allowed])]])
-
-
 def _operating_points(labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
     humans, machines = probs[labels == 0], probs[labels == 1]
     points: dict[str, Any] = {"auroc": float(roc_auc_score(labels, probs))}
@@ -116,7 +109,7 @@ def attack_metrics(
     labels, clean_probs = np.asarray(labels, dtype=np.int64), np.asarray(clean_probs, dtype=np.float64)
     if not 0 < labels.sum() < len(labels):
         raise UserError("evaluation under attack needs human and machine documents")
-    thresholds = {f"at_fpr_{round(f * 100)}": _threshold_at_fpr(labels, clean_probs, f) for f in FPR_POINTS}
+    thresholds = {f"at_fpr_{round(f * 100)}": threshold_at_fpr(labels, clean_probs, f) for f in TPR_FPRS}
     thresholds["at_run_threshold"] = run_threshold
     clean = _operating_points(labels, clean_probs, thresholds)
     by_attack = {}
