@@ -25,18 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import data_loaders
-from m4_training import files
+from m4_training import cli, files
 from m4_training.cleaning import clean_text
-from m4_training.cli import (
-    CommandLineParser,
-    UserError,
-    arg_help,
-    check_optional_positive,
-    check_output_paths,
-    require,
-    run_cli,
-    setup_logging,
-)
+from m4_training.cli import UserError, arg_help, check_optional_positive, check_output_paths, require
 from m4_training.files import check_output_dir, check_output_file, new_mode, write_json, write_jsonl, write_text
 from m4_training.reports import format_table
 
@@ -47,10 +38,6 @@ REDDIT_ID_FIELDS = ("id", "name")
 # Deleted or removed Reddit posts keep a placeholder body.
 REDDIT_PLACEHOLDERS = {"[deleted]", "[removed]"}
 M4_REPORT_NAME = "prepare_report.json"
-
-
-# ----------------------------------------------------------------------------------------------- settings
-
 REDDIT_CUTOFF = "2022-11-30"  # ChatGPT's public release: posts before it are very unlikely to be machine-written
 
 
@@ -121,10 +108,10 @@ PREPARE_COMMANDS = {
 }
 
 
-def prepare_parser(description: str | None = None) -> CommandLineParser:
-    parser = CommandLineParser(prog="prepare_data.py", description=description)
+def prepare_parser(description: str | None = None) -> cli.CommandLineParser:
+    parser = cli.CommandLineParser(prog="prepare_data.py", description=description)
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{m4,reddit}", parser_class=CommandLineParser
+        dest="command", required=True, metavar="{m4,reddit}", parser_class=cli.CommandLineParser
     )
     for name, (dataclass_type, help_text) in PREPARE_COMMANDS.items():
         commands.add_parser(name, help=help_text, dataclass_types=[dataclass_type], prog=f"prepare_data.py {name}")
@@ -143,9 +130,6 @@ def parse_prepare_args(
         raise UserError(str(error)) from error
 
 
-# ----------------------------------------------------------------------------------------------- tables
-
-
 def write_tables(reports: list[data_loaders.FileReport], path: Path, settings: dict[str, Any]) -> None:
     """Rows read, kept and dropped by reason per input file: as JSON in `path`, and as a table on stdout."""
     files = [
@@ -157,20 +141,16 @@ def write_tables(reports: list[data_loaders.FileReport], path: Path, settings: d
     print(format_table(["file", "rows", "kept", *reasons], [*rows, ["TOTAL", *map(sum, list(zip(*rows))[1:])]]))
 
 
-# ----------------------------------------------------------------------------------------------- M4
-
-
 def clean_field(value: Any) -> tuple[Any, str | None]:
     """Clean a text field (a string, or a list of strings joined by the loader); return (value, problem)."""
     if value is None:
         return None, "null"
     if isinstance(value, list):
-        items = [clean_text(str(item)) for item in value if item is not None]
-        items = [item for item in items if item]
-        return items, None if items else "empty"
-    if not isinstance(value, str):
+        cleaned = [text for item in value if item is not None and (text := clean_text(str(item)))]
+    elif isinstance(value, str):
+        cleaned = clean_text(value)
+    else:
         return None, "not_a_string"
-    cleaned = clean_text(value)
     return cleaned, None if cleaned else "empty"
 
 
@@ -192,26 +172,15 @@ def clean_m4_row(row: dict[str, Any], min_chars: int) -> str | None:
 
 def _cleaned_m4_rows(path: Path, report: data_loaders.FileReport, min_chars: int) -> Iterator[dict[str, Any]]:
     for line, row in data_loaders.iter_jsonl(path, report):
-        reason = clean_m4_row(row, min_chars)
-        if reason:
+        if reason := clean_m4_row(row, min_chars):
             report.skip(line, reason)
-            continue
-        report.used += 1
-        yield row
-
-
-def m4_inputs(input_dir: Path) -> list[Path]:
-    if not input_dir.is_dir():
-        raise UserError(f"M4 input directory not found: {input_dir}")
-    paths = sorted(input_dir.glob("*.jsonl"))
-    if not paths:
-        raise UserError(f"no .jsonl files in {input_dir}")
-    return paths
+        else:
+            report.used += 1
+            yield row
 
 
 def check_m4_output_dir(output_dir: Path) -> None:
-    """The output directory is replaced as a whole: only a missing or empty one, or an earlier output of this
-    command (it has its prepare_report.json), may be given."""
+    """Only a missing or empty directory, or an earlier output of this command, may be replaced as a whole."""
     check_output_dir(output_dir, "--output_dir")
     check_output_dir(output_dir.absolute().parent, "--output_dir's parent")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / M4_REPORT_NAME).is_file():
@@ -228,16 +197,18 @@ def prepare_m4(args: PrepareM4Arguments, settings: dict) -> None:
     takes its place: a run stopped by a crash, a kill or a full disk leaves no half-written directory for train.py.
     """
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
-    paths = m4_inputs(input_dir)
+    if not input_dir.is_dir():
+        raise UserError(f"M4 input directory not found: {input_dir}")
+    if not (paths := sorted(input_dir.glob("*.jsonl"))):
+        raise UserError(f"no .jsonl files in {input_dir}")
     check_m4_output_dir(output_dir)
     if args.report:
         check_output_file(args.report, "--report")
-    files.check_free_space(
-        output_dir.absolute().parent, sum(p.stat().st_size for p in paths), "--output_dir", "the cleaned files"
-    )
-    building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.absolute().parent))
-    try:
-        tables = []
+    parent = output_dir.absolute().parent
+    files.check_free_space(parent, sum(p.stat().st_size for p in paths), "--output_dir", "the cleaned files")
+    # Removed on failure; on success it has become the output directory (so there is nothing left to remove).
+    with tempfile.TemporaryDirectory(prefix=f".{output_dir.name}.tmp-", dir=parent, ignore_cleanup_errors=True) as name:
+        building, tables = Path(name), []
         for path in paths:
             tables.append(data_loaders.FileReport(path=str(path), kind="m4"))
             try:
@@ -248,9 +219,6 @@ def prepare_m4(args: PrepareM4Arguments, settings: dict) -> None:
                 raise
         write_tables(tables, building / M4_REPORT_NAME, settings)
         replace_directory(building, output_dir)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     if args.report and Path(args.report).resolve() != Path(args.table).resolve():
         write_text(args.report, Path(args.table).read_text(encoding="utf-8"))
     logger.info("Cleaned files written to %s; table in %s", output_dir, args.report or args.table)
@@ -258,7 +226,7 @@ def prepare_m4(args: PrepareM4Arguments, settings: dict) -> None:
 
 def replace_directory(new: Path, target: Path) -> None:
     """Put the finished directory `new` in the place of `target` (an earlier output, empty or missing)."""
-    os.chmod(new, new_mode(directory=True))  # mkdtemp makes it private
+    os.chmod(new, new_mode(directory=True))  # a temporary directory is private
     if not target.exists():
         os.rename(new, target)
         return
@@ -267,9 +235,6 @@ def replace_directory(new: Path, target: Path) -> None:
     os.rename(new, target)
     shutil.rmtree(previous)
     logger.info("Replaced the earlier output in %s", target)
-
-
-# ----------------------------------------------------------------------------------------------- Reddit
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -343,26 +308,19 @@ def _keep(posts: list, chosen: set[int], reason: str, report: data_loaders.FileR
     return [post for index, post in enumerate(posts) if index in chosen]
 
 
-def sample_posts(
-    posts: list[tuple[int, str, dict]],
-    max_per_month: int | None,
-    sample_size: int | None,
-    seed: int,
-    report: data_loaders.FileReport,
-) -> list[tuple[int, str, dict]]:
+def sample_posts(posts: list, args: PrepareRedditArguments, report: data_loaders.FileReport) -> list:
     """Cap each calendar month, then draw the total sample; both seeded, and the file order is kept."""
-    if max_per_month is not None:
+    if args.max_per_month is not None:
         by_month: dict[str, list[int]] = defaultdict(list)
         for index, (_, month, _) in enumerate(posts):
             by_month[month].append(index)
         chosen: set[int] = set()
-        for month, indices in sorted(by_month.items()):
-            chosen.update(random.Random(f"{seed}-{month}").sample(indices, min(max_per_month, len(indices))))
+        for month, indices in by_month.items():  # each month draws from its own seeded generator
+            chosen.update(random.Random(f"{args.seed}-{month}").sample(indices, min(args.max_per_month, len(indices))))
         posts = _keep(posts, chosen, "over_month_cap", report)
-    if sample_size is not None and len(posts) > sample_size:
-        posts = _keep(
-            posts, set(random.Random(seed).sample(range(len(posts)), sample_size)), "over_sample_size", report
-        )
+    if args.sample_size is not None and len(posts) > args.sample_size:
+        chosen = set(random.Random(args.seed).sample(range(len(posts)), args.sample_size))
+        posts = _keep(posts, chosen, "over_sample_size", report)
     return posts
 
 
@@ -373,7 +331,7 @@ def prepare_reddit(args: PrepareRedditArguments) -> data_loaders.FileReport:
     needed = dump.stat().st_size if dump.is_file() else 0  # the posts kept are at most the dump
     files.check_free_space(Path(args.output).absolute().parent, needed, "--output", "the posts")
     report = data_loaders.FileReport(path=str(args.input), kind="reddit")
-    posts = sample_posts(read_reddit_posts(args, report), args.max_per_month, args.sample_size, args.seed, report)
+    posts = sample_posts(read_reddit_posts(args, report), args, report)
     if not report.rows:
         raise UserError(f"{args.input}: holds no posts (no rows); nothing to prepare")
     if not posts:
@@ -381,9 +339,6 @@ def prepare_reddit(args: PrepareRedditArguments) -> data_loaders.FileReport:
     write_jsonl(args.output, (row for _, _, row in posts))
     report.used = len(posts)
     return report
-
-
-# ----------------------------------------------------------------------------------------------- main
 
 
 def prepare(command: str, args: PrepareM4Arguments | PrepareRedditArguments) -> int:
@@ -403,8 +358,8 @@ def prepare(command: str, args: PrepareM4Arguments | PrepareRedditArguments) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    return run_cli(lambda: prepare(*parse_prepare_args(argv, description=__doc__)))
+    cli.setup_logging()
+    return cli.run_cli(lambda: prepare(*parse_prepare_args(argv, description=__doc__)))
 
 
 if __name__ == "__main__":

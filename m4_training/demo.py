@@ -102,26 +102,16 @@ def write_demo_data(
     rng = random.Random(seed)
     data_dir = Path(directory) / "m4"
     data_dir.mkdir(parents=True, exist_ok=True)
+    topics = [DEMO_TOPICS[i % len(DEMO_TOPICS)] for i in range(rows_per_file)]
     for domain in DEMO_DOMAINS:
-        human_texts = [
-            synthetic_text(rng, DEMO_TOPICS[i % len(DEMO_TOPICS)], None, rng.choice(TEXT_SENTENCES))
-            for i in range(rows_per_file)
-        ]
+        human_texts = [synthetic_text(rng, topic, None, rng.choice(TEXT_SENTENCES)) for topic in topics]
         for generator, file_name in DEMO_GENERATOR_FILES.items():
             rows = []
-            for i, human_text in enumerate(human_texts):
-                topic = DEMO_TOPICS[i % len(DEMO_TOPICS)]
-                row = {
-                    "prompt": f"Write about {topic}.",
-                    "human_text": human_text,
-                    "machine_text": synthetic_text(rng, topic, generator, rng.choice(TEXT_SENTENCES)),
-                    "model": file_name,
-                    "source": domain,
-                }
-                if generator == "davinci":
-                    row["source_id"] = f"{domain}-{i}"
-                else:
-                    row["source_ID"] = f"{domain}-{i}"
+            for i, (topic, human_text) in enumerate(zip(topics, human_texts)):
+                machine_text = synthetic_text(rng, topic, generator, rng.choice(TEXT_SENTENCES))
+                row = {"prompt": f"Write about {topic}.", "human_text": human_text, "machine_text": machine_text}
+                row |= {"model": file_name, "source": domain}
+                row["source_id" if generator == "davinci" else "source_ID"] = f"{domain}-{i}"
                 if generator == "dolly":
                     row = {"Unnamed: 0": i, **row}
                 if domain == "wikipedia" and generator == "flant5":
@@ -132,20 +122,14 @@ def write_demo_data(
                     row["machine_text"] = row["machine_text"].split(". ")
                 rows.append(row)
             write_jsonl(data_dir / f"{domain}_{file_name}.jsonl", rows)
+    posts = []
+    for i in range(reddit_posts):
+        text = synthetic_text(rng, rng.choice(DEMO_TOPICS), None, rng.choice(POST_SENTENCES))
+        posts.append(
+            {"text": text, "label": 0, "source": "reddit_demo", "timestamp": 1600000000 + 3600 * i, "id": f"post{i}"}
+        )
     reddit_file = Path(directory) / "reddit_posts.jsonl"
-    write_jsonl(
-        reddit_file,
-        [
-            {
-                "text": synthetic_text(rng, rng.choice(DEMO_TOPICS), None, rng.choice(POST_SENTENCES)),
-                "label": 0,
-                "source": "reddit_demo",
-                "timestamp": 1600000000 + 3600 * i,
-                "id": f"post{i}",
-            }
-            for i in range(reddit_posts)
-        ],
-    )
+    write_jsonl(reddit_file, posts)
     return data_dir, reddit_file
 
 
@@ -170,49 +154,31 @@ def demo_vocabulary(texts: Iterable[str], vocab_size: int = 1000) -> dict[str, i
 
 
 def train_demo_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
-    """A small BERT-style WordPiece tokenizer whose vocabulary comes from the given texts (offline stand-in
-    for a hub one); deterministic."""
+    """A small deterministic BERT-style WordPiece tokenizer on the given texts (an offline stand-in for a hub one)."""
     tokenizer = Tokenizer(models.WordPiece(demo_vocabulary(texts, vocab_size), unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
+    special_tokens = [(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")]
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=special_tokens
     )
+    special = {f"{name}_token": f"[{name.upper()}]" for name in ("unk", "pad", "cls", "sep", "mask")}
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=512,
-        model_input_names=["input_ids", "attention_mask"],
+        tokenizer_object=tokenizer, model_max_length=512, model_input_names=["input_ids", "attention_mask"], **special
     )
 
 
 def build_tiny_model(vocab_size: int, seed: int = 0) -> BertForSequenceClassification:
     """A 2-layer, 64-wide BERT classifier with random weights: fast enough to train on a laptop CPU."""
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=512,
-        num_labels=2,
-        id2label=ID2LABEL,
-        label2id=LABEL2ID,
-    )
+    sizes = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+    config = BertConfig(vocab_size=vocab_size, id2label=ID2LABEL, label2id=LABEL2ID, **sizes)
     torch.manual_seed(seed)
     return BertForSequenceClassification(config)
 
 
 def prepare_demo(directory: str | Path, seed: int = 0) -> tuple[Path, Path, Path]:
-    """Write the demo data, and a tokenizer and tiny model loadable with the Auto* classes once; returns
-    (data_dir, reddit_file, model_dir)."""
+    """Write the demo data and, once, a tiny model and tokenizer for the Auto* classes: (data, reddit, model dirs)."""
     directory = Path(directory)
     data_dir, reddit_file = write_demo_data(directory, seed)
     model_dir = directory / "tiny-bert"
