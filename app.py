@@ -40,6 +40,9 @@ def build_page(service: serving.DetectorService) -> Any:
     threshold = service.threshold
     demo_model = serving.is_demo_model(service.detector)
     examples = serving.example_texts() if demo_model else {}  # the toy sample's texts fit only the toy model
+    # Every scoring event waits in one queue (one model); texts and API calls are scored in batches.
+    queued = {"concurrency_id": "detector"}
+    batched = {"batch": True, "max_batch_size": settings.max_batch_size, **queued}
 
     def score_texts(texts: list[str]) -> tuple[list[str], list[str]]:
         """Batched: Gradio passes the texts of up to --max_batch_size waiting requests at once."""
@@ -95,15 +98,7 @@ def build_page(service: serving.DetectorService) -> Any:
                 with gr.Column(scale=2):
                     result = gr.HTML(elem_id="m4-result-box")
             shaded = gr.HTML(elem_id="m4-shaded-box")
-            score.click(
-                score_texts,
-                inputs=text,
-                outputs=[result, shaded],
-                batch=True,
-                max_batch_size=settings.max_batch_size,
-                concurrency_id="detector",
-                api_visibility="undocumented",
-            )
+            score.click(score_texts, inputs=text, outputs=[result, shaded], api_visibility="undocumented", **batched)
         with gr.Tab("File", elem_id="m4-file-tab"):
             gr.Markdown(
                 f"A `.txt` (one document), `.jsonl` (a `text` field per line, or M4 rows) or `.csv` (a `text` "
@@ -113,22 +108,11 @@ def build_page(service: serving.DetectorService) -> Any:
             file_message = gr.Markdown(elem_id="m4-file-message")
             download = gr.File(label="predictions.jsonl (as predict.py --output writes it)", elem_id="m4-download")
             table = gr.Dataframe(label="Predictions", elem_id="m4-table", wrap=True)
-            upload.upload(
-                score_file,
-                inputs=upload,
-                outputs=[table, download, file_message],
-                concurrency_id="detector",
-                api_visibility="undocumented",
-            )
+            outputs = [table, download, file_message]
+            upload.upload(score_file, inputs=upload, outputs=outputs, api_visibility="undocumented", **queued)
         with gr.Accordion("About this model", open=True, elem_id="m4-model"):
             gr.Markdown(serving.model_description(service.detector))
-        gr.api(
-            predict_api,
-            api_name=API_NAME,
-            batch=True,
-            max_batch_size=settings.max_batch_size,
-            concurrency_id="detector",
-        )
+        gr.api(predict_api, api_name=API_NAME, **batched)
     return page
 
 

@@ -1,10 +1,8 @@
 """What the detector page and its HTTP API compute, apart from the web framework (app.py holds the Gradio part).
 
-Everything is scored by predict.py's path: texts normalised as the model was trained (`Detector.normalize`: not at
-all for a model not trained by train.py), cut into the model's windows, scored by `Detector.score` at its machine
-label and averaged; uploads are read by predict.py's reader and written as its rows. A text typed on the page is
-scored by `score_windows`, the same call with each window laid over the text, so the page can shade the passages
-that drive the score.
+Everything is scored by predict.py's path (the model's normalisation, windows and machine label, averaged); uploads
+are read by predict.py's reader and written as its rows. A page text is scored by `score_windows`, the same call
+with each window laid over the text, so the page can shade the passages that drive the score.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import math
 import random
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,16 +22,16 @@ import pandas as pd
 
 import predict
 import train
-from data_loaders import has_lone_surrogate, labels_of, normalize_text, read_objects
+from data_loaders import FileReport, has_lone_surrogate, labels_of, normalize_text, read_objects
 from m4_training import demo, evaluation, reports, scoring
-from m4_training.cli import UserError, arg_help, require
+from m4_training.cli import UserError, require, setting
 from m4_training.files import read_json, write_jsonl
 from m4_training.train_args import DEMO_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
 UPLOAD_SUFFIXES = (".txt", ".jsonl", ".csv")
-MACHINE_RGB = (220, 38, 38)
+MACHINE_RGB = "220,38,38"
 MAX_SHADE_ALPHA = 0.6  # darker red would hide black text
 LONE_SURROGATE_MESSAGE = (
     "The text holds half of a UTF-16 surrogate pair (a code point U+D800-U+DFFF on its own), which is not a "
@@ -44,40 +42,31 @@ DEMO_MODEL_DIR = DEMO_DEFAULTS["output_dir"]
 
 @dataclass
 class AppArguments:
-    model_path: str | None = field(
-        default=None,
-        **arg_help(
-            "output directory of train.py (or one of its checkpoint-N), or any sequence-classification model "
-            "directory or hub id (or use --demo)"
-        ),
+    model_path: str | None = setting(
+        None,
+        "output directory of train.py (or one of its checkpoint-N), or any sequence-classification model "
+        "directory or hub id (or use --demo)",
     )
-    demo: bool = field(
-        default=False,
-        **arg_help(f"serve the demo model in {DEMO_MODEL_DIR}/, training it first (train.py --demo) if it has none"),
+    demo: bool = setting(
+        False, f"serve the demo model in {DEMO_MODEL_DIR}/, training it first (train.py --demo) if it has none"
     )
-    host: str = field(default="127.0.0.1", **arg_help("address to listen on; 0.0.0.0 opens the page to the network"))
-    port: int = field(default=7860, **arg_help("port to listen on"))
-    max_chars: int = field(default=200_000, **arg_help("most characters of one page text or API call"))
-    max_upload_mb: float = field(default=2.0, **arg_help("largest file the page scores, in MB"))
-    max_batch_size: int = field(default=8, **arg_help("requests the queue merges into one scoring batch"))
-    batch_size: int = field(default=64, **arg_help("chunks per forward pass, across the texts of a batch"))
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(default="auto", **arg_help("GPU autocast"))
-    short_text_tokens: int = field(
-        default=50, **arg_help("texts with fewer tokens get a 'too short to judge reliably' note")
+    host: str = setting("127.0.0.1", "address to listen on; 0.0.0.0 opens the page to the network")
+    port: int = setting(7860, "port to listen on")
+    max_chars: int = setting(200_000, "most characters of one page text or API call")
+    max_upload_mb: float = setting(2.0, "largest file the page scores, in MB")
+    max_batch_size: int = setting(8, "requests the queue merges into one scoring batch")
+    batch_size: int = setting(64, "chunks per forward pass, across the texts of a batch")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = setting("auto", "GPU autocast")
+    short_text_tokens: int = setting(50, "texts with fewer tokens get a 'too short to judge reliably' note")
+    machine_label: str | None = setting(
+        None,
+        "a model without training_config.json: the id2label name of its machine class (default: found from "
+        "names such as machine, ai, fake, generated, chatgpt, LABEL_1)",
     )
-    machine_label: str | None = field(
-        default=None,
-        **arg_help(
-            "a model without training_config.json: the id2label name of its machine class (default: found from "
-            "names such as machine, ai, fake, generated, chatgpt, LABEL_1)"
-        ),
-    )
-    max_length: int | None = field(
-        default=None,
-        **arg_help(
-            "a model without training_config.json: tokens per window (default: the model's positions, at most "
-            f"{scoring.EXTERNAL_MAX_LENGTH})"
-        ),
+    max_length: int | None = setting(
+        None,
+        "a model without training_config.json: tokens per window (default: the model's positions, at most "
+        f"{scoring.EXTERNAL_MAX_LENGTH})",
     )
 
     def __post_init__(self) -> None:
@@ -151,14 +140,13 @@ class DetectorService:
         )
         self.reading = predict.Reading.for_detectors([detector], self.predict_args)
         # Uploads' predictions live here while the page runs; the folder goes when the server stops, however.
-        self._workdir = tempfile.TemporaryDirectory(prefix="m4-detector-app-")
-        self.workdir = Path(self._workdir.name)
+        self.workdir = tempfile.TemporaryDirectory(prefix="m4-detector-app-")
 
     def __enter__(self) -> DetectorService:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._workdir.cleanup()
+        self.workdir.cleanup()
 
     def too_long(self, n_chars: int) -> str | None:
         if n_chars > self.settings.max_chars:
@@ -172,8 +160,6 @@ class DetectorService:
         """The text the page shades: as the model saw it but with its digits, so the windows' offsets fit it."""
         normalization = self.detector.normalization
         return text if normalization is None else normalize_text(text, normalization._replace(digits=False))
-
-    # ------------------------------------------------------------------------------------------- page text
 
     def score_page_texts(self, texts: Sequence[str]) -> list[TextResult]:
         """One result per text; the texts that can be scored share one `score_windows` call."""
@@ -201,8 +187,6 @@ class DetectorService:
             )
         return results
 
-    # ------------------------------------------------------------------------------------------- API
-
     def score_requests(self, requests: Sequence[Any]) -> list[list[dict[str, Any]] | dict[str, str]]:
         """Each request (a list of texts, or of JSONL-style objects with `text`) -> predict.py's rows for it.
 
@@ -222,18 +206,14 @@ class DetectorService:
             predictions = predict.score_documents(merged, self.detector, self.predict_args)
             start = 0
             for i, frame, report in documents:
-                part = predictions.iloc[start : start + len(frame)]
+                rows = evaluation.prediction_rows(predictions.iloc[start : start + len(frame)], self.threshold)
                 # A skipped item is answered too (as an upload counts it), after the scored ones.
-                skipped = [
-                    {"item": line, "skipped": reason}
-                    for reason, lines in report.skipped_lines.items()
-                    for line in lines
-                ]
-                results[i] = evaluation.prediction_rows(part, self.threshold) + sorted(skipped, key=lambda r: r["item"])
+                skipped = sorted((line, reason) for reason, lines in report.skipped_lines.items() for line in lines)
+                results[i] = rows + [{"item": line, "skipped": reason} for line, reason in skipped]
                 start += len(frame)
         return results
 
-    def _request_documents(self, request: Any) -> pd.DataFrame:
+    def _request_documents(self, request: Any) -> tuple[pd.DataFrame, FileReport]:
         if not isinstance(request, list) or not request:
             raise UserError('send a non-empty JSON list of texts: {"data": [["first text", "second text"]]}')
         items = []
@@ -254,8 +234,6 @@ class DetectorService:
         documents, report = read_objects(items, "request", self.reading.normalization, self.reading.normalize)
         return documents.assign(label=labels_of(documents, required=False)), report
 
-    # ------------------------------------------------------------------------------------------- uploads
-
     def score_upload(self, path: str | Path) -> tuple[list[dict[str, Any]], Path, dict[str, int]]:
         """predict.py's rows for an uploaded file, the predictions JSONL predict.py --output would write, and the
         rows skipped by reason (as predict.py skips and counts them)."""
@@ -274,12 +252,9 @@ class DetectorService:
             raise UserError(f"{path.name}: " + str(error).removeprefix(f"{path}: ")) from error
         predictions = predict.score_documents(documents, self.detector, self.predict_args, self.reading)
         rows = evaluation.prediction_rows(predictions, self.threshold)
-        output = Path(tempfile.mkdtemp(dir=self.workdir)) / f"{path.stem}.predictions.jsonl"
+        output = Path(tempfile.mkdtemp(dir=self.workdir.name)) / f"{path.stem}.predictions.jsonl"
         write_jsonl(output, rows)
         return rows, output, skipped
-
-
-# ----------------------------------------------------------------------------------------------- rendering
 
 
 def shading_segments(windows: scoring.WindowScores) -> list[tuple[int, int, float]]:
@@ -296,8 +271,7 @@ def shading_segments(windows: scoring.WindowScores) -> list[tuple[int, int, floa
 
 
 def _shade(prob: float) -> str:
-    red, green, blue = MACHINE_RGB
-    return f"rgba({red},{green},{blue},{MAX_SHADE_ALPHA * prob:.3f})"
+    return f"rgba({MACHINE_RGB},{MAX_SHADE_ALPHA * prob:.3f})"
 
 
 DEMO_MODEL_NOTE = (
@@ -340,12 +314,11 @@ def shaded_html(result: TextResult, threshold: float) -> str:
     if result.windows is None:
         return ""
     windows = result.windows
-    spans = []
-    for start, end, prob in shading_segments(windows):
-        text = html.escape(result.display_text[start:end])
-        spans.append(
-            f'<span class="m4-w" style="background:{_shade(prob)}" title="P(machine) {prob:.3f}">{text}</span>'
-        )
+    spans = "".join(
+        f'<span class="m4-w" style="background:{_shade(prob)}" title="P(machine) {prob:.3f}">'
+        f"{html.escape(result.display_text[start:end])}</span>"
+        for start, end, prob in shading_segments(windows)
+    )
     ticks = "".join(f'<span style="background:{_shade(p)}">{p:.1f}</span>' for p in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0))
     rows = "".join(
         f"<tr><td>{i}</td><td>{start}–{end}</td><td>{prob:.3f}</td><td>{evaluation.label_name(prob >= threshold)}"
@@ -355,7 +328,7 @@ def shaded_html(result: TextResult, threshold: float) -> str:
     return (
         '<div class="m4-legend">Shading: each token by the mean P(machine) of the windows covering it '
         f"{ticks}</div>"
-        f'<div id="m4-shaded" class="m4-shaded">{"".join(spans)}</div>'
+        f'<div id="m4-shaded" class="m4-shaded">{spans}</div>'
         f"<details><summary>The {len(windows.window_probs)} windows (tokens, P(machine))</summary>"
         '<table class="m4-windows-table"><tr><th>window</th><th>tokens</th><th>P(machine)</th><th>alone</th></tr>'
         f"{rows}</table></details>"
@@ -375,9 +348,6 @@ PAGE_CSS = """
 """
 
 
-# ----------------------------------------------------------------------------------------------- model panel
-
-
 def run_config(detector: scoring.Detector) -> dict[str, Any]:
     """training_config.json of the run the detector comes from ({} for a model not trained by train.py)."""
     path = Path(detector.path)
@@ -392,13 +362,11 @@ def is_demo_model(detector: scoring.Detector) -> bool:
 
 def model_description(detector: scoring.Detector) -> str:
     """The panel that says what the model is: its data, threshold, validation metrics and limits (Markdown)."""
-    path = Path(detector.path)
-    checkpoint = detector.settings_from == scoring.RUN_OF_CHECKPOINT
     config = run_config(detector)
     arguments = config.get("arguments", {})
     metrics = {}
     if detector.settings_from == scoring.TRAINING_CONFIG:  # a run's metrics.json: its final model's, not a checkpoint's
-        metrics = read_json(path / "metrics.json") or config.get("final_metrics") or {}
+        metrics = read_json(Path(detector.path) / "metrics.json") or config.get("final_metrics") or {}
     if detector.settings_from == scoring.MODEL_DEFAULTS:
         machine_label = detector.model.config.id2label[detector.machine_index]
         model = f", not trained by train.py (no training_config.json); its machine class is the label `{machine_label}`"
@@ -413,7 +381,7 @@ def model_description(detector: scoring.Detector) -> str:
         if detector.target_fpr is not None:
             target = f", chosen for a false-positive rate of at most {detector.target_fpr:g} on the validation human "
             target += "documents of every domain"
-            if checkpoint:
+            if detector.settings_from == scoring.RUN_OF_CHECKPOINT:
                 target += " by the run this checkpoint belongs to (for its final model)"
     lines = [
         f"**Model** `{detector.path}`{model}.",
