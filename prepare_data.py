@@ -10,7 +10,6 @@ logged with file:line, as train.py does.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import random
@@ -27,7 +26,7 @@ from typing import Any
 import data_loaders
 from m4_training import cli, files
 from m4_training.cleaning import clean_text
-from m4_training.cli import UserError, arg_help, check_optional_positive, check_output_paths, require
+from m4_training.cli import UserError, arg_help, check_optional_positive, check_output_paths, require, setting
 from m4_training.files import check_output_dir, check_output_file, new_mode, write_json, write_jsonl, write_text
 from m4_training.reports import format_table
 
@@ -44,13 +43,10 @@ REDDIT_CUTOFF = "2022-11-30"  # ChatGPT's public release: posts before it are ve
 @dataclass
 class PrepareM4Arguments:
     input_dir: str = field(**arg_help("directory of raw <domain>_<generator>.jsonl files"))
-    output_dir: str = field(
-        default="M4_cleaned/data", **arg_help("where the cleaned files go (must differ from the input)")
-    )
-    min_chars: int = field(default=50, **arg_help("drop a row whose human or machine text is shorter after cleaning"))
-    report: str | None = field(
-        default=None,
-        **arg_help("a copy of the JSON table outside OUTPUT_DIR (always in OUTPUT_DIR/prepare_report.json)"),
+    output_dir: str = setting("M4_cleaned/data", "where the cleaned files go (must differ from the input)")
+    min_chars: int = setting(50, "drop a row whose human or machine text is shorter after cleaning")
+    report: str | None = setting(
+        None, "a copy of the JSON table outside OUTPUT_DIR (always in OUTPUT_DIR/prepare_report.json)"
     )
 
     def __post_init__(self) -> None:
@@ -74,18 +70,17 @@ class PrepareM4Arguments:
 @dataclass
 class PrepareRedditArguments:
     input: str = field(**arg_help("CSV or JSONL dump with text/body, timestamp and id"))
-    output: str = field(default="reddit_training_60k.jsonl", **arg_help("the Reddit training file"))
-    cutoff_date: str = field(default=REDDIT_CUTOFF, **arg_help("keep posts written before this UTC date"))
-    min_chars: int = field(default=50, **arg_help("drop posts shorter than this after cleaning"))
-    max_per_month: int | None = field(default=None, **arg_help("cap of posts per calendar month (seeded)"))
-    sample_size: int | None = field(default=None, **arg_help("total posts kept (seeded; default all)"))
-    source: str | None = field(
-        default=None,
-        **arg_help(f"`source` (domain) of every post (default: the row's, else {data_loaders.REDDIT_DOMAIN})"),
+    output: str = setting("reddit_training_60k.jsonl", "the Reddit training file")
+    cutoff_date: str = setting(REDDIT_CUTOFF, "keep posts written before this UTC date")
+    min_chars: int = setting(50, "drop posts shorter than this after cleaning")
+    max_per_month: int | None = setting(None, "cap of posts per calendar month (seeded)")
+    sample_size: int | None = setting(None, "total posts kept (seeded; default all)")
+    source: str | None = setting(
+        None, f"`source` (domain) of every post (default: the row's, else {data_loaders.REDDIT_DOMAIN})"
     )
-    include_title: bool = field(default=False, **arg_help("prepend a `title` column to the body"))
-    seed: int = field(default=42, **arg_help("seed of the month cap and the sample"))
-    report: str | None = field(default=None, **arg_help("the JSON table (default: OUTPUT.report.json)"))
+    include_title: bool = setting(False, "prepend a `title` column to the body")
+    seed: int = setting(42, "seed of the month cap and the sample")
+    report: str | None = setting(None, "the JSON table (default: OUTPUT.report.json)")
 
     def __post_init__(self) -> None:
         require(self.min_chars >= 0, "min_chars", "at least 0", self.min_chars)
@@ -121,11 +116,10 @@ def prepare_parser(description: str | None = None) -> cli.CommandLineParser:
 def parse_prepare_args(
     argv: list[str] | None = None, description: str | None = None
 ) -> tuple[str, PrepareM4Arguments | PrepareRedditArguments]:
-    namespace = prepare_parser(description).parse_args(argv)
-    dataclass_type = PREPARE_COMMANDS[namespace.command][0]
-    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(dataclass_type)}
+    values = vars(prepare_parser(description).parse_args(argv))  # the command and its dataclass's fields
+    command = values.pop("command")
     try:
-        return namespace.command, dataclass_type(**values)
+        return command, PREPARE_COMMANDS[command][0](**values)
     except ValueError as error:
         raise UserError(str(error)) from error
 
