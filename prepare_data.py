@@ -34,8 +34,7 @@ logger = logging.getLogger("prepare_data")
 
 TIMESTAMP_FIELDS = ("timestamp", "created_utc", "created")
 REDDIT_ID_FIELDS = ("id", "name")
-# Deleted or removed Reddit posts keep a placeholder body.
-REDDIT_PLACEHOLDERS = {"[deleted]", "[removed]"}
+REDDIT_PLACEHOLDERS = {"[deleted]", "[removed]"}  # the body a deleted or removed Reddit post keeps
 M4_REPORT_NAME = "prepare_report.json"
 REDDIT_CUTOFF = "2022-11-30"  # ChatGPT's public release: posts before it are very unlikely to be machine-written
 
@@ -186,10 +185,8 @@ def check_m4_output_dir(output_dir: Path) -> None:
 
 def prepare_m4(args: PrepareM4Arguments, settings: dict) -> None:
     """Clean every `*.jsonl` of --input_dir into --output_dir (same file names); rows keep their other keys.
-
-    Everything, the table too, is written into a temporary directory next to the output directory, which then
-    takes its place: a run stopped by a crash, a kill or a full disk leaves no half-written directory for train.py.
-    """
+    Everything, the table too, is written into a temporary directory next to the output directory, which then takes
+    its place: a run stopped by a crash, a kill or a full disk leaves no half-written directory for train.py."""
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
         raise UserError(f"M4 input directory not found: {input_dir}")
@@ -285,9 +282,8 @@ def read_reddit_posts(args: PrepareRedditArguments, report: data_loaders.FileRep
             continue
         seen_texts.add(key)
         seen_ids.add(post_id)
-        source = args.source or (
-            row["source"] if isinstance(row.get("source"), str) and row["source"] else data_loaders.REDDIT_DOMAIN
-        )
+        own_source = row.get("source") if isinstance(row.get("source"), str) else None
+        source = args.source or own_source or data_loaders.REDDIT_DOMAIN
         written = timestamp.strftime("%Y-%m-%d %H:%M:%S")
         row = {"text": text, "label": data_loaders.HUMAN, "source": source, "timestamp": written, "id": post_id}
         posts.append((line, timestamp.strftime("%Y-%m"), row))

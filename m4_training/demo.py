@@ -134,11 +134,9 @@ def write_demo_data(
 
 
 def demo_vocabulary(texts: Iterable[str], vocab_size: int = 1000) -> dict[str, int]:
-    """WordPiece vocabulary: special tokens, single characters (so no ASCII word is unknown), then whole words.
-
-    Words are counted after the tokenizer's own normalisation and pre-tokenisation and taken by count, ties by
-    spelling: the same texts always give the same vocabulary (the tokenizers WordPiece trainer breaks ties
-    differently from one run to the next, and so would change the model).
+    """WordPiece vocabulary: special tokens, single characters (so no ASCII word is unknown), then whole words by
+    count after the tokenizer's own normalisation, ties by spelling: the same texts always give the same vocabulary
+    (the tokenizers WordPiece trainer breaks ties differently from one run to the next, and so would change the model).
     """
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()

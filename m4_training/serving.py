@@ -91,8 +91,7 @@ def demo_model_dir(directory: str | Path = DEMO_MODEL_DIR) -> Path:
     directory = Path(directory)
     if not (directory / "metrics.json").is_file():  # written last by train.py: the mark of a finished run
         logger.info("No finished demo model in %s: training it (train.py --demo, about a minute on a CPU)", directory)
-        code = train.main(["--demo", "--output_dir", str(directory)])
-        if code != 0:
+        if (code := train.main(["--demo", "--output_dir", str(directory)])) != 0:
             raise UserError(f"training the demo model failed (train.py --demo exited with {code})", code)
     return directory
 
@@ -188,12 +187,10 @@ class DetectorService:
         return results
 
     def score_requests(self, requests: Sequence[Any]) -> list[list[dict[str, Any]] | dict[str, str]]:
-        """Each request (a list of texts, or of JSONL-style objects with `text`) -> predict.py's rows for it.
-
-        A request is read as predict.py reads a JSONL file of its items (so a row's `id` is the item's own or
-        its position from 1, and an empty text is skipped as predict.py skips it); the valid requests are
-        scored together, so concurrent callers share forward passes. A refused request gets {"error": ...}.
-        """
+        """Each request (a list of texts, or of JSONL-style objects with `text`) -> predict.py's rows for it, read as
+        predict.py reads a JSONL file of its items (a row's `id` is the item's own or its position from 1; an empty
+        text is skipped). The valid requests are scored together, so concurrent callers share forward passes; a
+        refused request gets {"error": ...}."""
         results: list[Any] = [None] * len(requests)
         documents = []
         for i, request in enumerate(requests):
