@@ -10,6 +10,7 @@ logged with file:line, as train.py does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -232,15 +233,12 @@ def parse_timestamp(value: Any) -> datetime | None:
     """Epoch seconds (int, float or numeric string) or an ISO date/time string -> aware UTC datetime."""
     if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
         return None
-    try:
+    with contextlib.suppress(TypeError, ValueError, OverflowError, OSError):
         return datetime.fromtimestamp(float(value), tz=timezone.utc)
-    except (TypeError, ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    with contextlib.suppress(ValueError):
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))  # Python 3.10 takes no "Z"
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return None
 
 
 def _first(row: dict[str, Any], fields: tuple[str, ...]) -> Any:
