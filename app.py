@@ -12,6 +12,7 @@ listens on 127.0.0.1 unless --host says otherwise and never opens a public share
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -119,8 +120,6 @@ def build_page(service: serving.DetectorService) -> Any:
 def api_guard() -> Any:
     """Starlette middleware that answers a call of the API with other than one argument (`{"data": []}`, or a
     second list) with one line, before Gradio fails on it with a traceback or drops the extra argument."""
-    import json
-
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.responses import JSONResponse
