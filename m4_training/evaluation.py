@@ -1,9 +1,7 @@
 """How good a detector is: chunk and document metrics, the decision threshold, and the TF-IDF baseline beside it.
 
-Document probabilities are the mean (or max) of a document's chunk probabilities, matched by `doc_id`.
-The threshold is chosen on validation documents for a target false-positive rate on human documents. The
-baseline (word n-grams + logistic regression) is fitted on the same training documents: if it comes close to the
-transformer, the transformer has probably learned surface artefacts rather than writing style.
+The baseline (word n-grams + logistic regression) is fitted on the same training documents: if it comes close to
+the transformer, the transformer has probably learned surface artefacts rather than writing style.
 """
 
 from __future__ import annotations
@@ -107,38 +105,25 @@ def aggregate_documents(
     return result
 
 
-def _by(predictions: pd.DataFrame, column: str, threshold: float) -> dict[str, Any]:
-    return {
-        str(value): classification_metrics(part["label"], part["prob_machine"], threshold)
-        for value, part in predictions.groupby(column, sort=True)
-    }
-
-
-def _machines_by(predictions: pd.DataFrame, column: str, threshold: float) -> dict[str, Any]:
-    """Each value's machine documents scored against all human documents (so AUROC and F1 exist), after the
-    human documents alone (`human`)."""
-    humans = predictions[predictions["label"] == 0]
-    result = {HUMAN_GENERATOR: classification_metrics(humans["label"], humans["prob_machine"], threshold)}
-    machines = predictions[predictions["label"] == 1]
-    for value, part in machines.groupby(column, sort=True):
-        both = pd.concat([humans, part])
-        result[str(value)] = classification_metrics(both["label"], both["prob_machine"], threshold)
-    return result
-
-
 def document_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
     """Overall document metrics plus the same per domain, per generator, (when known) per source corpus, and per
-    RAID decoding and attack where the input has them (an attack's group holds its human and machine texts)."""
+    RAID decoding and attack where the input has them (an attack's group holds its human and machine texts). A
+    generator's (decoding's) group holds its machine documents with all human ones (so AUROC and F1 exist), after
+    the human documents alone (`human`)."""
     metrics = classification_metrics(predictions["label"], predictions["prob_machine"], threshold)
     metrics["threshold"] = threshold
-    metrics["by_domain"] = _by(predictions, "domain", threshold)
-    metrics["by_generator"] = _machines_by(predictions, "generator", threshold)
-    if "corpus" in predictions.columns:
-        metrics["by_corpus"] = _by(predictions, "corpus", threshold)
-    if "decoding" in predictions.columns:
-        metrics["by_decoding"] = _machines_by(predictions, "decoding", threshold)
-    if "attack" in predictions.columns:
-        metrics["by_attack"] = _by(predictions, "attack", threshold)
+    humans = predictions[predictions["label"] == 0]
+    for column in ("domain", "generator", "corpus", "decoding", "attack"):
+        if column not in predictions.columns:
+            continue
+        if column in ("generator", "decoding"):
+            groups = predictions[predictions["label"] == 1].groupby(column, sort=True)
+            groups = [(HUMAN_GENERATOR, humans), *((value, pd.concat([humans, part])) for value, part in groups)]
+        else:
+            groups = predictions.groupby(column, sort=True)
+        metrics[f"by_{column}"] = {
+            str(value): classification_metrics(part["label"], part["prob_machine"], threshold) for value, part in groups
+        }
     return metrics
 
 
@@ -189,16 +174,13 @@ def choose_threshold(
         raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
+    if not (labels == 0).any():
+        raise ValueError("choosing a threshold for a false-positive rate needs human documents")
     if domains is not None:
         domains = np.asarray(domains)
-        human_domains = np.unique(domains[labels == 0])
-        if not len(human_domains):
-            raise ValueError("choosing a threshold for a false-positive rate needs human documents")
-        in_domain = [(domains == d) | (labels == 1) for d in human_domains]
+        in_domain = [(domains == d) | (labels == 1) for d in np.unique(domains[labels == 0])]
         return max(choose_threshold(labels[keep], probs[keep], target_fpr) for keep in in_domain)
     human_scores = np.sort(probs[labels == 0])[::-1]
-    if not len(human_scores):
-        raise ValueError("choosing a threshold for a false-positive rate needs human documents")
     allowed_false_positives = min(int(np.floor(target_fpr * len(human_scores) + 1e-9)), len(human_scores) - 1)
     boundary = human_scores[allowed_false_positives]
     higher = probs[probs > boundary]
@@ -300,14 +282,11 @@ def evaluate_predictions(
     baseline_threshold: float | None = None,
     chosen_on: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of labelled document predictions (`prob_machine`, optional `baseline_prob_machine`).
-
-    Without `threshold` the threshold is chosen on these documents for `target_fpr` (training); with it
-    (prediction, test sets) the given one is applied, and `chosen_on` says where it came from (default: the
-    training run's validation documents; THRESHOLD_GIVEN for --threshold). The baseline's threshold is chosen on
-    these documents for the same target, so both models are compared at the same false-positive budget, and also
-    at 0.5; with `baseline_threshold` (test sets) that one is applied instead.
-    """
+    """Metrics of labelled document predictions (`prob_machine`, optional `baseline_prob_machine`) at 0.5 and at a
+    threshold: without `threshold` chosen on these documents for `target_fpr` (training); with it (prediction, test
+    sets) the given one, from `chosen_on` (default: the training run's validation documents). The baseline's is
+    chosen here for the same target, so both models are compared at the same false-positive budget, unless
+    `baseline_threshold` (test sets) is given."""
     applied_from = chosen_on or THRESHOLD_FROM_TRAINING
     result = _at_threshold(predictions, target_fpr, threshold, applied_from)
     if BASELINE_COLUMN in predictions.columns:
@@ -321,9 +300,7 @@ def evaluate_predictions(
 
 def _m4_f1_macro(metrics: dict[str, Any]) -> dict[str, float | None]:
     """Macro-F1 on the M4 documents only, for each model at its decision threshold and at 0.5."""
-    models = {"transformer": metrics}
-    if "baseline" in metrics:
-        models[metrics["baseline"]["name"]] = metrics["baseline"]
+    models = {"transformer": metrics, **({BASELINE_NAME: metrics["baseline"]} if "baseline" in metrics else {})}
     return {
         f"{name}{suffix}": section[key]["by_corpus"].get(M4_CORPUS, {}).get("f1_macro")
         for name, section in models.items()

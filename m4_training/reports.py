@@ -38,14 +38,15 @@ METRIC_COLUMNS = (
     ("tpr_at_fpr_1", "TPR @1% FPR"),
 )
 METRIC_NAMES = [name for _, name in METRIC_COLUMNS]
-# The document breakdowns (metrics key, what a row is named by), in table order: RAID's decoding and attack only
-# where the input has them; a generator's or decoding's row holds its machine documents with every human one.
-BREAKDOWNS = (
-    ("by_domain", "domain"),
-    ("by_generator", "generator"),
-    ("by_decoding", "decoding"),
-    ("by_attack", "attack"),
-)
+# The document breakdowns (metrics key `by_X`) in table order with their notes in report.md: RAID's decoding and
+# attack only where the input has them; a generator's or decoding's row holds its machine documents and every human one.
+BREAKDOWN_NOTES = {
+    "domain": "",
+    "generator": "Each generator's machine documents together with all human documents; the `human` row has human "
+    "documents only (its FPR is the overall one).",
+    "decoding": "Each decoding strategy's machine documents together with all human documents, as by generator.",
+    "attack": "The human and machine documents of each attack (`none`: unattacked).",
+}
 MACHINE_BREAKDOWNS = ("generator", "decoding")
 
 
@@ -231,8 +232,8 @@ def _attack_lines(metrics: dict[str, Any], name: str | None = None) -> list[str]
 
 
 def _breakdowns(document: dict[str, Any]) -> list[tuple[str, str]]:
-    """The BREAKDOWNS these document metrics have."""
-    return [(key, column) for key, column in BREAKDOWNS if key in document]
+    """(metrics key, column) of the breakdowns these document metrics have."""
+    return [(f"by_{column}", column) for column in BREAKDOWN_NOTES if f"by_{column}" in document]
 
 
 def _group_row(column: str, value: str) -> str:
@@ -240,7 +241,7 @@ def _group_row(column: str, value: str) -> str:
     `human`, the human ones only."""
     if column not in MACHINE_BREAKDOWNS:
         return f"{column} {value}"
-    return f"{column} {value}" + (" (human only)" if value == HUMAN_GENERATOR else " + all human")
+    return f"{column} {value} " + ("(human only)" if value == HUMAN_GENERATOR else "+ all human")
 
 
 def _summary_cells(part: dict[str, Any]) -> list[Any]:
@@ -376,36 +377,18 @@ def format_report(metrics: dict[str, Any], title: str) -> str:
             *_selection_lines(metrics),
             "## All documents",
             *_document_tables(metrics),
-            "## By domain (at the decision threshold)",
-            _breakdown(metrics, "by_domain", "domain"),
-            "## By generator (at the decision threshold)",
-            "Each generator's machine documents together with all human documents; the `human` row has human "
-            "documents only (its FPR is the overall one).",
-            _breakdown(metrics, "by_generator", "generator"),
-            *_raid_breakdown_lines(metrics),
+            *(
+                line
+                for key, column in _breakdowns(metrics["document"])
+                for line in (f"## By {column} (at the decision threshold)", BREAKDOWN_NOTES[column])
+                + (_breakdown(metrics, key, column),)
+                if line
+            ),
             "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
             *_attack_lines(metrics),
             *_test_set_lines(metrics),
         ]
     )
-
-
-def _raid_breakdown_lines(metrics: dict[str, Any]) -> list[str]:
-    """report.md's tables by RAID's decoding and attack, where the input has them."""
-    lines = []
-    if "by_decoding" in metrics["document"]:
-        lines += [
-            "## By decoding (at the decision threshold)",
-            "Each decoding strategy's machine documents together with all human documents, as by generator.",
-            _breakdown(metrics, "by_decoding", "decoding"),
-        ]
-    if "by_attack" in metrics["document"]:
-        lines += [
-            "## By attack (at the decision threshold)",
-            "The human and machine documents of each attack (`none`: unattacked).",
-            _breakdown(metrics, "by_attack", "attack"),
-        ]
-    return lines
 
 
 def _score_warning_lines(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -480,9 +463,10 @@ def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
         ]
         if "document" not in result:
             continue
-        lines += [_models_table(result), _breakdown(result, "by_domain", "domain")]
-        lines.append(_breakdown(result, "by_generator", "generator"))
-        lines += [_breakdown(result, key, column) for key, column in _breakdowns(result["document"])[2:]]
+        lines += [
+            _models_table(result),
+            *(_breakdown(result, *breakdown) for breakdown in _breakdowns(result["document"])),
+        ]
         if "attacks" in result:
             lines += [f"#### Test set `{name}` under attack", format_attack_summary(result["attacks"], markdown=True)]
     return lines
