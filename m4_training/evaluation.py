@@ -16,7 +16,7 @@ from scipy.special import softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from transformers import EvalPrediction
 
 from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, RAID_EXTRA_FIELDS, Corpus, Document
@@ -56,9 +56,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
         "n_human": int(humans.sum()),
         "n_machine": int((~humans).sum()),
         "accuracy": float(accuracy_score(labels, preds)) if len(labels) else None,
-        "f1_macro": float(f1_score(labels, preds, average="macro", labels=[0, 1], zero_division=0))
-        if both_classes
-        else None,
+        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)) if both_classes else None,
         "precision": float(precision_score(labels, preds, zero_division=0)) if both_classes else None,
         "recall": float(recall_score(labels, preds, zero_division=0)) if (~humans).any() else None,
         "auroc": float(roc_auc_score(labels, probs)) if ranked else None,
@@ -202,11 +200,9 @@ def fit_baseline(train_texts: Sequence[str], train_labels: Sequence[int], seed: 
     labels = np.asarray(train_labels, dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise ValueError("the baseline needs human and machine training documents")
-    model = Pipeline(
-        [
-            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)),
-            ("logreg", LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed)),
-        ]
+    model = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000),
+        LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed),
     ).fit(list(train_texts), labels)
     logger.info("TF-IDF baseline fitted on %d documents (%d features)", len(labels), len(model[0].vocabulary_))
     return model
