@@ -285,7 +285,8 @@ def format_test_summary(metrics: dict[str, Any]) -> str:
         for key, column in _breakdowns(result["document"]):
             entries += [(f"  {_group_row(column, k)}", v) for k, v in result["document"][key].items()]
         rows += [[label, *_summary_cells(m)] for label, m in entries]
-    thresholds = ", ".join(f"{model} {threshold:.4f}" for model, _, threshold in _models(metrics)[::2])
+    models = _with_baseline({"transformer": metrics}, metrics)
+    thresholds = ", ".join(f"{name} {result['threshold']['value']:.4f}" for name, result in models)
     return "\n".join(
         [
             f"Test sets (validation threshold; chose nothing): each model at its threshold chosen on this run's "
