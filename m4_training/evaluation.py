@@ -93,8 +93,7 @@ def aggregate_documents(
 ) -> pd.DataFrame:
     """One row per document: its metadata, n_chunks and prob_machine aggregated over its chunks by doc_id."""
     per_chunk = pd.DataFrame({"doc_id": np.asarray(chunk_doc_ids), "prob_machine": np.asarray(chunk_probs)})
-    grouped = per_chunk.groupby("doc_id")["prob_machine"].agg([how, "size"])
-    grouped.columns = ["prob_machine", "n_chunks"]
+    grouped = per_chunk.groupby("doc_id")["prob_machine"].agg(prob_machine=how, n_chunks="size")
     result = documents.merge(grouped, left_on="doc_id", right_index=True, how="left", validate="one_to_one")
     if result["prob_machine"].isna().any():
         missing = result.loc[result["prob_machine"].isna(), "doc_id"].tolist()[:5]

@@ -599,6 +599,10 @@ def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) 
     read = data_summary.get("generators_by_domain")
     domains = sorted(read) if read is not None else data["train_domains"]
     generators = sorted({g for names in read.values() for g in names}) if read is not None else data["train_generators"]
+    rows = [
+        [name, *(data_summary[name][side][label] for side in ("train", "val") for label in ("human", "machine"))]
+        for name in ("documents", "chunks")
+    ]
     return [
         f"M4 domains {', '.join(domains)}; generators {', '.join(generators)}; "
         + (f"human posts from `{Path(str(reddit_file)).name}`. " if reddit_file else "no Reddit file. ")
@@ -614,14 +618,7 @@ def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) 
             if data.get("augment_attacks")  # absent in runs from before augmentation
             else ""
         ),
-        format_table(
-            ["", "train human", "train machine", "val human", "val machine"],
-            [
-                [name, *(counts[side][label] for side in ("train", "val") for label in ("human", "machine"))]
-                for name, counts in (("documents", data_summary["documents"]), ("chunks", data_summary["chunks"]))
-            ],
-            markdown=True,
-        ),
+        format_table(["", "train human", "train machine", "val human", "val machine"], rows, markdown=True),
     ]
 
 
