@@ -103,10 +103,9 @@ def aggregate_documents(
 
 
 def document_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
-    """Overall document metrics plus the same per domain, per generator, (when known) per source corpus, and per
-    RAID decoding and attack where the input has them (an attack's group holds its human and machine texts). A
-    generator's (decoding's) group holds its machine documents with all human ones (so AUROC and F1 exist), after
-    the human documents alone (`human`)."""
+    """Overall document metrics and the same per domain, generator, source corpus and RAID decoding and attack where
+    the input has them. A generator's (decoding's) group holds its machine documents with all human ones (so AUROC
+    and F1 exist), after the human documents alone (`human`); an attack's holds its human and machine texts."""
     metrics = classification_metrics(predictions["label"], predictions["prob_machine"], threshold)
     metrics["threshold"] = threshold
     humans = predictions[predictions["label"] == 0]
@@ -160,13 +159,10 @@ def choose_threshold(
     labels: np.ndarray, probs: np.ndarray, target_fpr: float, domains: np.ndarray | None = None
 ) -> float:
     """The lowest decision threshold (`prob >= threshold` means machine) whose FPR on human documents is at most
-    `target_fpr`, so recall is as high as that FPR allows. With `domains`, the FPR is held in every domain
-    that has human documents: pooled over all humans, easy ones (casual Reddit posts) would let the hard
-    ones (human M4 texts) take every false positive.
-
-    The threshold lies halfway between the highest human score that must stay below it and the next higher
-    score, so tiny numeric differences at prediction time do not flip documents at the boundary.
-    """
+    `target_fpr`. With `domains`, that FPR holds in every domain with human documents: pooled, easy ones (casual
+    Reddit posts) would let the hard ones (human M4 texts) take every false positive. The threshold lies halfway
+    between the highest human score that must stay below it and the next higher score, so tiny numeric differences
+    at prediction time do not flip documents at the boundary."""
     if not 0.0 <= target_fpr < 1.0:
         raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
     labels = np.asarray(labels, dtype=np.int64)
@@ -234,10 +230,8 @@ def fill_groups(predictions: pd.DataFrame) -> pd.DataFrame:
     """Labelled predictions (`label` 0/1 for every document) with the columns the metrics group by filled in:
     `domain` ("unknown" where the input has none), `generator` (human, else "unknown" where it has none), and
     RAID's `decoding` and `attack` ("unknown") where the input has them."""
-    labelled = predictions.assign(label=predictions["label"].astype("int64"))
-    for column in ("domain", "generator"):
-        if column not in labelled:
-            labelled[column] = None
+    missing = {column: None for column in ("domain", "generator") if column not in predictions}
+    labelled = predictions.assign(label=predictions["label"].astype("int64"), **missing)
     for column in ("domain", *(c for c in ("decoding", "attack") if c in labelled)):
         labelled[column] = labelled[column].fillna("unknown")
     default_generator = np.where(labelled["label"] == 0, HUMAN_GENERATOR, "unknown")

@@ -227,8 +227,7 @@ def _breakdowns(document: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _group_row(column: str, value: str) -> str:
-    """A summary row's name: `domain X`; a generator's (decoding's) machine documents with every human one, and
-    `human`, the human ones only."""
+    """A summary row's name; a generator's (decoding's) row holds its machine documents and every human one."""
     suffix = (" (human only)" if value == HUMAN_GENERATOR else " + all human") if column in MACHINE_BREAKDOWNS else ""
     return f"{column} {value}{suffix}"
 
@@ -356,8 +355,7 @@ def markdown(paragraphs: Iterable[str]) -> str:
 
 
 def _score_warning_lines(results: dict[str, dict[str, Any]]) -> list[str]:
-    """report.md's section on scores that look broken (predict.py's `score_warnings`), per model name ('' for
-    one model)."""
+    """report.md's section on scores that look broken (`score_warnings`), per model name ('' for one model)."""
     items = [
         f"- {name + ': ' if name else ''}{warning}"
         for name, r in results.items()

@@ -80,8 +80,7 @@ def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
 
 
 def _metric_cells(document: dict[str, Any], baseline: dict[str, Any]) -> list[Any]:
-    """The METRICS_HEADER cells: the transformer's F1, AUROC, FPR and TPR at 5% and 1% FPR, the baseline's F1 and
-    AUROC ('-' where a run from before TPR@FPR was reported lacks them)."""
+    """The METRICS_HEADER cells ('-' where a run from before TPR@FPR was reported lacks them)."""
     transformer = [document.get(k) for k in ("f1_macro", "auroc", "fpr_human", "tpr_at_fpr_5", "tpr_at_fpr_1")]
     return transformer + [baseline.get(k) for k in ("f1_macro", "auroc")]
 
