@@ -490,7 +490,7 @@ def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: p
                 for key, column in _breakdowns(metrics["document"])
                 for line in (f"## By {column} (at the decision threshold)", BREAKDOWN_NOTES[column])
                 + (_breakdown(metrics, key, column),)
-                if line
+                if line  # the domain section has no note
             ),
             "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
             *_attack_lines(metrics),
