@@ -1,9 +1,7 @@
 """How good a detector is: chunk and document metrics, the decision threshold, and the TF-IDF baseline beside it.
 
-Document probabilities are the mean (or max) of a document's chunk probabilities, matched by `doc_id`.
-The threshold is chosen on validation documents for a target false-positive rate on human documents. The
-baseline (word n-grams + logistic regression) is fitted on the same training documents: if it comes close to the
-transformer, the transformer has probably learned surface artefacts rather than writing style.
+The baseline (word n-grams + logistic regression) is fitted on the same training documents: if it comes close to
+the transformer, the transformer has probably learned surface artefacts rather than writing style.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from scipy.special import softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from transformers import EvalPrediction
 
 from data_loaders import HUMAN_GENERATOR, LABEL_NAMES, M4_CORPUS, RAID_EXTRA_FIELDS, Corpus, Document
@@ -58,9 +56,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
         "n_human": int(humans.sum()),
         "n_machine": int((~humans).sum()),
         "accuracy": float(accuracy_score(labels, preds)) if len(labels) else None,
-        "f1_macro": float(f1_score(labels, preds, average="macro", labels=[0, 1], zero_division=0))
-        if both_classes
-        else None,
+        "f1_macro": float(f1_score(labels, preds, average="macro", zero_division=0)) if both_classes else None,
         "precision": float(precision_score(labels, preds, zero_division=0)) if both_classes else None,
         "recall": float(recall_score(labels, preds, zero_division=0)) if (~humans).any() else None,
         "auroc": float(roc_auc_score(labels, probs)) if ranked else None,
@@ -97,8 +93,7 @@ def aggregate_documents(
 ) -> pd.DataFrame:
     """One row per document: its metadata, n_chunks and prob_machine aggregated over its chunks by doc_id."""
     per_chunk = pd.DataFrame({"doc_id": np.asarray(chunk_doc_ids), "prob_machine": np.asarray(chunk_probs)})
-    grouped = per_chunk.groupby("doc_id")["prob_machine"].agg([how, "size"])
-    grouped.columns = ["prob_machine", "n_chunks"]
+    grouped = per_chunk.groupby("doc_id")["prob_machine"].agg(prob_machine=how, n_chunks="size")
     result = documents.merge(grouped, left_on="doc_id", right_index=True, how="left", validate="one_to_one")
     if result["prob_machine"].isna().any():
         missing = result.loc[result["prob_machine"].isna(), "doc_id"].tolist()[:5]
@@ -107,38 +102,24 @@ def aggregate_documents(
     return result
 
 
-def _by(predictions: pd.DataFrame, column: str, threshold: float) -> dict[str, Any]:
-    return {
-        str(value): classification_metrics(part["label"], part["prob_machine"], threshold)
-        for value, part in predictions.groupby(column, sort=True)
-    }
-
-
-def _machines_by(predictions: pd.DataFrame, column: str, threshold: float) -> dict[str, Any]:
-    """Each value's machine documents scored against all human documents (so AUROC and F1 exist), after the
-    human documents alone (`human`)."""
-    humans = predictions[predictions["label"] == 0]
-    result = {HUMAN_GENERATOR: classification_metrics(humans["label"], humans["prob_machine"], threshold)}
-    machines = predictions[predictions["label"] == 1]
-    for value, part in machines.groupby(column, sort=True):
-        both = pd.concat([humans, part])
-        result[str(value)] = classification_metrics(both["label"], both["prob_machine"], threshold)
-    return result
-
-
 def document_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict[str, Any]:
-    """Overall document metrics plus the same per domain, per generator, (when known) per source corpus, and per
-    RAID decoding and attack where the input has them (an attack's group holds its human and machine texts)."""
+    """Overall document metrics and the same per domain, generator, source corpus and RAID decoding and attack where
+    the input has them. A generator's (decoding's) group holds its machine documents with all human ones (so AUROC
+    and F1 exist), after the human documents alone (`human`); an attack's holds its human and machine texts."""
     metrics = classification_metrics(predictions["label"], predictions["prob_machine"], threshold)
     metrics["threshold"] = threshold
-    metrics["by_domain"] = _by(predictions, "domain", threshold)
-    metrics["by_generator"] = _machines_by(predictions, "generator", threshold)
-    if "corpus" in predictions.columns:
-        metrics["by_corpus"] = _by(predictions, "corpus", threshold)
-    if "decoding" in predictions.columns:
-        metrics["by_decoding"] = _machines_by(predictions, "decoding", threshold)
-    if "attack" in predictions.columns:
-        metrics["by_attack"] = _by(predictions, "attack", threshold)
+    humans = predictions[predictions["label"] == 0]
+    for column in ("domain", "generator", "corpus", "decoding", "attack"):
+        if column not in predictions.columns:
+            continue
+        if column in ("generator", "decoding"):
+            groups = predictions[predictions["label"] == 1].groupby(column, sort=True)
+            groups = [(HUMAN_GENERATOR, humans), *((value, pd.concat([humans, part])) for value, part in groups)]
+        else:
+            groups = predictions.groupby(column, sort=True)
+        metrics[f"by_{column}"] = {
+            str(value): classification_metrics(part["label"], part["prob_machine"], threshold) for value, part in groups
+        }
     return metrics
 
 
@@ -178,27 +159,21 @@ def choose_threshold(
     labels: np.ndarray, probs: np.ndarray, target_fpr: float, domains: np.ndarray | None = None
 ) -> float:
     """The lowest decision threshold (`prob >= threshold` means machine) whose FPR on human documents is at most
-    `target_fpr`, so recall is as high as that FPR allows. With `domains`, the FPR is held in every domain
-    that has human documents: pooled over all humans, easy ones (casual Reddit posts) would let the hard
-    ones (human M4 texts) take every false positive.
-
-    The threshold lies halfway between the highest human score that must stay below it and the next higher
-    score, so tiny numeric differences at prediction time do not flip documents at the boundary.
-    """
+    `target_fpr`. With `domains`, that FPR holds in every domain with human documents: pooled, easy ones (casual
+    Reddit posts) would let the hard ones (human M4 texts) take every false positive. The threshold lies halfway
+    between the highest human score that must stay below it and the next higher score, so tiny numeric differences
+    at prediction time do not flip documents at the boundary."""
     if not 0.0 <= target_fpr < 1.0:
         raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
+    if not (labels == 0).any():
+        raise ValueError("choosing a threshold for a false-positive rate needs human documents")
     if domains is not None:
         domains = np.asarray(domains)
-        human_domains = np.unique(domains[labels == 0])
-        if not len(human_domains):
-            raise ValueError("choosing a threshold for a false-positive rate needs human documents")
-        in_domain = [(domains == d) | (labels == 1) for d in human_domains]
+        in_domain = [(domains == d) | (labels == 1) for d in np.unique(domains[labels == 0])]
         return max(choose_threshold(labels[keep], probs[keep], target_fpr) for keep in in_domain)
     human_scores = np.sort(probs[labels == 0])[::-1]
-    if not len(human_scores):
-        raise ValueError("choosing a threshold for a false-positive rate needs human documents")
     allowed_false_positives = min(int(np.floor(target_fpr * len(human_scores) + 1e-9)), len(human_scores) - 1)
     boundary = human_scores[allowed_false_positives]
     higher = probs[probs > boundary]
@@ -220,11 +195,9 @@ def fit_baseline(train_texts: Sequence[str], train_labels: Sequence[int], seed: 
     labels = np.asarray(train_labels, dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise ValueError("the baseline needs human and machine training documents")
-    model = Pipeline(
-        [
-            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)),
-            ("logreg", LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed)),
-        ]
+    model = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000),
+        LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed),
     ).fit(list(train_texts), labels)
     logger.info("TF-IDF baseline fitted on %d documents (%d features)", len(labels), len(model[0].vocabulary_))
     return model
@@ -257,10 +230,8 @@ def fill_groups(predictions: pd.DataFrame) -> pd.DataFrame:
     """Labelled predictions (`label` 0/1 for every document) with the columns the metrics group by filled in:
     `domain` ("unknown" where the input has none), `generator` (human, else "unknown" where it has none), and
     RAID's `decoding` and `attack` ("unknown") where the input has them."""
-    labelled = predictions.assign(label=predictions["label"].astype("int64"))
-    for column in ("domain", "generator"):
-        if column not in labelled:
-            labelled[column] = None
+    missing = {column: None for column in ("domain", "generator") if column not in predictions}
+    labelled = predictions.assign(label=predictions["label"].astype("int64"), **missing)
     for column in ("domain", *(c for c in ("decoding", "attack") if c in labelled)):
         labelled[column] = labelled[column].fillna("unknown")
     default_generator = np.where(labelled["label"] == 0, HUMAN_GENERATOR, "unknown")
@@ -300,14 +271,11 @@ def evaluate_predictions(
     baseline_threshold: float | None = None,
     chosen_on: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of labelled document predictions (`prob_machine`, optional `baseline_prob_machine`).
-
-    Without `threshold` the threshold is chosen on these documents for `target_fpr` (training); with it
-    (prediction, test sets) the given one is applied, and `chosen_on` says where it came from (default: the
-    training run's validation documents; THRESHOLD_GIVEN for --threshold). The baseline's threshold is chosen on
-    these documents for the same target, so both models are compared at the same false-positive budget, and also
-    at 0.5; with `baseline_threshold` (test sets) that one is applied instead.
-    """
+    """Metrics of labelled document predictions (`prob_machine`, optional `baseline_prob_machine`) at 0.5 and at a
+    threshold: without `threshold` chosen on these documents for `target_fpr` (training); with it (prediction, test
+    sets) the given one, from `chosen_on` (default: the training run's validation documents). The baseline's is
+    chosen here for the same target, so both models are compared at the same false-positive budget, unless
+    `baseline_threshold` (test sets) is given."""
     applied_from = chosen_on or THRESHOLD_FROM_TRAINING
     result = _at_threshold(predictions, target_fpr, threshold, applied_from)
     if BASELINE_COLUMN in predictions.columns:
@@ -321,9 +289,7 @@ def evaluate_predictions(
 
 def _m4_f1_macro(metrics: dict[str, Any]) -> dict[str, float | None]:
     """Macro-F1 on the M4 documents only, for each model at its decision threshold and at 0.5."""
-    models = {"transformer": metrics}
-    if "baseline" in metrics:
-        models[metrics["baseline"]["name"]] = metrics["baseline"]
+    models = {"transformer": metrics, **({BASELINE_NAME: metrics["baseline"]} if "baseline" in metrics else {})}
     return {
         f"{name}{suffix}": section[key]["by_corpus"].get(M4_CORPUS, {}).get("f1_macro")
         for name, section in models.items()

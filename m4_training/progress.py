@@ -18,12 +18,8 @@ SHOW_EVALUATION_BAR_FROM_BATCHES = 20
 
 
 def optimizer_steps(n_chunks: int, args: TrainingArguments) -> tuple[int, int]:
-    """(optimizer steps per epoch, total optimizer steps) of a run on `n_chunks` training chunks.
-
-    The same arithmetic as the Trainer's: each process takes batches of the per-device size, an optimizer step
-    takes `gradient_accumulation_steps` of them (a last, partial accumulation also counts), and `--max_steps`,
-    when set, replaces the epochs.
-    """
+    """(optimizer steps per epoch, total optimizer steps) of a run on `n_chunks` training chunks, as the Trainer counts
+    them: a last, partial gradient accumulation also counts, and `--max_steps`, when set, replaces the epochs."""
     batches_per_process = math.ceil(math.ceil(n_chunks / args.per_device_train_batch_size) / args.world_size)
     per_epoch = max(math.ceil(batches_per_process / args.gradient_accumulation_steps), 1)
     total = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * per_epoch)
@@ -62,26 +58,14 @@ class TrainingProgress(ProgressCallback):
         self.started, self.first_step, self.projected = time.monotonic(), state.global_step, False  # resumed: > 0
 
     def on_prediction_step(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        eval_dataloader: Any = None,
-        **kwargs: Any,
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if args.disable_tqdm or not has_length(eval_dataloader):
-            return
-        if len(eval_dataloader) >= SHOW_EVALUATION_BAR_FROM_BATCHES:
-            super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+        batches = kwargs.get("eval_dataloader")
+        if not args.disable_tqdm and has_length(batches) and len(batches) >= SHOW_EVALUATION_BAR_FROM_BATCHES:
+            super().on_prediction_step(args, state, control, **kwargs)
 
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        logs = kwargs.get("logs")
         if not state.is_world_process_zero or not logs or self.training_bar is None:
             return  # after training: the final numbers logged for the trackers, printed as the summary tables
         values = "  ".join(

@@ -38,14 +38,15 @@ METRIC_COLUMNS = (
     ("tpr_at_fpr_1", "TPR @1% FPR"),
 )
 METRIC_NAMES = [name for _, name in METRIC_COLUMNS]
-# The document breakdowns (metrics key, what a row is named by), in table order: RAID's decoding and attack only
-# where the input has them; a generator's or decoding's row holds its machine documents with every human one.
-BREAKDOWNS = (
-    ("by_domain", "domain"),
-    ("by_generator", "generator"),
-    ("by_decoding", "decoding"),
-    ("by_attack", "attack"),
-)
+# The document breakdowns (metrics key `by_X`) in table order with their notes in report.md: RAID's decoding and
+# attack only where the input has them; a generator's or decoding's row holds its machine documents and every human one.
+BREAKDOWN_NOTES = {
+    "domain": "",
+    "generator": "Each generator's machine documents together with all human documents; the `human` row has human "
+    "documents only (its FPR is the overall one).",
+    "decoding": "Each decoding strategy's machine documents together with all human documents, as by generator.",
+    "attack": "The human and machine documents of each attack (`none`: unattacked).",
+}
 MACHINE_BREAKDOWNS = ("generator", "decoding")
 
 
@@ -75,11 +76,6 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[Any]], markdown:
 # ----------------------------------------------------------------------------------------------- data
 
 
-def _label_counts(documents: Iterable[Document]) -> dict[str, int]:
-    counts = Counter(LABEL_NAMES[doc.label] for doc in documents)
-    return {"human": counts["human"], "machine": counts["machine"]}
-
-
 def _counts_by(documents: list[Document], attribute: str) -> dict[str, dict[str, int]]:
     """Human and machine documents per value of the attribute (sorted), counted in one pass."""
     counts = Counter((getattr(doc, attribute), doc.label) for doc in documents)
@@ -90,10 +86,7 @@ def _counts_by(documents: list[Document], attribute: str) -> dict[str, dict[str,
 
 
 def build_data_report(
-    corpus: Corpus,
-    split: Split,
-    chunk_counts: dict[str, dict[str, int]],
-    class_weights: dict[str, float] | None,
+    corpus: Corpus, split: Split, chunk_counts: dict[str, dict[str, int]], class_weights: dict[str, float] | None
 ) -> dict[str, Any]:
     """The counts a user asks about, gathered from where the work happened."""
     sides = {"train": split.train, "val": split.val}
@@ -106,7 +99,10 @@ def build_data_report(
         "conflicting_label_documents": corpus.conflicting_label_documents,
         "documents_loaded": len(corpus.documents),
         "documents_dropped_by_split": dict(split.dropped),
-        "documents": {side: _label_counts(docs) for side, docs in sides.items()},
+        "documents": {
+            side: {name: sum(doc.label == label for doc in docs) for label, name in LABEL_NAMES.items()}
+            for side, docs in sides.items()
+        },
         "chunks": chunk_counts,
         "documents_by_domain": {side: _counts_by(docs, "domain") for side, docs in sides.items()},
         "documents_by_generator": {side: _counts_by(docs, "generator") for side, docs in sides.items()},
@@ -146,11 +142,9 @@ def format_data_summary(report: dict[str, Any]) -> str:
         f"Split flow: {report['split_flow']}   documents loaded: {report['documents_loaded']}   "
         f"duplicates merged: {report['duplicates_removed']}   group overlap: {report['group_overlap']}"
     ]
-    if report["rows_skipped"]:
-        lines.append("Skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(report["rows_skipped"].items())))
-    if report["documents_dropped_by_split"]:
-        dropped = sorted(report["documents_dropped_by_split"].items())
-        lines.append("Dropped by split: " + ", ".join(f"{k}={v}" for k, v in dropped))
+    for title, key in (("Skipped", "rows_skipped"), ("Dropped by split", "documents_dropped_by_split")):
+        if report[key]:
+            lines.append(f"{title}: " + ", ".join(f"{k}={v}" for k, v in sorted(report[key].items())))
     if augmented := report.get("augmentation"):
         lines.append(
             f"Augmentation (rate {augmented['rate']:g}): training documents {augmented['train_documents_before']} -> "
@@ -163,10 +157,8 @@ def format_data_summary(report: dict[str, Any]) -> str:
         )
 
     def row(name: str, train: dict[str, int], val: dict[str, int]) -> list[Any]:
-        total = sum(train.values()) + sum(val.values())
-        share = 100 * (train.get("machine", 0) + val.get("machine", 0)) / total if total else 0.0
-        counts = [train.get("human", 0), train.get("machine", 0), val.get("human", 0), val.get("machine", 0)]
-        return [name, *counts, f"{share:.1f}%"]
+        counts = [side.get(label, 0) for side in (train, val) for label in ("human", "machine")]
+        return [name, *counts, f"{100 * (counts[1] + counts[3]) / (sum(counts) or 1):.1f}%"]
 
     rows = [row(name, report[name]["train"], report[name]["val"]) for name in ("documents", "chunks")]
     for title, key in (("domain", "documents_by_domain"), ("generator", "documents_by_generator")):
@@ -231,16 +223,13 @@ def _attack_lines(metrics: dict[str, Any], name: str | None = None) -> list[str]
 
 
 def _breakdowns(document: dict[str, Any]) -> list[tuple[str, str]]:
-    """The BREAKDOWNS these document metrics have."""
-    return [(key, column) for key, column in BREAKDOWNS if key in document]
+    return [(f"by_{column}", column) for column in BREAKDOWN_NOTES if f"by_{column}" in document]
 
 
 def _group_row(column: str, value: str) -> str:
-    """A summary row's name: `domain X`; a generator's (decoding's) machine documents with every human one, and
-    `human`, the human ones only."""
-    if column not in MACHINE_BREAKDOWNS:
-        return f"{column} {value}"
-    return f"{column} {value}" + (" (human only)" if value == HUMAN_GENERATOR else " + all human")
+    """A summary row's name; a generator's (decoding's) row holds its machine documents and every human one."""
+    suffix = (" (human only)" if value == HUMAN_GENERATOR else " + all human") if column in MACHINE_BREAKDOWNS else ""
+    return f"{column} {value}{suffix}"
 
 
 def _summary_cells(part: dict[str, Any]) -> list[Any]:
@@ -291,15 +280,12 @@ def format_test_summary(metrics: dict[str, Any]) -> str:
         if "document" not in result:
             rows.append([f"{name}: nothing left after overlap removal", 0, *[None] * (len(SUMMARY_COLUMNS) - 1)])
             continue
-        entries = [(f"{name} (transformer)", result["document"])]
-        if "baseline" in result:
-            entries.append((f"{name} ({result['baseline']['name']})", result["baseline"]["document"]))
+        entries = [(f"{name} ({model})", document) for model, document, _ in _models(result)[::2]]
         for key, column in _breakdowns(result["document"]):
             entries += [(f"  {_group_row(column, k)}", v) for k, v in result["document"][key].items()]
         rows += [[label, *_summary_cells(m)] for label, m in entries]
-    thresholds = f"transformer {metrics['threshold']['value']:.4f}"
-    if "baseline" in metrics:
-        thresholds += f", {metrics['baseline']['name']} {metrics['baseline']['threshold']['value']:.4f}"
+    models = _with_baseline({"transformer": metrics}, metrics)
+    thresholds = ", ".join(f"{name} {result['threshold']['value']:.4f}" for name, result in models)
     return "\n".join(
         [
             f"Test sets (validation threshold; chose nothing): each model at its threshold chosen on this run's "
@@ -317,14 +303,17 @@ def _metric_cells(metrics: dict[str, Any]) -> list[Any]:
     return [metrics.get(key) for key, _ in METRIC_COLUMNS]
 
 
+def _with_baseline(models: dict[str, Any], results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, evaluation) of each model, then of the baseline evaluated beside them (where there is one)."""
+    baseline = results.get("baseline")
+    return [*models.items(), *([(baseline["name"], baseline)] if baseline else [])]
+
+
 def _models(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any], float]]:
     """(name, document metrics, threshold) for each model and operating point, the chosen threshold first."""
-    models = [("transformer", metrics)]
-    if "baseline" in metrics:
-        models.append((metrics["baseline"]["name"], metrics["baseline"]))
     return [
         (name, result[key], threshold)
-        for name, result in models
+        for name, result in _with_baseline({"transformer": metrics}, metrics)
         for key, threshold in (("document", result["threshold"]["value"]), ("document_at_0.5", 0.5))
     ]
 
@@ -365,64 +354,15 @@ def markdown(paragraphs: Iterable[str]) -> str:
     return "\n\n".join(paragraphs) + "\n"
 
 
-def format_report(metrics: dict[str, Any], title: str) -> str:
-    threshold = metrics["threshold"]
-    return markdown(
-        [
-            f"# {title}",
-            f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
-            + _threshold_sentence(threshold),
-            *_score_warning_lines({"": metrics}),
-            *_selection_lines(metrics),
-            "## All documents",
-            *_document_tables(metrics),
-            "## By domain (at the decision threshold)",
-            _breakdown(metrics, "by_domain", "domain"),
-            "## By generator (at the decision threshold)",
-            "Each generator's machine documents together with all human documents; the `human` row has human "
-            "documents only (its FPR is the overall one).",
-            _breakdown(metrics, "by_generator", "generator"),
-            *_raid_breakdown_lines(metrics),
-            "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
-            *_attack_lines(metrics),
-            *_test_set_lines(metrics),
-        ]
-    )
-
-
-def _raid_breakdown_lines(metrics: dict[str, Any]) -> list[str]:
-    """report.md's tables by RAID's decoding and attack, where the input has them."""
-    lines = []
-    if "by_decoding" in metrics["document"]:
-        lines += [
-            "## By decoding (at the decision threshold)",
-            "Each decoding strategy's machine documents together with all human documents, as by generator.",
-            _breakdown(metrics, "by_decoding", "decoding"),
-        ]
-    if "by_attack" in metrics["document"]:
-        lines += [
-            "## By attack (at the decision threshold)",
-            "The human and machine documents of each attack (`none`: unattacked).",
-            _breakdown(metrics, "by_attack", "attack"),
-        ]
-    return lines
-
-
 def _score_warning_lines(results: dict[str, dict[str, Any]]) -> list[str]:
-    """report.md's section on scores that look broken (predict.py's `score_warnings`), per model name ('' for
-    one model)."""
+    """report.md's section on scores that look broken (`score_warnings`), per model name ('' for one model)."""
     items = [
         f"- {name + ': ' if name else ''}{warning}"
         for name, r in results.items()
         for warning in r.get("score_warnings", [])
     ]
-    if not items:
-        return []
-    return [
-        "## Score warnings",
-        "The scores look broken; check the detector before trusting any number below.",
-        "\n".join(items),
-    ]
+    warning = "The scores look broken; check the detector before trusting any number below."
+    return ["## Score warnings", warning, "\n".join(items)] if items else []
 
 
 def _threshold_sentence(threshold: dict[str, Any]) -> str:
@@ -448,8 +388,7 @@ def _threshold_sentence(threshold: dict[str, Any]) -> str:
 
 def _selection_lines(metrics: dict[str, Any]) -> list[str]:
     """What each set of documents was used for (train.py's reports; predict.py's have no `selection`)."""
-    selection = metrics.get("selection")
-    if not selection:
+    if not (selection := metrics.get("selection")):
         return []
     return [
         "## What chose what",
@@ -480,9 +419,7 @@ def _test_set_lines(metrics: dict[str, Any]) -> list[str]:
         ]
         if "document" not in result:
             continue
-        lines += [_models_table(result), _breakdown(result, "by_domain", "domain")]
-        lines.append(_breakdown(result, "by_generator", "generator"))
-        lines += [_breakdown(result, key, column) for key, column in _breakdowns(result["document"])[2:]]
+        lines += [_models_table(result), *(_breakdown(result, *by) for by in _breakdowns(result["document"]))]
         if "attacks" in result:
             lines += [f"#### Test set `{name}` under attack", format_attack_summary(result["attacks"], markdown=True)]
     return lines
@@ -492,16 +429,10 @@ def write_plots(report_dir: Path, predictions: pd.DataFrame, metrics: dict[str, 
     """confusion_matrix.png at the decision threshold and roc.png (with the baseline when present)."""
     threshold = metrics["threshold"]["value"]
     labels = predictions["label"].to_numpy()
-    figure = Figure(figsize=(4.5, 4))
+    figure, preds = Figure(figsize=(4.5, 4)), (predictions["prob_machine"].to_numpy() >= threshold).astype(int)
     ConfusionMatrixDisplay.from_predictions(
-        labels,
-        (predictions["prob_machine"].to_numpy() >= threshold).astype(int),
-        labels=[0, 1],
-        display_labels=[LABEL_NAMES[0], LABEL_NAMES[1]],
-        colorbar=False,
-        ax=figure.subplots(),
-    )
-    figure.axes[0].set_title(f"Documents at threshold {threshold:.3f}")
+        labels, preds, labels=[0, 1], display_labels=list(LABEL_NAMES.values()), colorbar=False, ax=figure.subplots()
+    ).ax_.set_title(f"Documents at threshold {threshold:.3f}")
     save_figure(figure, report_dir / "confusion_matrix.png")
 
     curves = {"transformer": predictions["prob_machine"].to_numpy()}
@@ -544,27 +475,41 @@ def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: p
     write_plots(report_dir, predictions, metrics)
     if "attacks" in metrics:
         robustness.write_attack_chart(report_dir / "attacks.png", {"transformer": metrics["attacks"]})
-    write_text(report_dir / "report.md", format_report(metrics, title))
+    threshold = metrics["threshold"]
+    report = markdown(
+        [
+            f"# {title}",
+            f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
+            + _threshold_sentence(threshold),
+            *_score_warning_lines({"": metrics}),
+            *_selection_lines(metrics),
+            "## All documents",
+            *_document_tables(metrics),
+            *(
+                line
+                for key, column in _breakdowns(metrics["document"])
+                for line in (f"## By {column} (at the decision threshold)", BREAKDOWN_NOTES[column])
+                + (_breakdown(metrics, key, column),)
+                if line  # the domain section has no note
+            ),
+            "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
+            *_attack_lines(metrics),
+            *_test_set_lines(metrics),
+        ]
+    )
+    write_text(report_dir / "report.md", report)
 
 
 # ----------------------------------------------------------------------------------------------- comparison
 
 
-def _compared(comparison: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(name, evaluation) of each compared model, then the baseline."""
-    entries = list(comparison["models"].items())
-    if "baseline" in comparison:
-        entries.append((comparison["baseline"]["name"], comparison["baseline"]))
-    return entries
-
-
 def format_comparison_summary(comparison: dict[str, Any]) -> str:
     """A plain-text table: one row per model (and the baseline) on the same documents, each at its threshold."""
+    entries = _with_baseline(comparison["models"], comparison)
     rows = [
-        [name, f"{result['threshold']['value']:.4f}", *_summary_cells(result["document"])]
-        for name, result in _compared(comparison)
+        [name, f"{result['threshold']['value']:.4f}", *_summary_cells(result["document"])] for name, result in entries
     ]
-    origins = [f"{name}: {_threshold_origin(result['threshold'])}" for name, result in _compared(comparison)]
+    origins = [f"{name}: {_threshold_origin(result['threshold'])}" for name, result in entries]
     return "\n".join(
         [
             "Documents at each model's decision threshold (P(machine) >= threshold means machine):",
@@ -575,13 +520,13 @@ def format_comparison_summary(comparison: dict[str, Any]) -> str:
 
 
 def format_comparison_report(comparison: dict[str, Any], title: str) -> str:
-    entries = _compared(comparison)
-    rows = []
-    for name, result in entries:
-        threshold, window = result["threshold"], result.get("window")
-        shown_window = f"{window['max_length']} / {window['chunk_overlap']}" if window else "-"
-        cells = [name, f"{threshold['value']:.4f}", threshold["chosen_on"], shown_window]
-        rows.append(cells + _metric_cells(result["document"]))
+    entries = _with_baseline(comparison["models"], comparison)
+    rows = [
+        [name, f"{result['threshold']['value']:.4f}", result["threshold"]["chosen_on"]]
+        + [f"{window['max_length']} / {window['chunk_overlap']}" if (window := result.get("window")) else "-"]
+        + _metric_cells(result["document"])
+        for name, result in entries
+    ]
     paragraphs = [
         f"# {title}",
         "Every model scored the same documents, each with its own settings: a train.py model with its "
@@ -593,11 +538,10 @@ def format_comparison_report(comparison: dict[str, Any], title: str) -> str:
     ]
     for key, heading in _breakdowns(entries[0][1]["document"]):
         metrics_of = [result["document"][key] for _, result in entries]
-        values = sorted(set().union(*metrics_of))
         header = [heading, *(f"{name} {metric}" for name, _ in entries for metric in ("F1", "AUROC"))]
         table_rows = [
             [value, *(by_value.get(value, {}).get(m) for by_value in metrics_of for m in ("f1_macro", "auroc"))]
-            for value in values
+            for value in sorted(set().union(*metrics_of))
         ]
         paragraphs += [f"## By {heading} (at each model's threshold)", format_table(header, table_rows, True)]
     for name, result in entries:
@@ -653,6 +597,10 @@ def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) 
     read = data_summary.get("generators_by_domain")
     domains = sorted(read) if read is not None else data["train_domains"]
     generators = sorted({g for names in read.values() for g in names}) if read is not None else data["train_generators"]
+    rows = [
+        [name, *(data_summary[name][side][label] for side in ("train", "val") for label in ("human", "machine"))]
+        for name in ("documents", "chunks")
+    ]
     return [
         f"M4 domains {', '.join(domains)}; generators {', '.join(generators)}; "
         + (f"human posts from `{Path(str(reddit_file)).name}`. " if reddit_file else "no Reddit file. ")
@@ -668,53 +616,40 @@ def training_data_lines(data_summary: dict[str, Any], settings: dict[str, Any]) 
             if data.get("augment_attacks")  # absent in runs from before augmentation
             else ""
         ),
-        format_table(
-            ["", "train human", "train machine", "val human", "val machine"],
-            [
-                [name, *(counts[side][label] for side in ("train", "val") for label in ("human", "machine"))]
-                for name, counts in (("documents", data_summary["documents"]), ("chunks", data_summary["chunks"]))
-            ],
-            markdown=True,
-        ),
-    ]
-
-
-def _card_eval_results(metrics: dict[str, Any], data_report: dict[str, Any]) -> list[EvalResult]:
-    """The transformer's document metrics at its threshold, on validation and on each test set, as the Hub's
-    model-index entries."""
-    flow = data_report["split_flow"]
-    sets = [("validation", "m4", f"M4 validation ({FLOW_NAMES.get(flow, flow)})", metrics)]
-    sets += [("test", name, f"test set {name}", result) for name, result in metrics.get("test", {}).items()]
-    return [
-        EvalResult(
-            task_type="text-classification",
-            task_name="Machine-generated text detection",
-            dataset_type=dataset_type,
-            dataset_name=dataset_name,
-            dataset_split=split,
-            metric_type=metric_type,
-            metric_name=metric_name,
-            metric_value=value,
-            metric_config=f"documents, threshold {result['threshold']['value']:.4f}",
-        )
-        for split, dataset_type, dataset_name, result in sets
-        if "document" in result
-        for key, metric_type, metric_name in CARD_METRICS
-        if (value := result["document"].get(key)) is not None
+        format_table(["", "train human", "train machine", "val human", "val machine"], rows, markdown=True),
     ]
 
 
 def build_model_card(metrics: dict[str, Any], data_report: dict[str, Any], settings: dict[str, Any]) -> ModelCard:
     """The model directory's README.md; `settings` is training_config.json's `arguments` (by group)."""
     model, chunking = settings["model"]["model"], settings["chunking"]
-    threshold = metrics["threshold"]["value"]
+    threshold, flow = metrics["threshold"]["value"], data_report["split_flow"]
+    # The model-index entries: the transformer's document metrics at its threshold, on validation and each test set.
+    sets = [("validation", "m4", f"M4 validation ({FLOW_NAMES.get(flow, flow)})", metrics)]
+    sets += [("test", name, f"test set {name}", result) for name, result in metrics.get("test", {}).items()]
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag="text-classification",
         tags=["machine-generated-text-detection", "m4"],
         base_model=None if Path(model).exists() else model,  # a local directory means nothing on the Hub
         model_name=Path(settings["training"]["output_dir"]).name,
-        eval_results=_card_eval_results(metrics, data_report),
+        eval_results=[
+            EvalResult(
+                task_type="text-classification",
+                task_name="Machine-generated text detection",
+                dataset_type=dataset_type,
+                dataset_name=dataset_name,
+                dataset_split=split,
+                metric_type=metric_type,
+                metric_name=metric_name,
+                metric_value=value,
+                metric_config=f"documents, threshold {result['threshold']['value']:.4f}",
+            )
+            for split, dataset_type, dataset_name, result in sets
+            if "document" in result
+            for key, metric_type, metric_name in CARD_METRICS
+            if (value := result["document"].get(key)) is not None
+        ],
     )
     paragraphs = [
         "# Machine-generated text detector (human / machine)",

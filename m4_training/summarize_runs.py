@@ -55,24 +55,20 @@ def held_out(settings: dict[str, Any], flow: str) -> tuple[str | None, str | Non
     return None, None
 
 
-def _slice(document: dict[str, Any], key: str | None, value: str | None) -> dict[str, Any]:
-    return document if key is None else document[key].get(value, {})
-
-
 def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
     """The run's row of the hold-out table and its rows of the test-set table."""
     metrics = read_json(run_dir / "metrics.json")
     settings = read_json(run_dir / "training_config.json")
-    if missing := [name for name, value in (("metrics", metrics), ("training_config", settings)) if value is None]:
-        status = f"not finished (no {' or '.join(f'{name}.json' for name in missing)})"
-        return [run_dir.name, status, *[None] * (len(RUN_HEADER) - 2)], []
-    for name, value in (("metrics", metrics), ("training_config", settings)):
-        if not isinstance(value, dict):
-            raise UserError(f"--runs {run_dir}: {name}.json is not a JSON object (not written by train.py?)")
+    files = {"metrics.json": metrics, "training_config.json": settings}
+    if missing := [name for name, value in files.items() if value is None]:
+        return [run_dir.name, f"not finished (no {' or '.join(missing)})", *[None] * (len(RUN_HEADER) - 2)], []
+    if wrong := [name for name, value in files.items() if not isinstance(value, dict)]:
+        raise UserError(f"--runs {run_dir}: {wrong[0]} is not a JSON object (not written by train.py?)")
     flow = settings["data_summary"]["split_flow"]
     key, value = held_out(settings, flow)
-    part = _slice(metrics["document"], key, value)
-    baseline = _slice(metrics["baseline"]["document"], key, value) if "baseline" in metrics else {}
+    part = metrics["document"] if key is None else metrics["document"][key].get(value, {})
+    baseline = metrics["baseline"]["document"] if "baseline" in metrics else {}
+    baseline = baseline if key is None else baseline.get(key, {}).get(value, {})
     row = [run_dir.name, FLOW_NAMES.get(flow, flow), value or "-", part.get("n_human"), part.get("n_machine")]
     row += [metrics["threshold"]["value"], *_metric_cells(part, baseline)]
     tests = [
@@ -84,8 +80,7 @@ def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
 
 
 def _metric_cells(document: dict[str, Any], baseline: dict[str, Any]) -> list[Any]:
-    """The METRICS_HEADER cells: the transformer's F1, AUROC, FPR and TPR at 5% and 1% FPR, the baseline's F1 and
-    AUROC ('-' where a run from before TPR@FPR was reported lacks them)."""
+    """The METRICS_HEADER cells ('-' where a run from before TPR@FPR was reported lacks them)."""
     transformer = [document.get(k) for k in ("f1_macro", "auroc", "fpr_human", "tpr_at_fpr_5", "tpr_at_fpr_1")]
     return transformer + [baseline.get(k) for k in ("f1_macro", "auroc")]
 

@@ -19,14 +19,11 @@ ATTACK_METRICS = ("auroc", "tpr_at_fpr_5", "tpr_at_fpr_1", "human_fpr_at_fpr_5",
 
 
 def _document_scalars(prefix: str, document: dict[str, Any]) -> Iterator[tuple[str, float]]:
-    for name in TRACKED_METRICS:
-        if document.get(name) is not None:
-            yield f"{prefix}/{name}", float(document[name])
-    for breakdown in ("by_domain", "by_generator", "by_corpus"):
-        for value, part in document.get(breakdown, {}).items():
-            for name in TRACKED_METRICS:
-                if part.get(name) is not None:
-                    yield f"{prefix}/{breakdown}/{value}/{name}", float(part[name])
+    parts = {prefix: document}
+    for key in ("by_domain", "by_generator", "by_corpus"):
+        parts |= {f"{prefix}/{key}/{value}": part for value, part in document.get(key, {}).items()}
+    for path, part in parts.items():
+        yield from ((f"{path}/{name}", float(part[name])) for name in TRACKED_METRICS if part.get(name) is not None)
 
 
 def _evaluation_scalars(prefix: str, metrics: dict[str, Any]) -> Iterator[tuple[str, float]]:
@@ -35,15 +32,13 @@ def _evaluation_scalars(prefix: str, metrics: dict[str, Any]) -> Iterator[tuple[
     yield from _document_scalars(f"{prefix}document", metrics["document"])
     yield from _document_scalars(f"{prefix}document_at_0.5", metrics["document_at_0.5"])
     if "baseline" in metrics:
-        baseline = metrics["baseline"]
-        yield f"{prefix}baseline/threshold", float(baseline["threshold"]["value"])
-        yield from _document_scalars(f"{prefix}baseline/document", baseline["document"])
+        yield f"{prefix}baseline/threshold", float(metrics["baseline"]["threshold"]["value"])
+        yield from _document_scalars(f"{prefix}baseline/document", metrics["baseline"]["document"])
 
 
 def _attack_scalars(prefix: str, attacks: dict[str, Any]) -> Iterator[tuple[str, float]]:
     for name, part in {"clean": attacks["clean"], **attacks["by_attack"]}.items():
-        for key in ATTACK_METRICS:
-            yield f"{prefix}{name}/{key}", float(part[key])
+        yield from ((f"{prefix}{name}/{key}", float(part[key])) for key in ATTACK_METRICS)
 
 
 def tracker_scalars(metrics: dict[str, Any]) -> dict[str, float]:
