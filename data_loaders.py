@@ -275,13 +275,15 @@ def iter_csv(
         text_columns = set(columns) & {*TEXT_FIELDS, "human_text", "machine_text"}
         if raid is None:
             raid = "generation" in columns and (RAID_LABEL_COLUMN in columns or not text_columns)
-        if raid:
-            check_raid_header(report.path, columns, labels_required)
-        elif not text_columns:
-            raise UserError(
-                f"{report.path}: no text column ({', '.join(TEXT_FIELDS)}) in the CSV header; columns: "
-                + (", ".join(map(str, columns)) or "none")
-            )
+        if raid:  # a RAID CSV without the columns every document needs (and `model`, for labels) stops the run
+            needed = RAID_REQUIRED + ((RAID_LABEL_COLUMN,) if labels_required else ())
+            missing = [name for name in needed if name not in columns]
+            labels = " (labels come from model: human or a generator)" if RAID_LABEL_COLUMN in missing else ""
+            problem = f"RAID CSV without column {', '.join(missing)}{labels}" if missing else None
+        else:
+            problem = None if text_columns else f"no text column ({', '.join(TEXT_FIELDS)}) in the CSV header"
+        if problem:
+            raise UserError(f"{report.path}: {problem}; columns: {', '.join(map(str, columns)) or 'none'}")
         start = reader.line_num + 1
         for row in reader:
             report.rows += 1
@@ -292,18 +294,6 @@ def iter_csv(
             else:
                 yield start, raid_row(row) if raid else row
             start = reader.line_num + 1
-
-
-def check_raid_header(path: str, columns: Sequence[str], labels_required: bool) -> None:
-    """A RAID CSV without the columns every document needs (and `model`, for labels) stops the run."""
-    needed = RAID_REQUIRED + ((RAID_LABEL_COLUMN,) if labels_required else ())
-    if missing := [name for name in needed if name not in columns]:
-        raise UserError(
-            f"{path}: RAID CSV without column {', '.join(missing)}"
-            + (" (labels come from model: human or a generator)" if RAID_LABEL_COLUMN in missing else "")
-            + "; columns: "
-            + (", ".join(map(str, columns)) or "none")
-        )
 
 
 def raid_row(row: dict[str, str]) -> dict[str, Any]:
@@ -563,11 +553,10 @@ def read_m4_file(builder: _CorpusBuilder, path: Path, domain: str, generator: st
                 continue
             doc_generator = HUMAN_GENERATOR if label == HUMAN else generator
             indices.append(builder.add(text, label, domain, doc_generator, {"file": file, "line": line, "field": key}))
-        if indices:
-            report.used += 1
-            report.documents += len(indices)
+        report.used += bool(indices)
+        report.documents += len(indices)
         if len(indices) == 2:
-            builder.row_links.append((indices[0], indices[1]))
+            builder.row_links.append(tuple(indices))
     return report
 
 
