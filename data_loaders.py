@@ -66,6 +66,7 @@ MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
 _JSON_ARRAY_START = re.compile(rb"\[\s*[{\]]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # halves of UTF-16 surrogate pairs: code points UTF-8 cannot encode
 NORMALIZE_PIECE_CHARS = 1_000_000  # longer texts are normalised in pieces of this size
 # Leading bytes of compressed files, with the command that unpacks them.
 COMPRESSED_SIGNATURES = (
@@ -217,11 +218,7 @@ def open_input(path: Path) -> IO[bytes]:
 
 def has_lone_surrogate(value: Any) -> bool:
     """Whether any key or string of a JSON value holds half of a UTF-16 surrogate pair (valid JSON, not UTF-8)."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    return bool(_SURROGATE.search(json.dumps(value, ensure_ascii=False)))
 
 
 def parse_json_line(raw: bytes, objects_only: bool = True) -> tuple[Any, str | None]:
@@ -705,15 +702,6 @@ def _m4_row_documents(line: int, row: dict[str, Any], report: FileReport, m4_nam
         }
 
 
-def _open_source(source: str) -> tuple[str, IO[bytes]]:
-    """(name for messages, binary stream) of a file or of stdin."""
-    if source == "-":
-        stdin = getattr(sys.stdin, "buffer", None)
-        return "<stdin>", io.BytesIO(stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8"))
-    path = Path(source)
-    return str(path), open_input(path)
-
-
 def read_documents(
     source: str,
     input_format: str,
@@ -741,7 +729,11 @@ def read_documents(
         corpus = load_corpus(source, domains, generators, reddit_file, normalization, must_match=must_match)
         rows = [(d.doc_id, d.label, d.domain, d.generator, corpus.corpus_name(d), d.text) for d in corpus.documents]
         return pd.DataFrame(rows, columns=["id", "input_label", "domain", "generator", "corpus", "text"]), None
-    name, stream = _open_source(source)
+    if source == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        name, stream = "<stdin>", io.BytesIO(stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8"))
+    else:
+        name, stream = str(Path(source)), open_input(Path(source))
     with stream:
         head = stream.read(1000)
         stream.seek(0)
@@ -749,9 +741,8 @@ def read_documents(
         kind = detect_format(source, head) if input_format == "auto" else input_format
         report = FileReport(path=name, kind="input")
         if kind == "txt":
-            raw = stream.read()
             try:
-                content = raw.decode("utf-8-sig")
+                content = stream.read().decode("utf-8-sig")
             except UnicodeDecodeError as error:
                 raise UserError(f"{name}: not UTF-8 text (byte {error.start})") from error
             rows = [{"id": Path(name).stem if source != "-" else "stdin", "text": content, "line": 1}]
@@ -798,7 +789,6 @@ def _documents_frame(
         for row in rows:  # in place: each raw text is freed as its normalised text arrives, never both sets at once
             row["text"] = normalize_text(row["text"], normalization)
     frame = pd.DataFrame(rows, dtype=object)  # ids and labels pass through as given (no int -> float)
-    del rows
     frame["text"] = frame["text"].tolist()  # pandas' own string column, as for any list of texts
     return frame
 
