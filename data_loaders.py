@@ -437,9 +437,7 @@ def ignored_m4_files(data_dir: Path, read: set[Path], domains: list[str]) -> lis
     """The .jsonl files in data_dir that the run does not read, each with the reason (logged and reported)."""
     wanted_domains = {d.lower() for d in domains}
     ignored = []
-    for path in sorted(data_dir.glob("*.jsonl")):
-        if path.resolve() in read:
-            continue
+    for path in sorted(path for path in data_dir.glob("*.jsonl") if path.resolve() not in read):
         parsed = parse_m4_filename(path)
         if parsed is None:
             reason = "name is not <domain>_<generator>.jsonl"
@@ -601,11 +599,9 @@ def load_corpus(
             raise UserError(f"Reddit file not found: {reddit_path} (set --reddit_file, or --reddit_file none)")
         reddit = read_reddit_file(builder, reddit_path)
         if not reddit.used:
-            found = f"no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)})"
-            raise UserError(
-                f"{reddit_path}: {found if reddit.rows else 'holds no posts (no rows)'}; fix the file or pass "
-                "--reddit_file none"
-            )
+            problem = f"no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)})"
+            problem = problem if reddit.rows else "holds no posts (no rows)"
+            raise UserError(f"{reddit_path}: {problem}; fix the file or pass --reddit_file none")
         if clash := " ".join(sorted(set(reddit.domain.split(", ")) & {domain for _, domain, _ in selected})):
             message = "%s: posts whose source is %s join that M4 domain (give them their own source, e.g. %s)"
             logger.warning(message, reddit_path, clash, REDDIT_DOMAIN)
