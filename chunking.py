@@ -26,10 +26,9 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from data_loaders import Document, text_pieces
 from m4_training.cli import UserError
 
-# A text longer than this is encoded in pieces of about this many characters, cut before a space: the backend's
-# encoding of a whole text holds a string, offsets and more per token before the ids are read (gigabytes for
-# one 48 MB document). Each piece then starts with the space that precedes its first word, as in the whole
-# text, so the ids are the same for whitespace-delimited tokenizers (BPE, WordPiece, SentencePiece).
+# A text longer than this is encoded in pieces of about this many characters, cut before a space (the backend's
+# encoding of a whole text holds a string, offsets and more per token: gigabytes for one 48 MB document). Each piece
+# starts with the space before its first word, as in the whole text: the same ids for BPE, WordPiece, SentencePiece.
 LONG_TEXT_PIECE_CHARS = 100_000
 PIECES_PER_CALL = 16
 TEXT_SCHEMA = pa.schema([("doc_id", pa.int64()), ("text", pa.string()), ("label", pa.int64())])

@@ -55,9 +55,8 @@ PASSTHROUGH_FIELDS = ("domain", "generator")
 # Where a row has no `domain`/`generator`, these name them: SemEval-2024 Task 8 subtask A JSONL rows are
 # {text, label, model, source, id}.
 FIELD_ALIASES = {"domain": "source", "generator": "model"}
-# RAID's CSV layout (liamdugan/raid): one row per generation, human rows with model `human`; its test CSV has no
-# model (unlabelled). A CSV is read as RAID when its header has `generation` and either `model` or no text column
-# (or with --input_format raid).
+# RAID's CSV (liamdugan/raid): a row per generation, human ones with model `human`, no model in its test CSV. A CSV
+# is read as RAID's when its header has `generation` and `model` or no text column (or with --input_format raid).
 RAID_REQUIRED = ("id", "generation")
 RAID_LABEL_COLUMN = "model"
 # A RAID row's columns kept per document (predictions and metrics group by decoding and attack).

@@ -179,7 +179,7 @@ def canonicalize(text: str) -> str:
     if not foreign:
         return text.translate(tables.to_latin)
     words = list(_LETTER_RUN.finditer(text))
-    is_foreign = [bool(tables.foreign_letters.search(word[0])) for word in words] + [False]  # [-1]: no word
+    is_foreign = [bool(tables.foreign_letters.search(word[0])) for word in words]
     pieces, end = [], 0
     for i, word in enumerate(words):
         if is_foreign[i] or not tables.look_alike.search(word[0]):
