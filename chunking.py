@@ -137,9 +137,8 @@ def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: i
 def window_spec(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> WindowSpec:
     """The window for this tokenizer, with the special tokens it puts before and after a single text."""
     content = check_window(tokenizer, max_length, overlap)
-    probe = "hello"
-    wrapped = tokenizer(probe)["input_ids"]
-    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    wrapped = tokenizer("hello")["input_ids"]
+    bare = tokenizer("hello", add_special_tokens=False)["input_ids"]
     starts = [i for i in range(len(wrapped) - len(bare) + 1) if wrapped[i : i + len(bare)] == bare]
     if not bare or not starts or len(wrapped) - len(bare) != tokenizer.num_special_tokens_to_add(pair=False):
         raise UserError(f"{type(tokenizer).__name__} does not wrap a text in fixed special tokens; chunking needs one")
