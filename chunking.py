@@ -1,12 +1,9 @@
 """Overlapping token windows: every document becomes one or more chunks of at most `max_length` tokens.
 
-Each document is tokenised once, in batches, by the fast tokenizer's backend; the windows are cut from those
-token ids with numpy, so the chunks hold exactly the document's token sequence: nothing is decoded and
-tokenised again, and no token passes through Python one at a time.
-
-Not the tokenizer's own `return_overflowing_tokens=True` with `stride`: it gives the same windows, but took 1.46x
-the time on 20x the shared sample and cannot encode a long text in pieces (one 48 MB document: 130-170x its size in
-memory, against 8x here); measured 2026-12-05, BENCHMARKS.md.
+Each document is tokenised once, in batches, by the fast tokenizer's backend; the windows are cut from those token
+ids with numpy: nothing is tokenised again and no token passes through Python one at a time. Not the tokenizer's
+own `return_overflowing_tokens=True` with `stride`: the same windows, but 1.46x the time on 20x the shared sample,
+and no long text in pieces (one 48 MB document: 130-170x its size in memory, against 8x here); BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -29,10 +26,9 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from data_loaders import Document, text_pieces
 from m4_training.cli import UserError
 
-# A text longer than this is encoded in pieces of about this many characters, cut before a space: the backend's
-# encoding of a whole text holds a string, offsets and more per token before the ids are read (gigabytes for
-# one 48 MB document). Each piece then starts with the space that precedes its first word, as in the whole
-# text, so the ids are the same for whitespace-delimited tokenizers (BPE, WordPiece, SentencePiece).
+# A text longer than this is encoded in pieces of about this many characters, cut before a space (the backend's
+# encoding of a whole text holds a string, offsets and more per token: gigabytes for one 48 MB document). Each piece
+# starts with the space before its first word, as in the whole text: the same ids for BPE, WordPiece, SentencePiece.
 LONG_TEXT_PIECE_CHARS = 100_000
 PIECES_PER_CALL = 16
 TEXT_SCHEMA = pa.schema([("doc_id", pa.int64()), ("text", pa.string()), ("label", pa.int64())])
@@ -50,11 +46,9 @@ def text_dataset(
 ) -> Dataset:
     """The input of `chunk_documents`: columns doc_id (default: position), text, label (default: 0).
 
-    The Arrow table is built a batch at a time and given a fingerprint of its own: without one, `datasets` would
-    pickle the whole table to fingerprint it, tripling the peak memory of a large corpus. Nothing is cached
-    under that fingerprint (reusing prepared data is data_cache's job, with a complete key). The texts are
-    encoded to UTF-8 here: handed to Arrow as `str`, every non-ASCII text would keep a UTF-8 copy of itself
-    attached for as long as it lives (CPython caches the encoding it gives Arrow), a third more text memory.
+    The table gets a fingerprint of its own: else `datasets` would pickle it to make one, tripling the peak memory
+    of a large corpus (nothing is cached under it: that is data_cache's job). The texts are encoded to UTF-8 here:
+    handed to Arrow as `str`, a non-ASCII text keeps the UTF-8 copy CPython caches for as long as it lives.
     """
     doc_ids = np.arange(len(texts)) if doc_ids is None else np.asarray(doc_ids, dtype=np.int64)
     labels = np.zeros(len(texts), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
@@ -79,11 +73,8 @@ def column_array(dataset: Dataset, name: str) -> np.ndarray:
 
 
 def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
-    """The fast tokenizer's backend as it encodes whole documents: without truncation or padding.
-
-    transformers switches both on the shared backend for calls that ask for them and leaves them set; then a
-    copy without them is used, so the caller's tokenizer is never changed.
-    """
+    """The fast tokenizer's backend without truncation or padding (transformers leaves both set on the shared
+    backend after a call that asks for them; then a copy without them is used: the caller's stays as it is)."""
     backend = tokenizer.backend_tokenizer
     if backend.truncation is None and backend.padding is None:
         return backend
@@ -94,23 +85,9 @@ def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """A hash of everything that decides the token ids: vocabulary, merges, normaliser, special tokens.
-
-    The backend's truncation and padding settings are left out (transformers changes them per call): they are
-    switched off for the moment of serialising and put back as they were.
-    """
-    backend = tokenizer.backend_tokenizer
-    truncation, padding = backend.truncation, backend.padding
-    backend.no_truncation()
-    backend.no_padding()
-    try:
-        state = backend.to_str()
-    finally:
-        if truncation:
-            backend.enable_truncation(**truncation)
-        if padding:
-            backend.enable_padding(**padding)
-    return hashlib.sha256(f"{type(tokenizer).__name__}|{state}".encode()).hexdigest()
+    """A hash of everything that decides the token ids: vocabulary, merges, normaliser, special tokens (not the
+    truncation and padding that transformers changes per call)."""
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{plain_backend(tokenizer).to_str()}".encode()).hexdigest()
 
 
 def encode_long_text(backend: Tokenizer, text: str) -> np.ndarray:
@@ -160,9 +137,8 @@ def check_window(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: i
 def window_spec(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: int) -> WindowSpec:
     """The window for this tokenizer, with the special tokens it puts before and after a single text."""
     content = check_window(tokenizer, max_length, overlap)
-    probe = "hello"
-    wrapped = tokenizer(probe)["input_ids"]
-    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    wrapped = tokenizer("hello")["input_ids"]
+    bare = tokenizer("hello", add_special_tokens=False)["input_ids"]
     starts = [i for i in range(len(wrapped) - len(bare) + 1) if wrapped[i : i + len(bare)] == bare]
     if not bare or not starts or len(wrapped) - len(bare) != tokenizer.num_special_tokens_to_add(pair=False):
         raise UserError(f"{type(tokenizer).__name__} does not wrap a text in fixed special tokens; chunking needs one")
@@ -171,11 +147,8 @@ def window_spec(tokenizer: PreTrainedTokenizerBase, max_length: int, overlap: in
 
 
 def _window_layout(lengths: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For documents of `lengths` tokens: each window's document, first token and number of text tokens.
-
-    Windows advance by `content - overlap`; a document of n > content tokens gets 1 + ceil((n - content) / step)
-    windows, a shorter one (even an empty one) gets one.
-    """
+    """For documents of `lengths` tokens: each window's document, first token and number of text tokens (windows
+    advance by `content - overlap`; a document not longer than `content`, even an empty one, gets one)."""
     step = spec.content - spec.overlap
     n_windows = 1 + np.maximum(0, -(-(lengths - spec.content) // step))
     owners = np.repeat(np.arange(len(lengths)), n_windows)
@@ -185,10 +158,8 @@ def _window_layout(lengths: np.ndarray, spec: WindowSpec) -> tuple[np.ndarray, n
 
 
 def window_token_ranges(n_tokens: int, spec: WindowSpec) -> np.ndarray:
-    """[start, end) of each window of one document of `n_tokens` text tokens, in the order they are chunked.
-
-    The same arithmetic as `window_token_ids`, so the ranges are exactly the windows `chunk_documents` makes.
-    """
+    """[start, end) of each window of one document of `n_tokens` text tokens: the windows `chunk_documents` makes
+    (the same arithmetic as `window_token_ids`)."""
     _, starts, content_lengths = _window_layout(np.array([n_tokens], dtype=np.int64), spec)
     return np.stack([starts, starts + content_lengths], axis=1)
 
@@ -201,9 +172,8 @@ def encode_with_offsets(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]
 def window_token_ids(token_ids: Sequence[Sequence[int]], spec: WindowSpec) -> tuple[pa.ListArray, np.ndarray]:
     """Cut each document's tokens into windows; returns the windows and the index of each window's document.
 
-    Windows hold `spec.content` tokens and advance by `content - overlap`, so consecutive windows of a
-    document share exactly `overlap` tokens and only the last is shorter; a document without tokens gets
-    one window of special tokens. Done with index arithmetic over one flat array: no per-token Python.
+    Consecutive windows of a document share exactly `overlap` tokens and only the last is shorter; a document
+    without tokens gets one window of special tokens. Index arithmetic over one flat array: no per-token Python.
     """
     lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
     tokens = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int32, count=int(lengths.sum()))
@@ -254,10 +224,8 @@ def chunk_documents(
     desc: str = "Chunking",
     cache_file_name: str | None = None,
 ) -> Dataset:
-    """Tokenise documents into overlapping windows: columns input_ids, labels, doc_id, length.
-
-    With `cache_file_name` the chunks are written there and memory-mapped instead of held in RAM.
-    """
+    """Tokenise documents into overlapping windows: columns input_ids, labels, doc_id, length (written to
+    `cache_file_name` and memory-mapped, if given, instead of held in RAM)."""
     spec = window_spec(tokenizer, max_length, overlap)
     backend = plain_backend(tokenizer)
 
@@ -309,11 +277,8 @@ def label_counts(chunks: Dataset) -> dict[str, int]:
 
 
 class ChunkCollator(DataCollatorWithPadding):
-    """Pads a batch of chunks dynamically and passes on only what the model takes (plus `labels`).
-
-    The datasets keep `doc_id` and `length` (used by the length-grouped sampler), so the Trainer runs with
-    `remove_unused_columns=False` and this collator drops them.
-    """
+    """Pads a batch of chunks and passes on only what the model takes (plus `labels`): the Trainer runs with
+    `remove_unused_columns=False` to keep `doc_id` and `length` (for the length-grouped sampler)."""
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         keep = set(self.tokenizer.model_input_names) | {"labels"}

@@ -1,10 +1,8 @@
 """The one reader of every input: M4 files, Reddit files, labelled or plain JSONL/CSV, text files and stdin.
 
-train.py, predict.py, prepare_data.py and the page all read through this module, so they agree on text fields,
-labels and what makes a row unusable. Every row that does not become a document is counted by reason in its
-file's `FileReport`, with its line number, so the run's report can say where each row went. Documents are
-normalised, identical texts merged and each M4 row's human and machine texts grouped here; splits.py then
-splits the groups.
+Every entry point reads through this module, so they agree on text fields, labels and what makes a row unusable.
+Every row that does not become a document is counted by reason, with its line number, in its file's `FileReport`.
+Documents are normalised, identical texts merged and each M4 row's texts grouped here; splits.py splits the groups.
 """
 
 from __future__ import annotations
@@ -57,9 +55,8 @@ PASSTHROUGH_FIELDS = ("domain", "generator")
 # Where a row has no `domain`/`generator`, these name them: SemEval-2024 Task 8 subtask A JSONL rows are
 # {text, label, model, source, id}.
 FIELD_ALIASES = {"domain": "source", "generator": "model"}
-# RAID's CSV layout (liamdugan/raid): one row per generation, human rows with model `human`; its test CSV has no
-# model (unlabelled). A CSV is read as RAID when its header has `generation` and either `model` or no text column
-# (or with --input_format raid).
+# RAID's CSV (liamdugan/raid): a row per generation, human ones with model `human`, no model in its test CSV. A CSV
+# is read as RAID's when its header has `generation` and `model` or no text column (or with --input_format raid).
 RAID_REQUIRED = ("id", "generation")
 RAID_LABEL_COLUMN = "model"
 # A RAID row's columns kept per document (predictions and metrics group by decoding and attack).
@@ -68,6 +65,7 @@ MAX_LOGGED_SKIPS_PER_REASON = 5  # per file; every skip is counted in the report
 
 _DIGIT = re.compile(r"\d")
 _JSON_ARRAY_START = re.compile(rb"\[\s*[{\]]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # halves of UTF-16 surrogate pairs: code points UTF-8 cannot encode
 NORMALIZE_PIECE_CHARS = 1_000_000  # longer texts are normalised in pieces of this size
 # Leading bytes of compressed files, with the command that unpacks them.
 COMPRESSED_SIGNATURES = (
@@ -93,9 +91,8 @@ def normalize_text(text: str, normalization: TextNormalization) -> str:
     """The one normalisation shared by training, evaluation and prediction.
 
     Unicode is canonicalised first (optionally): a homoglyph or zero-width-space attack changes what a model sees
-    but not what a reader sees. Whitespace runs become one space: M4's human arXiv abstracts keep the source's hard
-    line breaks while the machine texts do not, and a detector should not learn that formatting artefact. Digits
-    optionally become 0 so that numbers do not act as a shortcut.
+    but not what a reader sees. Whitespace runs become one space: M4's human arXiv abstracts keep hard line breaks
+    that the machine texts lack, a formatting artefact. Digits optionally become 0 so numbers are no shortcut.
     """
     if len(text) > NORMALIZE_PIECE_CHARS:
         return _normalize_in_pieces(text, normalization)
@@ -110,11 +107,8 @@ def normalize_text(text: str, normalization: TextNormalization) -> str:
 
 
 def _normalize_in_pieces(text: str, normalization: TextNormalization) -> str:
-    """`normalize_text` of a huge text, a piece at a time.
-
-    On the whole text, str.split() and re.sub would make one Python string per word or match: about ten times
-    the text's size for one 48 MB document.
-    """
+    """`normalize_text` of a huge text, a piece at a time: on the whole text, str.split() and re.sub would make one
+    Python string per word or match, about ten times the text's size for one 48 MB document."""
     parts: list[str] = []
     space_before = False  # whether whitespace separates the next part from the last one
     for piece in text_pieces(text, NORMALIZE_PIECE_CHARS):
@@ -144,17 +138,15 @@ def canonical_generator(name: str) -> str:
 
 def parse_label(value: Any, missing: int | None = None) -> int | None:
     """0/1 as int, float or string, or "human"/"machine"; `missing` for an absent label; None if invalid."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if isinstance(value, str):
+        value = LABEL_WORDS.get(value.strip().lower(), value.strip() or None)
+    if value is None:
         return missing
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().lower() in LABEL_WORDS:
-        return LABEL_WORDS[value.strip().lower()]
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return int(number) if number in (0.0, 1.0) else None
+    return int(number) if number in (0.0, 1.0) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -225,11 +217,7 @@ def open_input(path: Path) -> IO[bytes]:
 
 def has_lone_surrogate(value: Any) -> bool:
     """Whether any key or string of a JSON value holds half of a UTF-16 surrogate pair (valid JSON, not UTF-8)."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    return bool(_SURROGATE.search(json.dumps(value, ensure_ascii=False)))
 
 
 def parse_json_line(raw: bytes, objects_only: bool = True) -> tuple[Any, str | None]:
@@ -283,13 +271,15 @@ def iter_csv(
         text_columns = set(columns) & {*TEXT_FIELDS, "human_text", "machine_text"}
         if raid is None:
             raid = "generation" in columns and (RAID_LABEL_COLUMN in columns or not text_columns)
-        if raid:
-            check_raid_header(report.path, columns, labels_required)
-        elif not text_columns:
-            raise UserError(
-                f"{report.path}: no text column ({', '.join(TEXT_FIELDS)}) in the CSV header; columns: "
-                + (", ".join(map(str, columns)) or "none")
-            )
+        if raid:  # a RAID CSV without the columns every document needs (and `model`, for labels) stops the run
+            needed = RAID_REQUIRED + ((RAID_LABEL_COLUMN,) if labels_required else ())
+            missing = [name for name in needed if name not in columns]
+            labels = " (labels come from model: human or a generator)" if RAID_LABEL_COLUMN in missing else ""
+            problem = f"RAID CSV without column {', '.join(missing)}{labels}" if missing else None
+        else:
+            problem = None if text_columns else f"no text column ({', '.join(TEXT_FIELDS)}) in the CSV header"
+        if problem:
+            raise UserError(f"{report.path}: {problem}; columns: {', '.join(map(str, columns)) or 'none'}")
         start = reader.line_num + 1
         for row in reader:
             report.rows += 1
@@ -300,18 +290,6 @@ def iter_csv(
             else:
                 yield start, raid_row(row) if raid else row
             start = reader.line_num + 1
-
-
-def check_raid_header(path: str, columns: Sequence[str], labels_required: bool) -> None:
-    """A RAID CSV without the columns every document needs (and `model`, for labels) stops the run."""
-    needed = RAID_REQUIRED + ((RAID_LABEL_COLUMN,) if labels_required else ())
-    if missing := [name for name in needed if name not in columns]:
-        raise UserError(
-            f"{path}: RAID CSV without column {', '.join(missing)}"
-            + (" (labels come from model: human or a generator)" if RAID_LABEL_COLUMN in missing else "")
-            + "; columns: "
-            + (", ".join(map(str, columns)) or "none")
-        )
 
 
 def raid_row(row: dict[str, str]) -> dict[str, Any]:
@@ -349,10 +327,6 @@ def extract_text(row: dict[str, Any], fields: tuple[str, ...]) -> tuple[str | No
     return value, key, None
 
 
-def is_m4_row(row: dict[str, Any]) -> bool:
-    return "human_text" in row or "machine_text" in row
-
-
 def m4_row_texts(row: dict[str, Any]) -> Iterator[tuple[str, int, str | None, str, str | None]]:
     """(role, label, text, field, skip reason) of an M4 row's human and of its machine text."""
     for role, label, fields in (("human", HUMAN, HUMAN_TEXT_FIELDS), ("machine", MACHINE, MACHINE_TEXT_FIELDS)):
@@ -364,10 +338,8 @@ def m4_row_texts(row: dict[str, Any]) -> Iterator[tuple[str, int, str | None, st
 
 def parse_m4_filename(path: Path) -> tuple[str, str] | None:
     """`<domain>_<generator>.jsonl` -> (domain, canonical generator); domains may contain '-' but not '_'."""
-    domain, sep, generator = path.stem.rpartition("_")
-    if not sep or not domain or not generator:
-        return None
-    return domain.lower(), canonical_generator(generator)
+    domain, _, generator = path.stem.rpartition("_")
+    return (domain.lower(), canonical_generator(generator)) if domain and generator else None
 
 
 def m4_files(directory: Path) -> list[tuple[Path, str, str]]:
@@ -418,14 +390,6 @@ def check_requested_names(
         raise UserError(f"{where}: " + "; ".join(problems))
 
 
-def check_local_inputs(data_dir: str | Path | None, reddit_file: str | Path | None) -> None:
-    """The M4 directory and the Reddit file exist: checked first, before anything is fetched from the Hub."""
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
-    if reddit_file and not os.path.lexists(reddit_file):
-        raise UserError(f"Reddit file not found: {reddit_file} (set --reddit_file, or --reddit_file none)")
-
-
 def find_m4_files(
     data_dir: Path,
     domains: list[str],
@@ -435,12 +399,12 @@ def find_m4_files(
 ) -> list[tuple[Path, str, str]]:
     """The M4 files for the requested domains and generators, matched case-insensitively and by alias.
 
-    `must_match`: the names that must each match some file; None means every requested domain and generator, as
-    --train_domains/--train_generators. Pairs without a file are only logged (a default list need not be present
-    in every directory): `warn_missing` False for a second look-up in the same run (the data cache's key is
-    computed first), so the warning is printed once.
+    `must_match`: the names that must each match some file (None: all of --train_domains/--train_generators).
+    Pairs without a file are only logged (a default list need not be all there), unless `warn_missing` is False:
+    a second look-up in the same run (the data cache's key is computed first), so the warning is printed once.
     """
-    check_local_inputs(data_dir, None)
+    if not data_dir.is_dir():
+        raise UserError(f"M4 data directory not found: {data_dir} (set --data_dir)")
     available = m4_files(data_dir)
     if not available:
         raise UserError(f"no <domain>_<generator>.jsonl files in {data_dir} (files there: {files_there(data_dir)})")
@@ -472,9 +436,7 @@ def ignored_m4_files(data_dir: Path, read: set[Path], domains: list[str]) -> lis
     """The .jsonl files in data_dir that the run does not read, each with the reason (logged and reported)."""
     wanted_domains = {d.lower() for d in domains}
     ignored = []
-    for path in sorted(data_dir.glob("*.jsonl")):
-        if path.resolve() in read:
-            continue
+    for path in sorted(path for path in data_dir.glob("*.jsonl") if path.resolve() not in read):
         parsed = parse_m4_filename(path)
         if parsed is None:
             reason = "name is not <domain>_<generator>.jsonl"
@@ -484,12 +446,8 @@ def ignored_m4_files(data_dir: Path, read: set[Path], domains: list[str]) -> lis
             reason = f"generator {parsed[1]} not in --train_generators"
         ignored.append({"path": str(path), "reason": reason})
     if ignored:
-        logger.info(
-            "Not reading %s in %s: %s",
-            counted(len(ignored), "file"),
-            data_dir,
-            "; ".join(f"{Path(entry['path']).name} ({entry['reason']})" for entry in ignored),
-        )
+        names = "; ".join(f"{Path(entry['path']).name} ({entry['reason']})" for entry in ignored)
+        logger.info("Not reading %s in %s: %s", counted(len(ignored), "file"), data_dir, names)
     return ignored
 
 
@@ -533,10 +491,8 @@ class _CorpusBuilder:
 
     def add(self, text: str, label: int, domain: str, generator: str, source: dict[str, Any]) -> int:
         text = normalize_text(text, self.normalization)
-        index = self.index_by_text.get(text)
-        if index is None:
-            index = len(self.documents)
-            self.index_by_text[text] = index
+        index = self.index_by_text.setdefault(text, len(self.documents))
+        if index == len(self.documents):
             self.documents.append(Document(index, text, label, domain, generator, [source]))
             return index
         existing = self.documents[index]
@@ -551,11 +507,8 @@ class _CorpusBuilder:
         keep = [doc for doc in self.documents if doc.doc_id not in self.conflicting]
         conflicting_occurrences = sum(len(self.documents[i].sources) for i in self.conflicting)
         if self.conflicting:
-            logger.warning(
-                "Dropped %s (%s) that appear both as human and as machine text",
-                counted(len(self.conflicting), "text"),
-                counted(conflicting_occurrences, "occurrence"),
-            )
+            texts, occurrences = counted(len(self.conflicting), "text"), counted(conflicting_occurrences, "occurrence")
+            logger.warning("Dropped %s (%s) that appear both as human and as machine text", texts, occurrences)
         links = [link for link in self.row_links if not self.conflicting.intersection(link)]
         assign_groups(keep, links, len(self.documents))
         generators: dict[str, set[str]] = defaultdict(set)
@@ -594,11 +547,10 @@ def read_m4_file(builder: _CorpusBuilder, path: Path, domain: str, generator: st
                 continue
             doc_generator = HUMAN_GENERATOR if label == HUMAN else generator
             indices.append(builder.add(text, label, domain, doc_generator, {"file": file, "line": line, "field": key}))
-        if indices:
-            report.used += 1
-            report.documents += len(indices)
+        report.used += bool(indices)
+        report.documents += len(indices)
         if len(indices) == 2:
-            builder.row_links.append((indices[0], indices[1]))
+            builder.row_links.append(tuple(indices))
     return report
 
 
@@ -642,41 +594,28 @@ def load_corpus(
     files = [read_m4_file(builder, p, d, g) for p, d, g in selected]
     if reddit_file:
         reddit_path = Path(reddit_file)
-        check_local_inputs(None, reddit_path)
+        if not os.path.lexists(reddit_path):
+            raise UserError(f"Reddit file not found: {reddit_path} (set --reddit_file, or --reddit_file none)")
         reddit = read_reddit_file(builder, reddit_path)
         if not reddit.used:
-            found = f"no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)})"
-            raise UserError(
-                f"{reddit_path}: {found if reddit.rows else 'holds no posts (no rows)'}; fix the file or pass "
-                "--reddit_file none"
-            )
-        if clash := set(reddit.domain.split(", ")) & {domain for _, domain, _ in selected}:
-            logger.warning(
-                "%s: posts whose source is %s join that M4 domain (give them their own source, e.g. %s)",
-                reddit_path,
-                " ".join(sorted(clash)),
-                REDDIT_DOMAIN,
-            )
+            problem = f"no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)})"
+            problem = problem if reddit.rows else "holds no posts (no rows)"
+            raise UserError(f"{reddit_path}: {problem}; fix the file or pass --reddit_file none")
+        if clash := " ".join(sorted(set(reddit.domain.split(", ")) & {domain for _, domain, _ in selected})):
+            message = "%s: posts whose source is %s join that M4 domain (give them their own source, e.g. %s)"
+            logger.warning(message, reddit_path, clash, REDDIT_DOMAIN)
         files.append(reddit)
     for report in files:
-        logger.info(
-            "%s: %s, %d used, %s%s",
-            report.path,
-            counted(report.rows, "row"),
-            report.used,
-            counted(report.documents, "document"),
-            f", skipped {dict(report.skipped)}" if report.skipped else "",
-        )
+        rows, documents = counted(report.rows, "row"), counted(report.documents, "document")
+        skipped = f", skipped {dict(report.skipped)}" if report.skipped else ""
+        logger.info("%s: %s, %d used, %s%s", report.path, rows, report.used, documents, skipped)
     corpus = builder.build(files)
     corpus.ignored_files = ignored_m4_files(Path(data_dir), {Path(r.path).resolve() for r in files}, domains)
     if not corpus.documents:
         raise UserError("no usable rows in the selected files: " + ", ".join(r.path for r in files))
-    logger.info(
-        "Loaded %s (%s merged, %s)",
-        counted(len(corpus.documents), "document"),
-        counted(corpus.duplicates_removed, "duplicate"),
-        counted(len({doc.group_id for doc in corpus.documents}), "group"),
-    )
+    documents, duplicates = counted(len(corpus.documents), "document"), counted(corpus.duplicates_removed, "duplicate")
+    groups = counted(len({doc.group_id for doc in corpus.documents}), "group")
+    logger.info("Loaded %s (%s merged, %s)", documents, duplicates, groups)
     return corpus
 
 
@@ -714,7 +653,7 @@ def iter_json_array(source: IO[bytes], report: FileReport) -> Iterator[tuple[int
 def _scoring_rows(rows: Iterable[tuple[int, dict[str, Any]]], report: FileReport, m4_names: tuple[str, str] | None):
     """Documents of plain rows ({"text", ...}: one each) and of M4 rows (human_text/machine_text: two each)."""
     for line, row in rows:
-        if is_m4_row(row):
+        if "human_text" in row or "machine_text" in row:
             yield from _m4_row_documents(line, row, report, m4_names)
             continue
         text, _, problem = extract_text(row, TEXT_FIELDS)
@@ -726,10 +665,8 @@ def _scoring_rows(rows: Iterable[tuple[int, dict[str, Any]]], report: FileReport
         if row.get("label") not in (None, ""):
             document["input_label"] = row["label"]
         for key in PASSTHROUGH_FIELDS + RAID_EXTRA_FIELDS:
-            value = row.get(key)
-            if value in (None, "") and key in FIELD_ALIASES:
-                value = row.get(FIELD_ALIASES[key])
-            if value not in (None, ""):
+            value = next((row[k] for k in (key, FIELD_ALIASES.get(key)) if row.get(k) not in (None, "")), None)
+            if value is not None:
                 document[key] = value
         yield document
 
@@ -760,15 +697,6 @@ def _m4_row_documents(line: int, row: dict[str, Any], report: FileReport, m4_nam
         }
 
 
-def _open_source(source: str) -> tuple[str, IO[bytes]]:
-    """(name for messages, binary stream) of a file or of stdin."""
-    if source == "-":
-        stdin = getattr(sys.stdin, "buffer", None)
-        return "<stdin>", io.BytesIO(stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8"))
-    path = Path(source)
-    return str(path), open_input(path)
-
-
 def read_documents(
     source: str,
     input_format: str,
@@ -783,15 +711,24 @@ def read_documents(
     """The documents to score in `source` (a file, '-' for stdin, or an M4 data directory), texts normalised.
 
     One row per document: `id`, `text` and, where the input has them, `input_label`, `domain`, `generator`,
-    `corpus`. Returns the file's report of skipped rows too (None for an M4 directory, whose files are read
-    exactly as train.py reads them; `must_match` as in `find_m4_files`). `normalize=False` keeps a file's texts
-    as written (for a model trained without this project's normalisation); an M4 directory's documents are always
-    whitespace-normalised, as its de-duplication compares normalised texts. A RAID CSV (`input_format` raid, or a
-    CSV with RAID's header) must have the columns its documents need, and `model` when `labels_required`.
+    `corpus`; and the file's report of skipped rows (None for an M4 directory, read exactly as train.py reads it).
+    `normalize=False` keeps a file's texts as written (an M4 directory's are always normalised: its de-duplication
+    compares normalised texts). A RAID CSV must have the columns its documents need, and `model` when
+    `labels_required`.
     """
     if input_format == "m4_dir" or (input_format == "auto" and source != "-" and Path(source).is_dir()):
-        return _m4_dir_documents(source, domains, generators, reddit_file, normalization, must_match), None
-    name, stream = _open_source(source)
+        if not domains or not generators:
+            raise UserError(
+                "an M4 data directory needs --domains and --generators (or a training_config.json with them)"
+            )
+        corpus = load_corpus(source, domains, generators, reddit_file, normalization, must_match=must_match)
+        rows = [(d.doc_id, d.label, d.domain, d.generator, corpus.corpus_name(d), d.text) for d in corpus.documents]
+        return pd.DataFrame(rows, columns=["id", "input_label", "domain", "generator", "corpus", "text"]), None
+    if source == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        name, stream = "<stdin>", io.BytesIO(stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8"))
+    else:
+        name, stream = str(Path(source)), open_input(Path(source))
     with stream:
         head = stream.read(1000)
         stream.seek(0)
@@ -799,9 +736,8 @@ def read_documents(
         kind = detect_format(source, head) if input_format == "auto" else input_format
         report = FileReport(path=name, kind="input")
         if kind == "txt":
-            raw = stream.read()
             try:
-                content = raw.decode("utf-8-sig")
+                content = stream.read().decode("utf-8-sig")
             except UnicodeDecodeError as error:
                 raise UserError(f"{name}: not UTF-8 text (byte {error.start})") from error
             rows = [{"id": Path(name).stem if source != "-" else "stdin", "text": content, "line": 1}]
@@ -823,15 +759,14 @@ def read_objects(
 ) -> tuple[pd.DataFrame, FileReport]:
     """`read_documents` of JSON objects held in memory (the HTTP API's items), read as the lines of a JSONL file
     named `name`: an object's line is its position from 1."""
-    report = FileReport(path=name, kind="input")
+    report = FileReport(path=name, kind="input", rows=len(objects))
 
     def numbered() -> Iterator[tuple[int, dict[str, Any]]]:
         for line, row in enumerate(objects, start=1):
-            report.rows += 1
             if has_lone_surrogate(row):  # as parse_json_line skips such a line
                 report.skip(line, "lone_surrogate")
-                continue
-            yield line, row
+            else:
+                yield line, row
 
     return _documents_frame(list(_scoring_rows(numbered(), report, None)), report, normalize, normalization), report
 
@@ -849,24 +784,8 @@ def _documents_frame(
         for row in rows:  # in place: each raw text is freed as its normalised text arrives, never both sets at once
             row["text"] = normalize_text(row["text"], normalization)
     frame = pd.DataFrame(rows, dtype=object)  # ids and labels pass through as given (no int -> float)
-    del rows
     frame["text"] = frame["text"].tolist()  # pandas' own string column, as for any list of texts
     return frame
-
-
-def _m4_dir_documents(
-    data_dir: str,
-    domains: list[str] | None,
-    generators: list[str] | None,
-    reddit_file: str | None,
-    normalization: TextNormalization,
-    must_match: Sequence[RequestedNames] | None,
-) -> pd.DataFrame:
-    if not domains or not generators:
-        raise UserError("an M4 data directory needs --domains and --generators (or a training_config.json with them)")
-    corpus = load_corpus(data_dir, domains, generators, reddit_file, normalization, must_match=must_match)
-    rows = [(d.doc_id, d.label, d.domain, d.generator, corpus.corpus_name(d), d.text) for d in corpus.documents]
-    return pd.DataFrame(rows, columns=["id", "input_label", "domain", "generator", "corpus", "text"])
 
 
 def labels_of(frame: pd.DataFrame, required: bool = True) -> pd.Series:
@@ -882,10 +801,7 @@ def labels_of(frame: pd.DataFrame, required: bool = True) -> pd.Series:
         doc_id, value = frame["id"][invalid].iloc[0], given[invalid].iloc[0]
         if required:
             raise UserError(f"document {doc_id}: label {value!r} is not 0/1 or human/machine")
-        logger.warning(
-            "Labels that are not 0/1 or human/machine, read as unlabelled: %s (document %s: %r)",
-            counted(int(invalid.sum()), "document"),
-            doc_id,
-            value,
-        )
+        documents = counted(int(invalid.sum()), "document")
+        message = "Labels that are not 0/1 or human/machine, read as unlabelled: %s (document %s: %r)"
+        logger.warning(message, documents, doc_id, value)
     return labels

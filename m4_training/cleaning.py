@@ -1,10 +1,8 @@
-"""Cleaning of raw web text before it becomes training data: one function, `clean_text`, for every source.
+"""Cleaning of raw web text (prepare_data.py, run once on the raw files): `clean_text` for every source.
 
-This is the data-preparation stage (prepare_data.py), run once on the raw files. It removes markup that
-tells a detector where a text came from rather than who wrote it: M4's human arXiv abstracts carry LaTeX
-and the Reddit dumps carry HTML entities, markdown and links, while machine texts rarely do. The lighter,
-training-time normalisation (whitespace, digits) is `data_loaders.normalize_text`, applied later to
-every text, prepared or not.
+It removes markup that tells a detector where a text came from rather than who wrote it: M4's human arXiv abstracts
+carry LaTeX and the Reddit dumps carry HTML entities, markdown and links, while machine texts rarely do. The
+training-time normalisation (whitespace, digits, `canonicalize`) is `data_loaders.normalize_text`.
 """
 
 from __future__ import annotations
@@ -18,43 +16,53 @@ from typing import NamedTuple
 # Entities escaped more than once (`&amp;amp;lt;`) need one html.unescape per level.
 MAX_UNESCAPE_ROUNDS = 5
 
-_FENCED_CODE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
-_HTML_CODE_BLOCK = re.compile(r"<(pre|code)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_INLINE_CODE = re.compile(r"`([^`\n]+)`")
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-_HTML_BREAK = re.compile(r"<\s*(br|/p|p|/div|div|/li|li|/h[1-6])\b[^>]*>", re.IGNORECASE)
-# A tag starts with a letter (or `/` + letter): "a < b > c" in prose is left alone.
-_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
-_LATEX_DISPLAY = re.compile(
-    r"\$\$.+?\$\$|\\\[.+?\\\]|\\\(.+?\\\)|\\begin\{(equation|align|eqnarray|math|displaymath|gather|multline)\*?\}"
-    r".*?\\end\{\1\*?\}",
-    re.DOTALL,
+# What `clean_text` removes, in this order (an unmatched group of a replacement is empty): code blocks go before
+# tags and markdown (their content is not prose), URLs go before emphasis (their underscores are not emphasis).
+_MARKUP = (
+    (re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL), "\n"),  # fenced code
+    (re.compile(r"<(pre|code)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL), " "),
+    (re.compile(r"`([^`\n]+)`"), r"\1"),
+    (re.compile(r"<!--.*?-->", re.DOTALL), " "),
+    (re.compile(r"<\s*(br|/p|p|/div|div|/li|li|/h[1-6])\b[^>]*>", re.IGNORECASE), "\n"),
+    # A tag starts with a letter (or `/` + letter): "a < b > c" in prose is left alone.
+    (re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"), ""),
+    (
+        re.compile(
+            r"\$\$.+?\$\$|\\\[.+?\\\]|\\\(.+?\\\)|\\begin\{(equation|align|eqnarray|math|displaymath|gather|multline)"
+            r"\*?\}.*?\\end\{\1\*?\}",
+            re.DOTALL,
+        ),
+        " ",
+    ),
+    # Pandoc's rule for inline math: `$` + non-space ... non-space + `$` not followed by a digit, within one
+    # paragraph (arXiv abstracts wrap lines inside math), so prices and tickers ("$5 and $10", "$GME") stay.
+    (re.compile(r"(?<![\\$])\$(?=\S)(?:[^$\n]|\n(?![ \t]*\n)){1,300}?(?<=\S)\$(?!\d)"), " "),
+    # LaTeX commands outside math: references go, formatting keeps its argument (`\emph{x}` -> `x`, `\msun` -> ``).
+    (re.compile(r"\\(?:cite[pt]?|ref|eqref|label|url|footnote)\*?\{[^{}]*\}"), " "),
+    (re.compile(r"\\[A-Za-z]+\*?(?:\{([^{}\n]*)\})?"), r"\1"),
+    (re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)"), r"\1"),  # markdown image
+    (re.compile(r"\[([^\]\n]+)\]\([^)\n]*\)|\[([^\]\n]+)\]\[[^\]\n]*\]"), r"\1\2"),  # markdown link
+    (re.compile(r"^[ \t]*\[[^\]\n]+\]:[ \t]*\S+.*$", re.MULTILINE), ""),  # markdown link definition
+    # A URL's last character is not sentence punctuation ("see www.x.org." keeps its full stop).
+    (re.compile(r"<?\b(?:https?://|ftp://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"]>?", re.IGNORECASE), " "),
+    (re.compile(r"^[ \t]*#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.MULTILINE), r"\1"),  # markdown header
+    (re.compile(r"^[ \t]*(?:[-=*_][ \t]*){3,}$", re.MULTILINE), ""),  # markdown rule
+    (re.compile(r"^[ \t]*(?:>[ \t]?)+", re.MULTILINE), ""),  # blockquote
+    # `**` is never literal in prose, so a bold span may have spaces inside; `__` may be (`__init__`), so not.
+    (re.compile(r"\*\*(.+?)\*\*|__(?=\S)(.+?)(?<=\S)__", re.DOTALL), r"\1\2"),
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~", re.DOTALL), r"\1"),  # strike-through
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # italic
+    # Underscores inside words (snake_case) are not emphasis.
+    (re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])"), r"\1"),
+    # Then whitespace: line breaks made "\n", invisible characters removed, a run of whitespace other than line
+    # breaks made one space (a single space is left alone: matching every space would make one Python string per
+    # word of the text in re.sub, ten times its size for a 48 MB document), lines trimmed, at most one blank line.
+    (re.compile(r"\r\n?"), "\n"),
+    (re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]"), ""),
+    (re.compile(r"[^\S\n]{2,}|[^\S\n ]"), " "),
+    (re.compile(r" ?\n ?"), "\n"),
+    (re.compile(r"\n{3,}"), "\n\n"),
 )
-# Pandoc's rule for inline math: `$` + non-space ... non-space + `$` not followed by a digit, within one
-# paragraph (arXiv abstracts wrap lines inside math), so prices and tickers ("$5 and $10", "$GME") stay.
-_LATEX_INLINE = re.compile(r"(?<![\\$])\$(?=\S)(?:[^$\n]|\n(?![ \t]*\n)){1,300}?(?<=\S)\$(?!\d)")
-# LaTeX commands outside math: references go, formatting keeps its argument (`\emph{x}` -> `x`, `\msun` -> ``).
-_LATEX_REFERENCE = re.compile(r"\\(?:cite[pt]?|ref|eqref|label|url|footnote)\*?\{[^{}]*\}")
-_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+\*?(?:\{([^{}\n]*)\})?")
-_MARKDOWN_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
-_MARKDOWN_LINK = re.compile(r"\[([^\]\n]+)\]\([^)\n]*\)|\[([^\]\n]+)\]\[[^\]\n]*\]")
-_MARKDOWN_LINK_DEFINITION = re.compile(r"^[ \t]*\[[^\]\n]+\]:[ \t]*\S+.*$", re.MULTILINE)
-# A URL's last character is not sentence punctuation ("see www.x.org." keeps its full stop).
-_URL = re.compile(r"<?\b(?:https?://|ftp://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"]>?", re.IGNORECASE)
-_MARKDOWN_HEADER = re.compile(r"^[ \t]*#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.MULTILINE)
-_MARKDOWN_SETEXT_RULE = re.compile(r"^[ \t]*(?:[-=*_][ \t]*){3,}$", re.MULTILINE)
-_BLOCKQUOTE = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.MULTILINE)
-# `**` is never literal in prose, so a bold span may have spaces inside; `__` may be (`__init__`), so not.
-_BOLD = re.compile(r"\*\*(.+?)\*\*|__(?=\S)(.+?)(?<=\S)__", re.DOTALL)
-_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~", re.DOTALL)
-_ITALIC_STAR = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
-# Underscores inside words (snake_case) are not emphasis.
-_ITALIC_UNDERSCORE = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
-# A run of whitespace other than line breaks; a single space is left alone (matching every space would make one
-# Python string per word of the text in re.sub: ten times its size for a 48 MB document).
-_SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
-_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def unescape_entities(text: str) -> str:
@@ -67,48 +75,13 @@ def unescape_entities(text: str) -> str:
     return text
 
 
-def _strip_markdown(text: str) -> str:
-    text = _MARKDOWN_HEADER.sub(r"\1", text)
-    text = _MARKDOWN_SETEXT_RULE.sub("", text)
-    text = _BLOCKQUOTE.sub("", text)
-    text = _BOLD.sub(lambda match: match.group(1) or match.group(2), text)
-    text = _STRIKE.sub(r"\1", text)
-    text = _ITALIC_STAR.sub(r"\1", text)
-    return _ITALIC_UNDERSCORE.sub(r"\1", text)
-
-
-def _normalize_whitespace(text: str) -> str:
-    """Runs of spaces become one space, lines are trimmed, and at most one blank line separates paragraphs."""
-    text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _SPACES.sub(" ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    return _BLANK_LINES.sub("\n\n", text).strip()
-
-
 def clean_text(text: str) -> str:
-    """Remove markup from one text; the order matters.
-
-    Entities are decoded first (an escaped `&lt;b&gt;` is a tag too), code blocks go before tags and
-    markdown (their content is not prose), URLs go before emphasis (their underscores are not emphasis),
-    and whitespace is normalised last.
-    """
+    """Remove markup from one text: entities are decoded first (an escaped `&lt;b&gt;` is a tag too), then
+    each of `_MARKUP` in turn."""
     text = unescape_entities(text)
-    text = _FENCED_CODE.sub("\n", text)
-    text = _HTML_CODE_BLOCK.sub(" ", text)
-    text = _INLINE_CODE.sub(r"\1", text)
-    text = _HTML_COMMENT.sub(" ", text)
-    text = _HTML_BREAK.sub("\n", text)
-    text = _HTML_TAG.sub("", text)
-    text = _LATEX_DISPLAY.sub(" ", text)
-    text = _LATEX_INLINE.sub(" ", text)
-    text = _LATEX_REFERENCE.sub(" ", text)
-    text = _LATEX_COMMAND.sub(lambda match: match.group(1) or "", text)
-    text = _MARKDOWN_IMAGE.sub(r"\1", text)
-    text = _MARKDOWN_LINK.sub(lambda match: match.group(1) or match.group(2), text)
-    text = _MARKDOWN_LINK_DEFINITION.sub("", text)
-    text = _URL.sub(" ", text)
-    text = _strip_markdown(text)
-    return _normalize_whitespace(text)
+    for pattern, replacement in _MARKUP:
+        text = pattern.sub(replacement, text)
+    return text.strip()
 
 
 # Canonicalisation: edits that change a text's characters but not what a reader sees (RAID's homoglyph and
@@ -132,9 +105,8 @@ _LETTER_RUN = re.compile(r"[^\W\d_]+")
 def _char_class(ranges: list[tuple[int, int]], astral: bool = False) -> str:
     """The inside of a [] class: the ranges below U+10000, or (astral) the part of them from U+10000.
 
-    re tests a class of code points below U+10000 against a bitmap, but one with a code point above it range
-    after range: ten times slower on every character of every text. Look-alikes above U+FFFF (Carian, Old
-    Italic, ... letters that few fonts draw) are left alone for that reason.
+    re tests a class of code points below U+10000 against a bitmap, but one with a code point above it range after
+    range: ten times slower on every character. So look-alikes above U+FFFF (Carian, Old Italic, ...) stay.
     """
     clipped = [(max(start, 0x10000), end) if astral else (start, min(end, 0xFFFF)) for start, end in ranges]
     return "".join(f"\\U{start:08x}-\\U{end:08x}" for start, end in clipped if start <= end)
@@ -142,12 +114,11 @@ def _char_class(ranges: list[tuple[int, int]], astral: bool = False) -> str:
 
 @functools.cache
 def _script_tables() -> _ScriptTables:
-    """Built once, on the first non-ASCII text, from the Unicode data that confusable-homoglyphs ships.
+    """Built once, on the first non-ASCII text, from confusable-homoglyphs' copy of Unicode TR39's confusables.
 
-    Its confusables.json is Unicode TR39's confusables.txt: each character with the prototype it looks like.
-    Only letters of other scripts whose prototype is one ASCII letter are mapped (never an ASCII or Latin
-    character: TR39 also maps `0` to `O` and `1` to `l`, which is for comparing identifiers, not for text).
-    TR39's prototype of the vertical-stroke letters is `l`; an upper-case one (Cyrillic І, Greek Ι) is an `I`.
+    Only letters of other scripts whose prototype is one ASCII letter are mapped (never an ASCII or Latin character:
+    TR39 also maps `0` to `O` and `1` to `l`, which is for comparing identifiers, not for text). TR39's prototype of
+    the vertical-stroke letters is `l`; an upper-case one (Cyrillic І, Greek Ι) is an `I`.
     """
     from confusable_homoglyphs import categories, confusables
 
@@ -162,12 +133,8 @@ def _script_tables() -> _ScriptTables:
         if len(char) > 1 or char.isascii() or char > "\uffff" or unicodedata.normalize("NFKC", char) != char:
             continue
         prototypes = [entry["c"] for entry in entries if len(entry["c"]) == 1 and entry["c"].isascii()]
-        if (
-            len(prototypes) == 1
-            and prototypes[0].isalpha()
-            and char.isalpha()
-            and categories.alias(char) not in ("LATIN", "COMMON", "INHERITED", "Unknown")
-        ):
+        foreign = categories.alias(char) not in ("LATIN", "COMMON", "INHERITED", "Unknown")
+        if foreign and char.isalpha() and len(prototypes) == 1 and prototypes[0].isalpha():
             to_latin[ord(char)] = "I" if prototypes[0] == "l" and char.isupper() else prototypes[0]
     look_alikes = _char_class([(code, code) for code in sorted(to_latin)])
     latin = _char_class(ranges["LATIN"])
@@ -188,12 +155,11 @@ def canonicalize(text: str) -> str:
     """NFKC, invisible format characters removed, and look-alike letters of other scripts put back to Latin.
 
     Look-alikes are mapped only in a text with more Latin letters than letters of other scripts, and only once a
-    word mixing Latin letters and look-alikes (`Рaris`) shows an attack. In a text with no other letters of other
-    scripts, every look-alike is then mapped (`а` for `a`, `сору` for `copy`); in one that has some (a Greek `λ`
-    in a formula, a Chinese name), so is a word of look-alikes only unless it is of one script and a word beside
-    it has letters of that script (a quoted `Москва его` stays). So a Russian or Kazakh text keeps its `а`, `с`,
-    `і` (even in `ХIII` or a stray `nВ`), an English text keeps a Greek `γ` standing alone, and a German text
-    quoting `его` keeps it. ASCII texts, most of a corpus, are returned as they are: no step changes them.
+    word mixing Latin letters and look-alikes (`Рaris`) shows an attack. Then every look-alike is mapped (`сору` for
+    `copy`), except, in a text with other letters of other scripts (a Greek `λ`, a Chinese name), a word of
+    look-alikes of one script beside a word of that script (a quoted `Москва его` stays). So a Russian text keeps
+    its `а`, `с` (even in `ХIII`), an English text a lone Greek `γ`. ASCII texts (most of a corpus) are returned
+    as they are: no step changes them.
     """
     if text.isascii():
         return text
@@ -213,7 +179,7 @@ def canonicalize(text: str) -> str:
     if not foreign:
         return text.translate(tables.to_latin)
     words = list(_LETTER_RUN.finditer(text))
-    is_foreign = [bool(tables.foreign_letters.search(word[0])) for word in words] + [False]  # [-1]: no word
+    is_foreign = [bool(tables.foreign_letters.search(word[0])) for word in words]
     pieces, end = [], 0
     for i, word in enumerate(words):
         if is_foreign[i] or not tables.look_alike.search(word[0]):

@@ -21,6 +21,18 @@ def load(data_dir, domains, generators, reddit=None, normalize_digits=False):
     return dl.load_corpus(data_dir, domains, generators, reddit, dl.TextNormalization(normalize_digits, False))
 
 
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [(0, 0), (1.0, 1), (" 1 ", 1), ("0.0", 0), ("Human", 0), (" machine ", 1), (True, None), (2, None), ("yes", None)],
+)
+def test_parse_label(value, label):
+    assert dl.parse_label(value) == label
+
+
+def test_parse_label_missing_values():
+    assert [dl.parse_label(value, missing=0) for value in (None, "", "  ", [1])] == [0, 0, 0, None]
+
+
 def test_file_variants_are_read(tmp_path):
     write_jsonl(tmp_path / "arxiv_chatGPT.jsonl", [m4_row("human a", "machine a", source_ID=1.5)])
     write_jsonl(tmp_path / "arxiv_dolly2.jsonl", [{"Unnamed: 0": 0, **m4_row("human b", "machine b", source_id=7)}])

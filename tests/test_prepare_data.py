@@ -41,6 +41,7 @@ from m4_training.cleaning import clean_text, unescape_entities
         ("math $a\n\nb$ spans no paragraph", "math $a\n\nb$ spans no paragraph"),
         ("as shown \\cite{smith99} the \\emph{key} result in \\msun units", "as shown the key result in units"),
         ("a   b\t\tc\n\n\n\n d\u00a0e\u200bf  ", "a b c\n\nd ef"),
+        ("line one  \r\n  line two\rthree \n \n \n four", "line one\nline two\nthree\n\nfour"),
     ],
 )
 def test_clean_text_rules(raw, clean):
