@@ -1,8 +1,6 @@
-"""What makes a run safe to start, continue and stop: the output-directory lock and guard, the checks of the
-environment made before any data is read, resume from the newest complete checkpoint, early stopping, and the
-one line printed when a run is interrupted. The rules for `--output_dir` are in TRAINING_GUIDE_COMPLETE.md; the
-`--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in train_args.py.
-"""
+"""What makes a run safe to start, continue and stop: the --output_dir lock and guard (rules in
+TRAINING_GUIDE_COMPLETE.md), checks made before any data is read, resume from the newest complete checkpoint, early
+stopping, and the one line printed when a run is interrupted."""
 
 from __future__ import annotations
 
@@ -31,14 +29,7 @@ from m4_training.train_args import DetectorTrainingArguments, hub_repo_name
 logger = logging.getLogger(__name__)
 
 # Written when training ends; removed by --overwrite_output_dir so no stale result sits next to a new split.
-RESULT_FILES = (
-    "metrics.json",
-    "eval_predictions.jsonl",
-    "training_config.json",
-    "report.md",
-    "confusion_matrix.png",
-    "roc.png",
-)
+RESULT_FILES = "metrics.json eval_predictions.jsonl training_config.json report.md confusion_matrix.png roc.png".split()
 RESULT_DIRS = ("test_predictions",)
 # "_": the Hub uploads (the Trainer's and ours) leave out `_*`, and each is made while the lock is held.
 LOCK_FILE = "_train.lock"
@@ -48,16 +39,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
 
 
-# ----------------------------------------------------------------------------------------------- environment
-
-
 @contextlib.contextmanager
 def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
     """Create `--output_dir` if needed and hold its lock for this run; refuse at once when another run holds it.
-
-    One run at a time per directory; a run that died blocks nothing (the kernel releases a dead process's lock,
-    so no PID is ever guessed to be alive).
-    """
+    A run that died blocks nothing: the kernel releases a dead process's lock, so no PID is guessed to be alive."""
     path = Path(output_dir)
     check_output_dir(path, "--output_dir")  # a file in its place, or a directory this user cannot write
     created = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]  # the leaf first
@@ -127,13 +112,9 @@ def write_failure(error: BaseException, output_dir: str | Path) -> UserError | N
     return UserError(message + resume, exit_code=EXIT_TRAINING)
 
 
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-
 def _unreadable(path: Path) -> str | None:
-    """Why this weight or torch.save file cannot be loaded (None: it can): safetensors checks that the tensors of
-    its header fill the file; torch.save writes zip archives, and a truncated one has lost its directory at the end.
-    """
+    """Why this weight or torch.save file cannot be loaded (None: it can): safetensors checks that its header's
+    tensors fill the file; torch.save writes zip archives, and a truncated one has lost its directory at the end."""
     try:
         if path.suffix == ".safetensors":
             with safe_open(path, framework="pt"):
@@ -145,11 +126,8 @@ def _unreadable(path: Path) -> str | None:
 
 
 def checkpoint_problem(checkpoint: Path) -> str | None:
-    """Why the Trainer could not resume from this checkpoint directory (None: complete).
-
-    The Trainer writes trainer_state.json last, so a save cut short by a kill or a full disk has none; files cut
-    short otherwise (a full disk, a partial copy) are found by their own structure.
-    """
+    """Why the Trainer could not resume from this checkpoint (None: complete). The Trainer writes trainer_state.json
+    last, so a save cut short has none; files cut short otherwise are found by their own structure."""
     state = checkpoint / TRAINER_STATE_NAME
     if not state.is_file():
         return f"no {TRAINER_STATE_NAME}: its save did not finish"
@@ -295,13 +273,12 @@ def model_selection_summary(args: DetectorTrainingArguments, trainer: Any) -> di
     """For training_config.json: how the saved model was chosen (None: the last step's model)."""
     if not args.load_best_model_at_end:
         return None
-    state = trainer.state
     return {
         "early_stopping_patience": args.early_stopping_patience,
         "metric": args.metric_for_best_model,
-        "best_metric": state.best_metric,
-        "best_checkpoint": state.best_model_checkpoint,
-        "stopped_at_step": state.global_step,
-        "max_steps": state.max_steps,
+        "best_metric": trainer.state.best_metric,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "stopped_at_step": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
         "selected_on": "validation",
     }
