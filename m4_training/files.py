@@ -107,8 +107,9 @@ def atomic_write(path: str | Path, write: Callable[[IO], Any], binary: bool = Fa
 
 def read_json(path: str | Path) -> Any:
     """A JSON file's value; None when there is no such file; unreadable or invalid JSON stops the run."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except json.JSONDecodeError as error:

@@ -20,7 +20,6 @@ from m4_training.cli import UserError, counted
 
 logger = logging.getLogger(__name__)
 
-OVERLAP_SIDES = ("train", "validation")
 PREDICTIONS_DIR = "test_predictions"
 CHOSEN_ON_VALIDATION = "the validation documents of this run (never on the test set)"
 
@@ -31,7 +30,7 @@ class HeldOutSet:
     source: str
     documents: pd.DataFrame  # id, text, label (and domain, generator, corpus, ... as read), overlap removed
     documents_read: int
-    overlap_removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OVERLAP_SIDES, 0))
+    overlap_removed: dict[str, int] = field(default_factory=lambda: {"train": 0, "validation": 0})
 
     def summary(self) -> dict[str, Any]:
         """What data_report.json and metrics.json say about the set before any score."""

@@ -21,16 +21,15 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
-from m4_training import files
+from m4_training import files, heldout
 from m4_training.cli import EXIT_TRAINING, UserError, one_line
-from m4_training.files import apply_umask, check_output_dir, format_bytes
 from m4_training.train_args import DetectorTrainingArguments, hub_repo_name
 
 logger = logging.getLogger(__name__)
 
-# Written when training ends; removed by --overwrite_output_dir so no stale result sits next to a new split.
+# Written when training ends (with heldout.PREDICTIONS_DIR); removed by --overwrite_output_dir so no stale result
+# sits next to a new split.
 RESULT_FILES = "metrics.json eval_predictions.jsonl training_config.json report.md confusion_matrix.png roc.png".split()
-RESULT_DIRS = ("test_predictions",)
 # "_": the Hub uploads (the Trainer's and ours) leave out `_*`, and each is made while the lock is held.
 LOCK_FILE = "_train.lock"
 # A checkpoint holds the weights once and AdamW's two moments: about three times the weights.
@@ -44,7 +43,7 @@ def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
     """Create `--output_dir` if needed and hold its lock for this run; refuse at once when another run holds it.
     A run that died blocks nothing: the kernel releases a dead process's lock, so no PID is guessed to be alive."""
     path = Path(output_dir)
-    check_output_dir(path, "--output_dir")  # a file in its place, or a directory this user cannot write
+    files.check_output_dir(path, "--output_dir")  # a file in its place, or a directory this user cannot write
     created = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]  # the leaf first
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -84,7 +83,7 @@ def check_free_space(output_dir: str | Path, model_bytes: int, save_total_limit:
     """Stop before training when the disk cannot hold the checkpoints kept at once and the final model."""
     checkpoints = (save_total_limit or 1) + 1  # a new checkpoint is written before the oldest is removed
     needed = model_bytes * (checkpoints * CHECKPOINT_TO_WEIGHTS + 1)
-    what = f"{checkpoints} checkpoints and the final model of this {format_bytes(model_bytes)} model"
+    what = f"{checkpoints} checkpoints and the final model of this {files.format_bytes(model_bytes)} model"
     files.check_free_space(output_dir, needed, "--output_dir", what, ", lower --save_total_limit")
 
 
@@ -216,8 +215,7 @@ def guard_output_dir(args: DetectorTrainingArguments) -> None:
             shutil.rmtree(checkpoint)
         for name in RESULT_FILES:
             (output_dir / name).unlink(missing_ok=True)
-        for name in RESULT_DIRS:
-            shutil.rmtree(output_dir / name, ignore_errors=True)
+        shutil.rmtree(output_dir / heldout.PREDICTIONS_DIR, ignore_errors=True)
         logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
 
 
@@ -254,7 +252,7 @@ class HonourUmask(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if args.should_save:
-            apply_umask(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            files.apply_umask(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
 
 def callbacks(args: DetectorTrainingArguments) -> list[TrainerCallback]:

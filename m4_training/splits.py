@@ -92,7 +92,6 @@ def generator_holdout_split(
         candidates = [gid for gid in in_domain if any(d.generator == val_generator for d in groups[gid])]
         n_val_groups = max(1, round(validation_split * len(in_domain)))
         val_group_ids.update(rng.sample(candidates, n_val_groups) if len(candidates) > n_val_groups else candidates)
-
     split = Split(train=[], val=[], flow="generator_holdout")
     for gid in m4_group_ids:
         for doc in groups[gid]:
