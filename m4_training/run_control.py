@@ -155,8 +155,7 @@ def newest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, lis
     """The complete checkpoint with the highest step, and each newer one passed over with the reason."""
     skipped = []
     for checkpoint in map(Path, reversed(sort_checkpoints(str(output_dir)))):
-        problem = checkpoint_problem(checkpoint)
-        if problem is None:
+        if (problem := checkpoint_problem(checkpoint)) is None:
             return checkpoint, skipped
         skipped.append(f"{checkpoint.name} ({problem})")
     return None, skipped
@@ -193,9 +192,8 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
 
 def guard_output_dir(args: DetectorTrainingArguments) -> None:
     """Refuse to overwrite a training run (a checkpoint or metrics.json) by accident, unless resuming it; with
-    --overwrite_output_dir delete its checkpoints and results first (rank 0), so `auto` resume and checkpoint
-    rotation never mix two runs. A dry run's outputs alone are not protected: re-running one is how settings are
-    tried."""
+    --overwrite_output_dir delete its checkpoints and results first (rank 0), so `auto` resume and checkpoint rotation
+    never mix two runs. A dry run's outputs alone are not protected: re-running one is how settings are tried."""
     output_dir = Path(args.output_dir)
     if not output_dir.is_dir() or args.resume_from_checkpoint:
         return
