@@ -1,18 +1,13 @@
 """Prepared data (loaded, de-duplicated, split and chunked) cached on disk, so a second run skips preparation.
 
-An entry is keyed by everything that decides its contents: the bytes of every input file (and the paths as
-given, because reports quote them), the tokenizer's vocabulary and rules, the chunk window, normalisation,
-every split and sampling setting, and the source of the code that prepares the data, hashed by `datasets`'
-Hasher. Any change gives a new key, so a stale entry is never read. An entry holds the corpus and split
-(pickled) and the chunk datasets as `DatasetDict.save_to_disk` writes them, memory-mapped by `load_from_disk`
-rather than read into RAM. Entries are built in a temporary directory and renamed into place, so concurrent
-runs (several ranks, two jobs) never see half an entry.
-
-The entry's marker, written last, holds a checksum of every other file of the entry (`load_from_disk` checks
-none); an entry that fails it (a full disk, a damaged file) is rebuilt with a warning. A build holds a lock on
-its temporary directory, so the directories of killed builds are recognised and removed (`datasets` has no such
-clean-up). A cache directory that cannot be written is a warning: the data is then prepared in memory, as with
---no_cache.
+An entry is keyed (`datasets`' Hasher) by everything that decides its contents: the input files' bytes and paths
+(reports quote them), the tokenizer, every data setting and the source of the code that prepares the data, so a
+stale entry is never read. It holds the corpus and split (pickled) and the chunks as `DatasetDict.save_to_disk`
+writes them, memory-mapped when read. Entries are built in a temporary directory and renamed into place, so
+concurrent runs never see half an entry. The marker, written last, holds a checksum of every other file
+(`load_from_disk` checks none): a damaged entry is rebuilt with a warning. A build locks its temporary directory,
+so those of killed builds are recognised and removed. A cache directory that cannot be written is a warning: the
+data is then prepared in memory, as with --no_cache.
 """
 
 from __future__ import annotations
@@ -36,24 +31,14 @@ from transformers import PreTrainedTokenizerBase
 
 import chunking
 import data_loaders
-from data_loaders import (
-    DEFAULT_DOMAINS,
-    DEFAULT_GENERATORS,
-    Corpus,
-    RequestedNames,
-    TextNormalization,
-    canonical_generator,
-)
+from data_loaders import Corpus, RequestedNames, TextNormalization, canonical_generator
 from m4_training import augmentation, cyclic_gc, splits
 from m4_training.cli import counted
-from m4_training.splits import Split
 
 logger = logging.getLogger(__name__)
 
-# Bump when the layout of an entry changes.
-CACHE_FORMAT = 4  # 4: chunks saved by DatasetDict.save_to_disk, xxh64 checksums
-# The code whose behaviour decides an entry's contents.
-# cleaning.py holds canonicalize (--text_normalization).
+CACHE_FORMAT = 4  # bumped when an entry's layout changes; 4: chunks saved by DatasetDict.save_to_disk, xxh64 checksums
+# The code whose behaviour decides an entry's contents (cleaning.py holds canonicalize: --text_normalization).
 CODE_FILES = (
     "data_loaders.py", "chunking.py", "m4_training/cleaning.py", "m4_training/splits.py", "m4_training/data_cache.py"
 )  # fmt: skip
@@ -69,8 +54,6 @@ BUILD_LOCK = ".building.lock"  # in a temporary build directory; locked for as l
 # A temporary directory without its lock file is only taken for a dead build's after this long (its builder
 # may be between creating the directory and the lock).
 ORPHAN_MIN_AGE_S = 600
-# Settings that do not change the prepared data (so they stay out of the cache key).
-NOT_IN_CACHE_KEY = {"num_proc", "cache_dir"}
 
 
 class DamagedEntry(Exception):
@@ -115,22 +98,19 @@ class DataSettings:
 @dataclass
 class PreparedChunks:
     corpus: Corpus
-    split: Split
+    split: splits.Split
     train_chunks: Dataset
     val_chunks: Dataset
 
 
 def preparation_settings(settings: DataSettings) -> dict[str, Any]:
-    """Every setting that changes the prepared data (the cache key)."""
-    return {name: value for name, value in asdict(settings).items() if name not in NOT_IN_CACHE_KEY}
+    """Every setting that changes the prepared data (the cache key): all but the worker count and the cache's place."""
+    return {name: value for name, value in asdict(settings).items() if name not in ("num_proc", "cache_dir")}
 
 
 def loaded_selection(settings: DataSettings) -> tuple[list[str], list[str]]:
-    """The M4 domains and generators a run reads: --train_domains/--train_generators plus the held-out one.
-
-    The held-out domain or generator is validation data, so its files are read whether or not the training lists
-    name it (`--val_generator flant5 --train_generators chatGPT davinci` validates on flant5).
-    """
+    """The M4 domains and generators a run reads: --train_domains/--train_generators plus the held-out one, which
+    is validation data, read whether or not the training lists name it."""
     domains, generators = list(settings.train_domains), list(settings.train_generators)
     if settings.val_domain is not None and settings.val_domain not in {d.lower() for d in domains}:
         domains.append(settings.val_domain)
@@ -141,15 +121,12 @@ def loaded_selection(settings: DataSettings) -> tuple[list[str], list[str]]:
 
 
 def requested_names(settings: DataSettings) -> list[RequestedNames]:
-    """The M4 names the user chose, each of which must match a file of --data_dir (a typo would drop data).
-
-    --train_domains and --train_generators when not the defaults (the full M4 lists need not all be present in
-    every directory); the held-out domain or generator always, as validation needs its files.
-    """
+    """The M4 names the user chose, each of which must match a file of --data_dir (a typo would drop data): the
+    training lists when not the defaults (not every directory has all of M4), the held-out name always."""
     names = []
-    if settings.train_domains != DEFAULT_DOMAINS:
+    if settings.train_domains != data_loaders.DEFAULT_DOMAINS:
         names.append(RequestedNames("--train_domains", "domains", settings.train_domains))
-    if settings.train_generators != DEFAULT_GENERATORS:
+    if settings.train_generators != data_loaders.DEFAULT_GENERATORS:
         names.append(RequestedNames("--train_generators", "generators", settings.train_generators))
     if settings.val_domain is not None:
         names.append(RequestedNames("--val_domain", "domains", [settings.val_domain], single=True))
@@ -175,10 +152,7 @@ def file_digest(path: Path) -> str | None:
 
 
 def cache_key(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> str:
-    files = [
-        {"path": str(path), "resolved": str(path.resolve()), "xxh64": file_digest(path)}
-        for path in input_files(settings)
-    ]
+    files = [{"path": str(p), "resolved": str(p.resolve()), "xxh64": file_digest(p)} for p in input_files(settings)]
     parts = {
         "format": CACHE_FORMAT,
         "settings": preparation_settings(settings),
@@ -194,8 +168,7 @@ def cache_key(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> str
 
 
 def build(settings: DataSettings, tokenizer: PreTrainedTokenizerBase, chunk_dir: Path | None = None) -> PreparedChunks:
-    """Load, de-duplicate, split, add attacked training copies and chunk. With `chunk_dir` the chunks are
-    written there as Arrow files."""
+    """Load, de-duplicate, split, add attacked training copies and chunk (into Arrow files in `chunk_dir` if given)."""
     corpus = data_loaders.load_corpus(
         settings.data_dir,
         *loaded_selection(settings),
@@ -239,15 +212,14 @@ def remove_orphans(cache: Path) -> list[Path]:
     removed = []
     for directory in cache.glob("*.tmp-*"):
         lock_file = directory / BUILD_LOCK
-        if not lock_file.exists():  # checked first: taking the lock would create the file
-            if time.time() - directory.stat().st_mtime < ORPHAN_MIN_AGE_S:
-                continue
-        else:
-            try:
+        try:
+            if lock_file.exists():  # checked first: taking the lock would create the file
                 with FileLock(lock_file, timeout=0):
                     pass
-            except OSError:  # filelock's Timeout too: a build in progress (or another user's, not ours to judge)
+            elif time.time() - directory.stat().st_mtime < ORPHAN_MIN_AGE_S:
                 continue
+        except OSError:  # filelock's Timeout too: a build in progress (or another user's, not ours to judge)
+            continue
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
     if removed:
@@ -265,7 +237,7 @@ def _entry_checksums(directory: Path) -> dict[str, str | None]:
 
 
 def _write_entry(building: Path, entry: Path, settings: DataSettings, tokenizer: Any) -> PreparedChunks:
-    """Build into `building`, then rename it to `entry` (atomic; the first writer wins)."""
+    """Build into `building`, then rename it to `entry` (atomic; the first writer wins; the caller removes a loser)."""
     prepared = build(settings, tokenizer, chunk_dir=building / MAPPED_DIR)
     with open(building / CORPUS_FILE, "wb") as handle:
         pickle.dump((prepared.corpus, prepared.split), handle, protocol=pickle.HIGHEST_PROTOCOL)
@@ -275,10 +247,8 @@ def _write_entry(building: Path, entry: Path, settings: DataSettings, tokenizer:
     (building / BUILD_LOCK).unlink()
     marker = {"settings": preparation_settings(settings), "xxh64": _entry_checksums(building)}
     (building / COMPLETE_MARKER).write_text(json.dumps(marker))  # last: the entry is complete and verifiable
-    try:
+    with contextlib.suppress(OSError):  # another run finished the same entry first; theirs is identical
         os.rename(building, entry)
-    except OSError:  # another run finished the same entry first; theirs is identical
-        shutil.rmtree(building, ignore_errors=True)
     # Chunks are re-opened from the final place, so the first and every later run use the same files.
     prepared.train_chunks, prepared.val_chunks = _load_chunks(entry)
     return prepared
@@ -289,20 +259,15 @@ def _load_chunks(entry: Path) -> tuple[Dataset, Dataset]:
     return chunks[SIDES[0]], chunks[SIDES[1]]
 
 
-def verify_entry(entry: Path) -> None:
-    """Raise DamagedEntry unless every file of the entry has the checksum its marker recorded."""
+def read_entry(entry: Path) -> PreparedChunks:
+    """The entry's data; DamagedEntry unless every file has the checksum its marker recorded and can be read."""
     try:
         expected = json.loads((entry / COMPLETE_MARKER).read_text())["xxh64"]
         found = _entry_checksums(entry)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DamagedEntry(f"unreadable marker or files: {error}") from error
-    wrong = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
-    if wrong:
+    if wrong := sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name)):
         raise DamagedEntry(f"{', '.join(wrong)} differ from the checksums written when the entry was made")
-
-
-def _read_entry(entry: Path) -> PreparedChunks:
-    verify_entry(entry)
     try:
         with open(entry / CORPUS_FILE, "rb") as handle:
             corpus, split = pickle.load(handle)
@@ -311,48 +276,40 @@ def _read_entry(entry: Path) -> PreparedChunks:
         raise DamagedEntry(f"cannot be read: {error}") from error
 
 
-def _discard(entry: Path) -> None:
-    """Move a damaged entry out of the way (atomically, others may be reading it) and delete it."""
-    doomed = entry.with_name(f"{entry.name}.tmp-damaged-{os.getpid()}-{time.time_ns()}")
-    with contextlib.suppress(OSError):  # another run moved it already
-        os.rename(entry, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-
-
 @cyclic_gc.paused()
 def prepare(settings: DataSettings, tokenizer: PreTrainedTokenizerBase) -> PreparedChunks:
     """The prepared data: read from the cache when an entry for these inputs exists, else built (and stored).
-
-    With --no_cache, or a cache directory that cannot be written, the data is built in memory.
-    """
+    With --no_cache, or a cache directory that cannot be written, the data is built in memory."""
     if settings.cache_dir is None:
         return build(settings, tokenizer)
     cache = Path(settings.cache_dir)
     entry = cache / cache_key(settings, tokenizer)
     if (entry / COMPLETE_MARKER).is_file():
         try:
-            prepared = _read_entry(entry)
+            prepared = read_entry(entry)
         except DamagedEntry as error:
             logger.warning("The cache entry %s is damaged (%s); preparing the data again", entry, error)
-            _discard(entry)
+            # Moved out of the way atomically (others may be reading it), then deleted.
+            doomed = entry.with_name(f"{entry.name}.tmp-damaged-{os.getpid()}-{time.time_ns()}")
+            with contextlib.suppress(OSError):  # another run moved it already
+                os.rename(entry, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
         else:
             logger.info("Prepared data read from the cache %s (--no_cache to rebuild)", entry)
             return prepared
-    building = None
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp-", dir=cache))
-        with FileLock(building / BUILD_LOCK):  # held for as long as the build runs: see remove_orphans
+        # The directory is gone once renamed to the entry (or removed on exit); locked while the build runs.
+        with (
+            tempfile.TemporaryDirectory(prefix=f"{entry.name}.tmp-", dir=cache, ignore_cleanup_errors=True) as building,
+            FileLock(Path(building) / BUILD_LOCK),
+        ):
             remove_orphans(cache)
             logger.info("Preparing data; the result is cached in %s", entry)
-            return _write_entry(building, entry, settings, tokenizer)
+            return _write_entry(Path(building), entry, settings, tokenizer)
     except OSError as error:  # the data is built again in memory, as with --no_cache
+        reason = error.strerror or error
         logger.warning(
-            "The cache directory %s cannot be written (%s); preparing the data without a cache",
-            cache,
-            error.strerror or error,
+            "The cache directory %s cannot be written (%s); preparing the data without a cache", cache, reason
         )
-    finally:
-        if building is not None:
-            shutil.rmtree(building, ignore_errors=True)  # gone already when the entry took its place
     return build(settings, tokenizer)

@@ -1,6 +1,5 @@
-"""Writing result files: every file is written next to its destination and renamed into place, so a killed run
-never leaves half a file, and it gets the permissions the user's umask gives any new file.
-"""
+"""Writing result files: each is written next to its destination and renamed into place, so a killed run never
+leaves half a file, with the permissions the user's umask gives any new file."""
 
 from __future__ import annotations
 
@@ -47,18 +46,13 @@ def write_failure(error: BaseException, path: str | Path, target: str | Path | N
         return None
     target = target or getattr(error, "filename", None) or path
     reason = getattr(error, "strerror", None) or text.rsplit(":", 1)[-1].strip() or type(error).__name__
-    return f"could not write {target} ({reason}); {format_bytes(free_bytes(path))} free on that disk"
-
-
-def free_bytes(path: str | Path) -> int:
-    """Free space on the disk of `path` (or of its nearest existing parent)."""
-    return shutil.disk_usage(_nearest_existing(path)).free
+    free = shutil.disk_usage(_nearest_existing(path)).free
+    return f"could not write {target} ({reason}); {format_bytes(free)} free on that disk"
 
 
 def check_free_space(path: str | Path, needed: int, flag: str, what: str, advice: str = "") -> None:
     """Stop before the work when the disk of `path` has less than `needed` bytes free for `what`."""
-    free = free_bytes(path)
-    if free < needed:
+    if (free := shutil.disk_usage(_nearest_existing(path)).free) < needed:
         raise UserError(
             f"{flag} {path}: {format_bytes(free)} free on its disk, but {what} need about {format_bytes(needed)}; "
             f"free space{advice} or choose another {flag}"
@@ -102,7 +96,7 @@ def atomic_write(path: str | Path, write: Callable[[IO], Any], binary: bool = Fa
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with open(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as stream:
+        with open(handle, "wb" if binary else "w", encoding=None if binary else "utf-8") as stream:
             write(stream)
         os.chmod(temporary, new_mode())  # mkstemp makes 0600 files
         os.replace(temporary, path)
@@ -129,11 +123,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    def write(handle: IO) -> None:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    atomic_write(path, write)
+    atomic_write(path, lambda handle: handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -1,9 +1,6 @@
 """Held-out test sets (`train.py --test_data`): read as predict.py reads its input, cleaned of every text the run
 trained or validated on, and scored after training at the threshold chosen on validation, next to the baseline.
-
-Nothing about a test set feeds back into the run: the threshold, the checkpoint and the baseline's threshold are
-all chosen on validation, so the test numbers are the run's unbiased ones.
-"""
+Nothing about a test set feeds back into the run (threshold, checkpoint, baseline), so its numbers are unbiased."""
 
 from __future__ import annotations
 
@@ -18,13 +15,11 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 import data_loaders
-from data_loaders import RequestedNames
 from m4_training import evaluation
 from m4_training.cli import UserError, counted
 
 logger = logging.getLogger(__name__)
 
-OVERLAP_SIDES = ("train", "validation")
 PREDICTIONS_DIR = "test_predictions"
 CHOSEN_ON_VALIDATION = "the validation documents of this run (never on the test set)"
 
@@ -35,7 +30,7 @@ class HeldOutSet:
     source: str
     documents: pd.DataFrame  # id, text, label (and domain, generator, corpus, ... as read), overlap removed
     documents_read: int
-    overlap_removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OVERLAP_SIDES, 0))
+    overlap_removed: dict[str, int] = field(default_factory=lambda: {"train": 0, "validation": 0})
 
     def summary(self) -> dict[str, Any]:
         """What data_report.json and metrics.json say about the set before any score."""
@@ -87,8 +82,8 @@ def check_test_names(paths: Sequence[str], test_domains: list[str] | None, test_
     directories = [path for path in paths if Path(path).is_dir()]
     if available := [file for directory in directories for file in data_loaders.m4_files(Path(directory))]:
         requested = [
-            RequestedNames("--test_domains", "domains", test_domains or []),
-            RequestedNames("--test_generators", "generators", test_generators or []),
+            data_loaders.RequestedNames("--test_domains", "domains", test_domains or []),
+            data_loaders.RequestedNames("--test_generators", "generators", test_generators or []),
         ]
         data_loaders.check_requested_names(f"--test_data {' '.join(directories)}", available, requested)
 
@@ -123,19 +118,17 @@ def read_test_sets(
 
 def remove_overlap(test_sets: Iterable[HeldOutSet], train_texts: Iterable[str], val_texts: Iterable[str]) -> None:
     """Drop every test document whose normalised text the run trained on (or validated on), counting both."""
-    seen = {"train": set(train_texts), "validation": set(val_texts)}
+    train, val = set(train_texts), set(val_texts)
     for test_set in test_sets:
-        texts = test_set.documents["text"]
-        in_train = texts.isin(seen["train"])
-        in_val = texts.isin(seen["validation"]) & ~in_train
+        in_train = test_set.documents["text"].isin(train)
+        in_val = test_set.documents["text"].isin(val) & ~in_train
         test_set.overlap_removed = {"train": int(in_train.sum()), "validation": int(in_val.sum())}
         test_set.documents = test_set.documents[~(in_train | in_val)].reset_index(drop=True)
-        if in_train.any() or in_val.any():
+        if any(test_set.overlap_removed.values()):
             logger.warning(
                 "Test set %s: removed %s also in the training data and %s also in validation",
                 test_set.name,
-                counted(int(in_train.sum()), "document"),
-                counted(int(in_val.sum()), "document"),
+                *(counted(count, "document") for count in test_set.overlap_removed.values()),
             )
 
 
@@ -147,10 +140,8 @@ def evaluate_test_set(
     baseline: Pipeline | None = None,
     baseline_threshold: float | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """Metrics at the validation threshold (and 0.5), per domain and generator, with the baseline beside them.
-
-    `score(texts)` returns `prob_machine` and `n_chunks` per text, in order.
-    """
+    """Metrics at the validation threshold (and 0.5), per domain and generator, with the baseline beside them;
+    `score(texts)` returns `prob_machine` and `n_chunks` per text, in order."""
     result = test_set.summary()
     if test_set.documents.empty:
         logger.warning("Test set %s: no document left to score", test_set.name)

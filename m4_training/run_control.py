@@ -1,8 +1,6 @@
-"""What makes a run safe to start, continue and stop: the output-directory lock and guard, the checks of the
-environment made before any data is read, resume from the newest complete checkpoint, early stopping, and the
-one line printed when a run is interrupted. The rules for `--output_dir` are in TRAINING_GUIDE_COMPLETE.md; the
-`--report_to` trackers and the `--push_to_hub` settings are checked with the other settings, in train_args.py.
-"""
+"""What makes a run safe to start, continue and stop: the --output_dir lock and guard (rules in
+TRAINING_GUIDE_COMPLETE.md), checks made before any data is read, resume from the newest complete checkpoint, early
+stopping, and the one line printed when a run is interrupted."""
 
 from __future__ import annotations
 
@@ -23,23 +21,15 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
-from m4_training import files
+from m4_training import files, heldout
 from m4_training.cli import EXIT_TRAINING, UserError, one_line
-from m4_training.files import apply_umask, check_output_dir, format_bytes
 from m4_training.train_args import DetectorTrainingArguments, hub_repo_name
 
 logger = logging.getLogger(__name__)
 
-# Written when training ends; removed by --overwrite_output_dir so no stale result sits next to a new split.
-RESULT_FILES = (
-    "metrics.json",
-    "eval_predictions.jsonl",
-    "training_config.json",
-    "report.md",
-    "confusion_matrix.png",
-    "roc.png",
-)
-RESULT_DIRS = ("test_predictions",)
+# Written when training ends (with heldout.PREDICTIONS_DIR); removed by --overwrite_output_dir so no stale result
+# sits next to a new split.
+RESULT_FILES = "metrics.json eval_predictions.jsonl training_config.json report.md confusion_matrix.png roc.png".split()
 # "_": the Hub uploads (the Trainer's and ours) leave out `_*`, and each is made while the lock is held.
 LOCK_FILE = "_train.lock"
 # A checkpoint holds the weights once and AdamW's two moments: about three times the weights.
@@ -48,18 +38,12 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 BOOLEAN_WORDS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
 
 
-# ----------------------------------------------------------------------------------------------- environment
-
-
 @contextlib.contextmanager
 def lock_output_dir(output_dir: str | Path) -> Iterator[None]:
     """Create `--output_dir` if needed and hold its lock for this run; refuse at once when another run holds it.
-
-    One run at a time per directory; a run that died blocks nothing (the kernel releases a dead process's lock,
-    so no PID is ever guessed to be alive).
-    """
+    A run that died blocks nothing: the kernel releases a dead process's lock, so no PID is guessed to be alive."""
     path = Path(output_dir)
-    check_output_dir(path, "--output_dir")  # a file in its place, or a directory this user cannot write
+    files.check_output_dir(path, "--output_dir")  # a file in its place, or a directory this user cannot write
     created = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]  # the leaf first
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -99,7 +83,7 @@ def check_free_space(output_dir: str | Path, model_bytes: int, save_total_limit:
     """Stop before training when the disk cannot hold the checkpoints kept at once and the final model."""
     checkpoints = (save_total_limit or 1) + 1  # a new checkpoint is written before the oldest is removed
     needed = model_bytes * (checkpoints * CHECKPOINT_TO_WEIGHTS + 1)
-    what = f"{checkpoints} checkpoints and the final model of this {format_bytes(model_bytes)} model"
+    what = f"{checkpoints} checkpoints and the final model of this {files.format_bytes(model_bytes)} model"
     files.check_free_space(output_dir, needed, "--output_dir", what, ", lower --save_total_limit")
 
 
@@ -127,13 +111,9 @@ def write_failure(error: BaseException, output_dir: str | Path) -> UserError | N
     return UserError(message + resume, exit_code=EXIT_TRAINING)
 
 
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-
 def _unreadable(path: Path) -> str | None:
-    """Why this weight or torch.save file cannot be loaded (None: it can): safetensors checks that the tensors of
-    its header fill the file; torch.save writes zip archives, and a truncated one has lost its directory at the end.
-    """
+    """Why this weight or torch.save file cannot be loaded (None: it can): safetensors checks that its header's
+    tensors fill the file; torch.save writes zip archives, and a truncated one has lost its directory at the end."""
     try:
         if path.suffix == ".safetensors":
             with safe_open(path, framework="pt"):
@@ -145,11 +125,8 @@ def _unreadable(path: Path) -> str | None:
 
 
 def checkpoint_problem(checkpoint: Path) -> str | None:
-    """Why the Trainer could not resume from this checkpoint directory (None: complete).
-
-    The Trainer writes trainer_state.json last, so a save cut short by a kill or a full disk has none; files cut
-    short otherwise (a full disk, a partial copy) are found by their own structure.
-    """
+    """Why the Trainer could not resume from this checkpoint (None: complete). The Trainer writes trainer_state.json
+    last, so a save cut short has none; files cut short otherwise are found by their own structure."""
     state = checkpoint / TRAINER_STATE_NAME
     if not state.is_file():
         return f"no {TRAINER_STATE_NAME}: its save did not finish"
@@ -178,8 +155,7 @@ def newest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, lis
     """The complete checkpoint with the highest step, and each newer one passed over with the reason."""
     skipped = []
     for checkpoint in map(Path, reversed(sort_checkpoints(str(output_dir)))):
-        problem = checkpoint_problem(checkpoint)
-        if problem is None:
+        if (problem := checkpoint_problem(checkpoint)) is None:
             return checkpoint, skipped
         skipped.append(f"{checkpoint.name} ({problem})")
     return None, skipped
@@ -216,9 +192,8 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
 
 def guard_output_dir(args: DetectorTrainingArguments) -> None:
     """Refuse to overwrite a training run (a checkpoint or metrics.json) by accident, unless resuming it; with
-    --overwrite_output_dir delete its checkpoints and results first (rank 0), so `auto` resume and checkpoint
-    rotation never mix two runs. A dry run's outputs alone are not protected: re-running one is how settings are
-    tried."""
+    --overwrite_output_dir delete its checkpoints and results first (rank 0), so `auto` resume and checkpoint rotation
+    never mix two runs. A dry run's outputs alone are not protected: re-running one is how settings are tried."""
     output_dir = Path(args.output_dir)
     if not output_dir.is_dir() or args.resume_from_checkpoint:
         return
@@ -238,8 +213,7 @@ def guard_output_dir(args: DetectorTrainingArguments) -> None:
             shutil.rmtree(checkpoint)
         for name in RESULT_FILES:
             (output_dir / name).unlink(missing_ok=True)
-        for name in RESULT_DIRS:
-            shutil.rmtree(output_dir / name, ignore_errors=True)
+        shutil.rmtree(output_dir / heldout.PREDICTIONS_DIR, ignore_errors=True)
         logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
 
 
@@ -276,7 +250,7 @@ class HonourUmask(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if args.should_save:
-            apply_umask(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            files.apply_umask(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
 
 def callbacks(args: DetectorTrainingArguments) -> list[TrainerCallback]:
@@ -295,13 +269,12 @@ def model_selection_summary(args: DetectorTrainingArguments, trainer: Any) -> di
     """For training_config.json: how the saved model was chosen (None: the last step's model)."""
     if not args.load_best_model_at_end:
         return None
-    state = trainer.state
     return {
         "early_stopping_patience": args.early_stopping_patience,
         "metric": args.metric_for_best_model,
-        "best_metric": state.best_metric,
-        "best_checkpoint": state.best_model_checkpoint,
-        "stopped_at_step": state.global_step,
-        "max_steps": state.max_steps,
+        "best_metric": trainer.state.best_metric,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "stopped_at_step": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
         "selected_on": "validation",
     }

@@ -1,8 +1,7 @@
 """Train/validation splits that never separate a group: a human text and the machine texts made from it.
 
-Three flows: a grouped split stratified by label within each domain, the generator hold-out, whose validation
-generator is never trained on, and the domain hold-out (leave-one-domain-out), whose validation domain is never
-trained on (rules in TRAINING_GUIDE_COMPLETE.md). All are seeded and deterministic.
+Three seeded flows (rules in TRAINING_GUIDE_COMPLETE.md): grouped and stratified by label within each domain; the
+generator hold-out, whose validation generator is never trained on; the domain hold-out, likewise for a domain.
 """
 
 from __future__ import annotations
@@ -42,10 +41,8 @@ def _groups(documents: list[Document]) -> dict[int, list[Document]]:
 
 
 def stratified_group_split(documents: list[Document], validation_split: float, seed: int) -> Split:
-    """Whole groups go to one side; within each domain the validation side gets its share of each label.
-
-    Groups are visited in a seeded random order and a group joins validation when that brings the
-    domain's (human, machine) validation counts closer to their targets.
+    """Whole groups go to one side; within each domain the validation side gets its share of each label: groups are
+    visited in a seeded order, and one joins validation when that brings the domain's label counts nearer their targets.
     """
     rng = random.Random(seed)
     groups_by_domain: dict[str, list[list[Document]]] = defaultdict(list)
@@ -95,7 +92,6 @@ def generator_holdout_split(
         candidates = [gid for gid in in_domain if any(d.generator == val_generator for d in groups[gid])]
         n_val_groups = max(1, round(validation_split * len(in_domain)))
         val_group_ids.update(rng.sample(candidates, n_val_groups) if len(candidates) > n_val_groups else candidates)
-
     split = Split(train=[], val=[], flow="generator_holdout")
     for gid in m4_group_ids:
         for doc in groups[gid]:
@@ -128,12 +124,9 @@ def _with_reddit_groups(
 
 
 def domain_holdout_split(corpus: Corpus, val_domain: str, reddit_val_fraction: float, seed: int) -> Split:
-    """Validate on a domain never seen in training (leave-one-domain-out); rules in TRAINING_GUIDE_COMPLETE.md.
-
-    Every group with a document of `val_domain` is validation, and only its `val_domain` documents are kept
-    there (any other is dropped, counted); the other M4 groups are training. The Reddit-file posts are split by
-    `reddit_val_fraction` as in the generator hold-out, unless they are the held-out domain themselves.
-    """
+    """Validate on a domain never seen in training: every group with a `val_domain` document is validation, keeping
+    only those (others are dropped, counted); other M4 groups train; the Reddit-file posts are split by
+    `reddit_val_fraction` as in the generator hold-out, unless they are the held-out domain themselves."""
     val_domain = val_domain.lower()
     groups = _groups(corpus.documents)
     m4_domains = ", ".join(corpus.generators_by_domain) or "none"  # the Reddit file's domain is none of them
@@ -169,23 +162,17 @@ def even_shares(budget: int, available: dict[Any, int]) -> dict[Any, int]:
 
 
 def sample_side(split: Split, side: str, max_documents: int, seed: int) -> None:
-    """Keep at most `max_documents` documents of one side, stratified by source (domain) and label.
-
-    The labels share the budget evenly, then within each label its sources (each M4 domain, the Reddit file's
-    domain) do, as far as each has documents; each (source, label) cell is drawn from with a seed. Documents, not
-    groups, are drawn: a side never gains a document, so no group can end up on both sides. The rest are dropped
-    (counted, with the reason `over_max_<side>_samples`), and `split.sampling` records the counts.
+    """Keep at most `max_documents` documents of one side: the labels share the budget evenly, then within each label
+    its sources (domains) do, as far as each has documents, each cell drawn with a seed. A side never gains a
+    document, so no group ends up on both sides. The rest are dropped (counted); `split.sampling` records the counts.
     """
     documents = getattr(split, side)
     cells: dict[tuple[str, int], list[Document]] = defaultdict(list)
     for doc in documents:
         cells[doc.domain, doc.label].append(doc)
     available = {cell: len(docs) for cell, docs in cells.items()}
-    per_label: Counter = Counter()
-    for (_, label), count in available.items():
-        per_label[label] += count
     quota = {}
-    for label, budget in even_shares(max_documents, per_label).items():
+    for label, budget in even_shares(max_documents, Counter(doc.label for doc in documents)).items():
         sources = {domain: count for (domain, other), count in available.items() if other == label}
         quota |= {(domain, label): share for domain, share in even_shares(budget, sources).items()}
     rng = random.Random(seed)

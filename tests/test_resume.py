@@ -106,10 +106,12 @@ def test_output_dir_guard_and_resume_errors(demo_inputs, tmp_path, capsys):
     assert "not a checkpoint directory (no trainer_state.json)" in capsys.readouterr().err
 
     (run_dir / "metrics.json").write_text("{}")
+    (run_dir / "test_predictions").mkdir()
     assert train.main(tiny_run(demo_inputs, run_dir, "--dry_run")) == 2
     assert "holds a finished run (metrics.json)" in capsys.readouterr().err
     assert train.main(tiny_run(demo_inputs, run_dir, "--dry_run", "--overwrite_output_dir")) == 0
     assert not (run_dir / "checkpoint-4").exists() and not (run_dir / "metrics.json").exists()
+    assert not (run_dir / "test_predictions").exists()
     assert (run_dir / "splits.jsonl").is_file()
     # A dry run's own outputs are not protected: trying settings again is the normal loop.
     assert train.main(tiny_run(demo_inputs, run_dir, "--dry_run")) == 0
