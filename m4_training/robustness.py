@@ -15,14 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
-from m4_training.attacks import (
-    ATTACK_RATES,
-    MODEL_ATTACKS,
-    attack_texts,
-    check_attack,
-    load_paraphrase_model,
-    load_synonym_model,
-)
+from m4_training.attacks import ATTACK_RATES, MODEL_ATTACKS, attack_texts, check_attack, load_attack_model
 from m4_training.cli import UserError, counted
 from m4_training.evaluation import TPR_FPRS, threshold_at_fpr
 from m4_training.files import save_figure
@@ -78,11 +71,10 @@ def attacked_texts(
 
 def load_attack_models(attacks: dict[str, float], synonym_model: str | None, paraphrase_model: str | None) -> None:
     """Load the models the attacks need now, so one that cannot be loaded stops the run before any scoring."""
-    for name, model, load in (("synonym", synonym_model, load_synonym_model),
-                              ("paraphrase", paraphrase_model, load_paraphrase_model)):  # fmt: skip
+    for name, model in (("synonym", synonym_model), ("paraphrase", paraphrase_model)):
         try:
             if name in attacks:
-                load(model)
+                load_attack_model(name, model)
         except ValueError as error:
             raise UserError(f"--{name}_model: {error}") from error
 
