@@ -191,17 +191,9 @@ class Detector:
         num_proc: int | None = None,
     ) -> tuple[pd.DataFrame, Dataset, np.ndarray]:
         """`score_texts` with this detector's model, tokenizer and window (texts already normalised)."""
+        window = (self.max_length, self.chunk_overlap)
         return score_texts(
-            texts,
-            self.model,
-            self.tokenizer,
-            self.max_length,
-            self.chunk_overlap,
-            batch_size,
-            dtype,
-            aggregate,
-            num_proc,
-            self.machine_index,
+            texts, self.model, self.tokenizer, *window, batch_size, dtype, aggregate, num_proc, self.machine_index
         )
 
     @cached_property
@@ -245,16 +237,13 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
         }
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{config_path}: unreadable or incomplete training config ({error!r})") from error
-    model_config = modeling.load_pretrained_config(str(path))
-    machine_index = machine_label_index(model_config.id2label, None, str(path))
-    if (
-        machine_label is not None
-        and machine_label_index(model_config.id2label, machine_label, str(path)) != machine_index
-    ):
-        # Its threshold and reports were chosen for its own machine class: another one would invert every score.
+    id2label = modeling.load_pretrained_config(str(path)).id2label
+    machine_index = machine_label_index(id2label, None, str(path))
+    # Its threshold and reports were chosen for its own machine class: another one would invert every score.
+    if machine_label is not None and machine_label_index(id2label, machine_label, str(path)) != machine_index:
         raise UserError(
             f"--machine_label {machine_label}: {path} was trained by train.py, whose machine class is "
-            f"'{model_config.id2label[machine_index]}'; leave --machine_label out (or auto) for it"
+            f"'{id2label[machine_index]}'; leave --machine_label out (or auto) for it"
         )
     settings_from = TRAINING_CONFIG if run_dir == path else RUN_OF_CHECKPOINT
     # A checkpoint holds the tokenizer the Trainer saved with it; the run's directory has it too.
@@ -299,14 +288,8 @@ def _external_detector(name: str, machine_label: str | None, max_length: int | N
     check_positions(max_length, positions, name)
     content = check_window(tokenizer, max_length, 0)
     overlap = min(EXTERNAL_CHUNK_OVERLAP, content // 2)
-    logger.info(
-        "%s has no %s: windows of %d tokens (overlap %d), texts as written, threshold 0.5, machine label %r",
-        name,
-        TRAINING_CONFIG,
-        max_length,
-        overlap,
-        config.id2label[machine_index],
-    )
+    message = "%s has no %s: windows of %d tokens (overlap %d), texts as written, threshold 0.5, machine label %r"
+    logger.info(message, name, TRAINING_CONFIG, max_length, overlap, config.id2label[machine_index])
     return Detector(name, tokenizer, max_length, overlap, machine_index, MODEL_DEFAULTS)
 
 
@@ -356,13 +339,6 @@ def score_windows(
         expected = [[*spec.prefix, *encoding.ids[start:end], *spec.suffix] for start, end in windows]
         if expected != chunks.select(rows)["input_ids"][:]:
             raise RuntimeError(f"text {doc_id}: the windows laid over the text differ from the chunks scored")
-        results.append(
-            WindowScores(
-                text=text,
-                prob_machine=float(scored["prob_machine"].iloc[doc_id]),
-                window_probs=probs[rows],
-                window_tokens=windows,
-                token_spans=np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2),
-            )
-        )
+        spans = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        results.append(WindowScores(text, float(scored["prob_machine"].iloc[doc_id]), probs[rows], windows, spans))
     return results
