@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from m4_training.cli import one_line
+
 ATTACK_RATES = {  # the share of the sites edited, and the sites
     "homoglyph": 1.0,  # letters that have a look-alike in another script (Cyrillic `а` for `a`)
     "zero_width_space": 1.0,  # characters, each followed by U+200B
@@ -83,12 +85,10 @@ def attack_texts(
     prompt: str = "{text}",
 ) -> tuple[list[str], int]:
     """The texts attacked by `name`, and how many of them it could not change (no article, no digit, ...).
-
     `rate` is RAID's for the attack when None; `keys` (default: the texts) seed each document's edits, e.g.
     document ids; `model` names the Hugging Face model of synonym (fill-mask) or paraphrase (seq2seq), and
-    `prompt` is what paraphrase gives it, `{text}` standing for the sentences to rewrite. A model that cannot be
-    loaded raises ValueError.
-    """
+    `prompt` is what paraphrase gives it, `{text}` standing for the sentences to rewrite. ValueError for a model
+    that cannot be loaded."""
     rate = check_attack(name, rate)
     if name in MODEL_ATTACKS and model is None:
         raise ValueError(f"attack {name} needs a model (a {_MODEL_KIND[name]} model name or directory)")
@@ -99,13 +99,11 @@ def attack_texts(
         if "{text}" not in prompt:
             raise ValueError(f"the paraphrase prompt must contain {{text}} (the sentences to rewrite): {prompt!r}")
         attack = functools.partial(attack, generator=load_attack_model(name, model), prompt=prompt)
-    attacked, unchanged = [], 0
+    results = []  # (attacked text, sites)
     for text, key in zip(texts, texts if keys is None else keys, strict=True):
         digest = hashlib.blake2b(f"{seed}\0{name}\0{key}".encode(), digest_size=16).digest()
-        new_text, sites = attack(text, rate, np.random.default_rng(int.from_bytes(digest, "little")))
-        attacked.append(new_text)
-        unchanged += sites == 0
-    return attacked, unchanged
+        results.append(attack(text, rate, np.random.default_rng(int.from_bytes(digest, "little"))))
+    return [text for text, _ in results], sum(sites == 0 for _, sites in results)
 
 
 def _chosen(rng: np.random.Generator, sites: int, rate: float, units: int | None = None) -> np.ndarray:
@@ -155,10 +153,8 @@ def _from_code_points(codes: np.ndarray) -> str:
 
 @functools.cache
 def _homoglyph_table() -> tuple[np.ndarray, np.ndarray]:
-    """(look-alikes, counts) by ASCII code: row c holds counts[c] Cyrillic or Greek letters that look like chr(c).
-
-    The inverse of what canonicalisation maps back (Unicode's confusables), so canonicalize() undoes the attack.
-    """
+    """(look-alikes, counts) by ASCII code: row c holds counts[c] Cyrillic or Greek letters that look like chr(c);
+    the inverse of what canonicalisation maps back (Unicode's confusables), so canonicalize() undoes the attack."""
     import unicodedata
 
     from m4_training.cleaning import _script_tables
@@ -204,10 +200,8 @@ def _upper_lower(text: str, rate: float, rng: np.random.Generator) -> tuple[str,
 
 
 def _misspelling(text: str, rate: float, rng: np.random.Generator) -> tuple[str, int]:
-    """Two different neighbouring letters after the first swapped (the first letter stays: the word stays legible).
-
-    As RAID's, rate x all words are misspelt, at most every word that can be.
-    """
+    """Two different neighbouring letters after the first swapped (the first letter stays: the word stays legible);
+    as RAID's, rate x all words are misspelt, at most every word that can be."""
     words = [match.span() for match in _WORD.finditer(text)]
     sites = [(start, end) for start, end in words if len(set(text[start + 1 : end])) > 1]
     return _sites_replaced(text, sites, rate, rng, _swap_neighbours, len(words))
@@ -253,10 +247,8 @@ def load_attack_model(attack: str, model: str) -> Any:
             raise ValueError("its tokenizer has no mask token")
         return fill_mask
     except (OSError, ValueError, KeyError) as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        raise ValueError(
-            f"cannot load the {_MODEL_KIND[attack]} model {model!r} of attack {attack}: {message}"
-        ) from error
+        kind = _MODEL_KIND[attack]
+        raise ValueError(f"cannot load the {kind} model {model!r} of attack {attack}: {one_line(error)}") from error
 
 
 def _synonym(text: str, rate: float, rng: np.random.Generator, fill_mask: Any) -> tuple[str, int]:

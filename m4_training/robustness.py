@@ -22,8 +22,6 @@ from m4_training.files import save_figure
 
 logger = logging.getLogger(__name__)
 
-ALL_ATTACKS = "all"
-
 
 def parse_attacks(
     names: Sequence[str], flag: str, synonym_model: str | None = None, paraphrase_model: str | None = None
@@ -34,7 +32,7 @@ def parse_attacks(
     attacks = {}
     for item in names:
         name, _, rate_text = item.partition("=")
-        if name == ALL_ATTACKS:
+        if name == "all":
             attacks |= {n: rate for n, rate in ATTACK_RATES.items() if n not in MODEL_ATTACKS or models[n]}
             continue
         try:
@@ -59,10 +57,10 @@ def attacked_texts(
 ) -> dict[str, tuple[list[str], int]]:
     """Each attack's texts, normalised as the clean ones were, and how many it could not change (counted).
     The models of synonym and paraphrase are loaded already (`load_attack_models`)."""
-    models = {"synonym": synonym_model, "paraphrase": paraphrase_model}
     result = {}
     for name, rate in attacks.items():
-        attacked, unchanged = attack_texts(name, texts, rate, seed, keys, models.get(name))
+        model = {"synonym": synonym_model, "paraphrase": paraphrase_model}.get(name)
+        attacked, unchanged = attack_texts(name, texts, rate, seed, keys, model)
         result[name] = [normalize(text) for text in attacked], unchanged
         if unchanged:
             logger.info("Attack %s left %s unchanged (nothing to edit)", name, counted(unchanged, "document"))
@@ -119,18 +117,12 @@ def attack_metrics(
     }
 
 
-ATTACK_COLUMNS = (
-    ("rate", "rate"),
-    ("unchanged", "unchanged"),
-    ("auroc", "AUROC"),
-    ("tpr_at_fpr_5", "TPR@5%"),
-    ("gap_tpr_at_fpr_5", "gap"),
-    ("tpr_at_fpr_1", "TPR@1%"),
-    ("gap_tpr_at_fpr_1", "gap"),
-    ("human_fpr_at_fpr_5", "human FPR@5%"),
-    ("tpr_at_run_threshold", "TPR (run thr.)"),
+ATTACK_COLUMNS = (  # (key in attack_metrics' parts, table header)
+    ("rate", "rate"), ("unchanged", "unchanged"), ("auroc", "AUROC"), ("tpr_at_fpr_5", "TPR@5%"),
+    ("gap_tpr_at_fpr_5", "gap"), ("tpr_at_fpr_1", "TPR@1%"), ("gap_tpr_at_fpr_1", "gap"),
+    ("human_fpr_at_fpr_5", "human FPR@5%"), ("tpr_at_run_threshold", "TPR (run thr.)"),
     ("human_fpr_at_run_threshold", "human FPR (run thr.)"),
-)
+)  # fmt: skip
 
 
 def attack_rows(result: dict[str, Any]) -> list[list[Any]]:
