@@ -130,9 +130,8 @@ class PredictArguments:
             raise UserError("--baseline_train is used only with --eval")
         if self.attacks and not self.eval:
             raise UserError("--attacks is used only with --eval (it needs labelled documents)")
-        self.attack_rates = robustness.parse_attacks(
-            self.attacks or [], "--attacks", self.synonym_model, self.paraphrase_model
-        )
+        models = (self.synonym_model, self.paraphrase_model)
+        self.attack_rates = robustness.parse_attacks(self.attacks or [], "--attacks", *models)
         if self.raid_submission and len(self.model_path) > 1:
             raise UserError(
                 f"--raid_submission holds one model's scores; give one --model_path (got {len(self.model_path)})"
@@ -144,10 +143,7 @@ class PredictArguments:
             )
 
         outputs = {"--output": self.output, "--raid_submission": self.raid_submission}
-        inputs = {
-            "--model_path": list(filter(cli.local_directory, self.model_path)),
-            "--input": self.input,
-        }
+        inputs = {"--model_path": list(filter(cli.local_directory, self.model_path)), "--input": self.input}
         inputs |= {"--baseline_train": self.baseline_train, "--reddit_file": self.reddit_file}
         cli.check_output_paths(outputs | {"--report_dir": self.report_dir if self.eval else None}, inputs)
         for flag, path in (("--output", self.output), ("--raid_submission", self.raid_submission)):
@@ -287,12 +283,8 @@ def baseline_probs(
     args: PredictArguments, reading: Reading, detectors: list[Detector], documents: pd.DataFrame
 ) -> np.ndarray:
     """The TF-IDF baseline fitted on --baseline_train, scored on the documents; run before the models, so a bad
-    --baseline_train stops the run before any scoring.
-
-    --baseline_train is read on its own, with the documents' normalisation: --domains, --generators and
-    --reddit_file select the --input documents and do not apply to it; an M4 directory there is read with the
-    training run's domains and generators.
-    """
+    --baseline_train stops the run before any scoring. It is read with the documents' normalisation; --domains,
+    --generators and --reddit_file select --input only (an M4 directory there: the training run's selection)."""
     domains, generators = training_selection(detectors)  # a default: none of them must match a file
     baseline_reading = replace(reading, domains=domains, generators=generators, must_match=())
     try:
@@ -352,13 +344,10 @@ def score_and_write(args: PredictArguments) -> int:
         chunks = predictions["n_chunks"].sum()
         logger.info("%s: scored %d documents (%d chunks) at threshold %.4f", name, len(documents), chunks, threshold)
     with_baseline = {} if baseline is None else {evaluation.BASELINE_COLUMN: baseline}
-    rows = [
-        row
-        for model in models
-        for row in evaluation.prediction_rows(
-            model.predictions.assign(**with_baseline), model.threshold, model.name if len(models) > 1 else None
-        )
-    ]
+    rows = []
+    for model in models:
+        name = model.name if len(models) > 1 else None
+        rows += evaluation.prediction_rows(model.predictions.assign(**with_baseline), model.threshold, name)
     attacks = score_under_attacks(documents, models, reading, args) if args.attack_rates else {}
     if args.eval and len(models) == 1:
         evaluate_one(models[0], with_baseline, args, attacks)
