@@ -295,18 +295,12 @@ def baseline_probs(
         raise UserError(f"--baseline_train {args.baseline_train}: {message}") from error
     # A baseline fitted on the documents it then scores would look better than it is: they leave its training data.
     scored = train["text"].isin(set(documents["text"]))
+    flag, removed = f"--baseline_train {args.baseline_train}", counted(int(scored.sum()), "document")
     if scored.any():
-        logger.warning(
-            "--baseline_train %s: removed %s also in --input (the baseline is not fitted on what it scores)",
-            args.baseline_train,
-            counted(int(scored.sum()), "document"),
-        )
+        logger.warning("%s: removed %s also in --input (the baseline is not fitted on what it scores)", flag, removed)
     labels = labels[~scored]
     if labels.nunique() < 2:
-        raise UserError(
-            f"--baseline_train {args.baseline_train}: needs human and machine documents not in --input "
-            f"({counted(int(scored.sum()), 'document')} of it are in --input)"
-        )
+        raise UserError(f"{flag}: needs human and machine documents not in --input ({removed} of it are in --input)")
     texts = train["text"][~scored].tolist()
     return evaluation.tfidf_baseline_probs(texts, labels.tolist(), documents["text"].tolist())
 
@@ -435,10 +429,8 @@ def compare(
     results: dict[str, Any] = {}
     labelled = {}
     for model in models:
-        metrics, labelled[model.name] = evaluate(
-            model.predictions, model.detector, model.threshold, threshold_source(model.detector, args)
-        )
-        detector = model.detector
+        detector, chosen_on = model.detector, threshold_source(model.detector, args)
+        metrics, labelled[model.name] = evaluate(model.predictions, detector, model.threshold, chosen_on)
         results[model.name] = {
             "model_path": model.path,
             "settings_from": detector.settings_from,
