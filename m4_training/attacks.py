@@ -284,10 +284,8 @@ def _paraphrase(
     import torch
 
     tokenizer, model = generator
-    sentences = _SENTENCE_GAP.split(text)
-    windows = [
-        " ".join(sentences[i : i + PARAPHRASE_SENTENCES]) for i in range(0, len(sentences), PARAPHRASE_SENTENCES)
-    ]
+    sentences, size = _SENTENCE_GAP.split(text), PARAPHRASE_SENTENCES
+    windows = [" ".join(sentences[i : i + size]) for i in range(0, len(sentences), size)]
     windows = [window for window in windows if window.strip()]
     chosen = _chosen(rng, len(windows), rate)
     if not len(chosen):

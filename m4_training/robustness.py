@@ -107,14 +107,9 @@ def attack_metrics(
         points = _operating_points(labels, np.asarray(probs, dtype=np.float64), thresholds)
         gaps = {f"gap_{key}": points[key] - clean[key] for key in ("auroc", "tpr_at_fpr_5", "tpr_at_fpr_1")}
         by_attack[name] = {"rate": attacks[name], "unchanged": unchanged[name], **points, **gaps}
-    return {
-        "n_human": int((labels == 0).sum()),
-        "n_machine": int(labels.sum()),
-        "thresholds": thresholds,
-        "thresholds_set_on": "the clean human documents (RAID's rule); at_run_threshold: the run's own threshold",
-        "clean": clean,
-        "by_attack": by_attack,
-    }
+    counts = {"n_human": int((labels == 0).sum()), "n_machine": int(labels.sum())}
+    set_on = "the clean human documents (RAID's rule); at_run_threshold: the run's own threshold"
+    return counts | {"thresholds": thresholds, "thresholds_set_on": set_on, "clean": clean, "by_attack": by_attack}
 
 
 ATTACK_COLUMNS = (  # (key in attack_metrics' parts, table header)
