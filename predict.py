@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,29 +34,11 @@ import pandas as pd
 
 import data_loaders
 from data_loaders import RequestedNames, TextNormalization
-from m4_training import evaluation, reports, robustness
+from m4_training import cli, evaluation, reports, robustness, scoring
 from m4_training.attacks import ATTACK_RATES
-from m4_training.cli import (
-    CommandLineParser,
-    UserError,
-    arg_help,
-    capped_num_proc,
-    check_output_paths,
-    counted,
-    local_directory,
-    require,
-    run_cli,
-    setup_logging,
-)
+from m4_training.cli import UserError, arg_help, counted, require
 from m4_training.files import check_output_dir, check_output_file, write_failure, write_json, write_jsonl
-from m4_training.scoring import (
-    EXTERNAL_MAX_LENGTH,
-    RUN_OF_CHECKPOINT,
-    TRAINING_CONFIG,
-    Detector,
-    autocast_dtype,
-    load_detector,
-)
+from m4_training.scoring import Detector, autocast_dtype, load_detector
 
 logger = logging.getLogger("predict")
 
@@ -135,7 +117,7 @@ class PredictArguments:
         default=None,
         **arg_help(
             "models without training_config.json: tokens per window (default: the model's positions, at most "
-            f"{EXTERNAL_MAX_LENGTH})"
+            f"{scoring.EXTERNAL_MAX_LENGTH})"
         ),
     )
 
@@ -143,14 +125,13 @@ class PredictArguments:
         require(self.batch_size >= 1, "batch_size", "at least 1", self.batch_size)
         require(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold", "in [0, 1]", self.threshold)
         require(self.max_length is None or self.max_length >= 2, "max_length", "at least 2", self.max_length)
-        self.num_proc = capped_num_proc(self.num_proc)
+        self.num_proc = cli.capped_num_proc(self.num_proc)
         if self.baseline_train and not self.eval:
             raise UserError("--baseline_train is used only with --eval")
         if self.attacks and not self.eval:
             raise UserError("--attacks is used only with --eval (it needs labelled documents)")
-        self.attack_rates = robustness.parse_attacks(
-            self.attacks or [], "--attacks", self.synonym_model, self.paraphrase_model
-        )
+        models = (self.synonym_model, self.paraphrase_model)
+        self.attack_rates = robustness.parse_attacks(self.attacks or [], "--attacks", *models)
         if self.raid_submission and len(self.model_path) > 1:
             raise UserError(
                 f"--raid_submission holds one model's scores; give one --model_path (got {len(self.model_path)})"
@@ -161,19 +142,10 @@ class PredictArguments:
                 f"got {len(self.machine_label)}"
             )
 
-        check_output_paths(
-            {
-                "--output": self.output,
-                "--raid_submission": self.raid_submission,
-                "--report_dir": self.report_dir if self.eval else None,
-            },
-            {
-                "--model_path": [path for path in self.model_path if local_directory(path)],
-                "--input": self.input,
-                "--baseline_train": self.baseline_train,
-                "--reddit_file": self.reddit_file,
-            },
-        )
+        outputs = {"--output": self.output, "--raid_submission": self.raid_submission}
+        inputs = {"--model_path": list(filter(cli.local_directory, self.model_path)), "--input": self.input}
+        inputs |= {"--baseline_train": self.baseline_train, "--reddit_file": self.reddit_file}
+        cli.check_output_paths(outputs | {"--report_dir": self.report_dir if self.eval else None}, inputs)
         for flag, path in (("--output", self.output), ("--raid_submission", self.raid_submission)):
             written_by_eval = self.eval and path and Path(path).name in PREDICT_REPORT_FILES
             if written_by_eval and Path(path).resolve().parent == Path(self.report_dir).resolve():
@@ -188,7 +160,7 @@ class PredictArguments:
 
 
 def parse_predict_args(argv: list[str] | None = None, description: str | None = None) -> PredictArguments:
-    parser = CommandLineParser([PredictArguments], prog="predict.py", description=description)
+    parser = cli.CommandLineParser([PredictArguments], prog="predict.py", description=description)
     return parser.parse_dataclasses(argv)[0]
 
 
@@ -264,9 +236,9 @@ def threshold_source(detector: Detector, args: PredictArguments) -> str:
     """Where the decision threshold applied to a model came from, for metrics.json and the report."""
     if args.threshold is not None:
         return evaluation.THRESHOLD_GIVEN
-    if detector.settings_from == TRAINING_CONFIG:
+    if detector.settings_from == scoring.TRAINING_CONFIG:
         return evaluation.THRESHOLD_FROM_TRAINING
-    if detector.settings_from == RUN_OF_CHECKPOINT:
+    if detector.settings_from == scoring.RUN_OF_CHECKPOINT:
         return "the validation documents of this checkpoint's run (for its final model)"
     return evaluation.DEFAULT_THRESHOLD_SOURCE
 
@@ -285,20 +257,7 @@ def read_counting_skips(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The documents with their `label` (0/1, <NA> where unknown; required by --eval), and the rows skipped by
     reason (logged as a warning too)."""
-    documents, report = data_loaders.read_documents(
-        source,
-        input_format,
-        reading.normalization,
-        reading.domains,
-        reading.generators,
-        args.reddit_file,
-        normalize=reading.normalize,
-        must_match=reading.must_match,
-        labels_required=args.eval,
-    )
-    skipped = dict(report.skipped) if report is not None else {}
-    if skipped:
-        logger.warning("%s: %s skipped: %s", report.path, counted(sum(skipped.values()), "row"), skipped)
+    documents, skipped = _read(source, input_format, reading, args.reddit_file, args.eval)
     try:
         labels = data_loaders.labels_of(documents, required=args.eval)
     except UserError as error:  # before the model runs
@@ -306,48 +265,42 @@ def read_counting_skips(
     return documents.assign(label=labels), skipped
 
 
+def _read(
+    source: str, input_format: str, reading: Reading, reddit_file: str | None = None, labels_required: bool = False
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`data_loaders.read_documents` as `reading` says (its fields are that function's arguments), and the rows
+    skipped by reason (logged as a warning too)."""
+    documents, report = data_loaders.read_documents(
+        source, input_format, reddit_file=reddit_file, labels_required=labels_required, **vars(reading)
+    )
+    skipped = dict(report.skipped) if report is not None else {}
+    if skipped:
+        logger.warning("%s: %s skipped: %s", report.path, counted(sum(skipped.values()), "row"), skipped)
+    return documents, skipped
+
+
 def baseline_probs(
     args: PredictArguments, reading: Reading, detectors: list[Detector], documents: pd.DataFrame
 ) -> np.ndarray:
     """The TF-IDF baseline fitted on --baseline_train, scored on the documents; run before the models, so a bad
-    --baseline_train stops the run before any scoring.
-
-    --baseline_train is read on its own, with the documents' normalisation: --domains, --generators and
-    --reddit_file select the --input documents and do not apply to it; an M4 directory there is read with the
-    training run's domains and generators.
-    """
+    --baseline_train stops the run before any scoring. It is read with the documents' normalisation; --domains,
+    --generators and --reddit_file select --input only (an M4 directory there: the training run's selection)."""
+    domains, generators = training_selection(detectors)  # a default: none of them must match a file
+    baseline_reading = replace(reading, domains=domains, generators=generators, must_match=())
     try:
-        train, report = data_loaders.read_documents(
-            args.baseline_train,
-            "auto",
-            reading.normalization,
-            *training_selection(detectors),
-            None,
-            normalize=reading.normalize,
-            must_match=(),  # the training run's domains and generators: a default
-        )
+        train, _ = _read(args.baseline_train, "auto", baseline_reading)
         labels = data_loaders.labels_of(train)
     except UserError as error:
         message = str(error).removeprefix(f"{args.baseline_train}: ")
         raise UserError(f"--baseline_train {args.baseline_train}: {message}") from error
-    if report is not None and report.skipped:
-        logger.warning(
-            "%s: %s skipped: %s", report.path, counted(sum(report.skipped.values()), "row"), dict(report.skipped)
-        )
     # A baseline fitted on the documents it then scores would look better than it is: they leave its training data.
     scored = train["text"].isin(set(documents["text"]))
+    flag, removed = f"--baseline_train {args.baseline_train}", counted(int(scored.sum()), "document")
     if scored.any():
-        logger.warning(
-            "--baseline_train %s: removed %s also in --input (the baseline is not fitted on what it scores)",
-            args.baseline_train,
-            counted(int(scored.sum()), "document"),
-        )
+        logger.warning("%s: removed %s also in --input (the baseline is not fitted on what it scores)", flag, removed)
     labels = labels[~scored]
     if labels.nunique() < 2:
-        raise UserError(
-            f"--baseline_train {args.baseline_train}: needs human and machine documents not in --input "
-            f"({counted(int(scored.sum()), 'document')} of it are in --input)"
-        )
+        raise UserError(f"{flag}: needs human and machine documents not in --input ({removed} of it are in --input)")
     texts = train["text"][~scored].tolist()
     return evaluation.tfidf_baseline_probs(texts, labels.tolist(), documents["text"].tolist())
 
@@ -382,21 +335,13 @@ def score_and_write(args: PredictArguments) -> int:
         threshold = detector.threshold if args.threshold is None else args.threshold
         predictions = score_documents(documents, detector, args, reading)
         models.append(ScoredModel(name, path, detector, threshold, predictions, score_sanity(name, predictions)))
-        logger.info(
-            "%s: scored %d documents (%d chunks) at threshold %.4f",
-            name,
-            len(documents),
-            models[-1].predictions["n_chunks"].sum(),
-            threshold,
-        )
+        chunks = predictions["n_chunks"].sum()
+        logger.info("%s: scored %d documents (%d chunks) at threshold %.4f", name, len(documents), chunks, threshold)
     with_baseline = {} if baseline is None else {evaluation.BASELINE_COLUMN: baseline}
-    rows = [
-        row
-        for model in models
-        for row in evaluation.prediction_rows(
-            model.predictions.assign(**with_baseline), model.threshold, model.name if len(models) > 1 else None
-        )
-    ]
+    rows = []
+    for model in models:
+        name = model.name if len(models) > 1 else None
+        rows += evaluation.prediction_rows(model.predictions.assign(**with_baseline), model.threshold, name)
     attacks = score_under_attacks(documents, models, reading, args) if args.attack_rates else {}
     if args.eval and len(models) == 1:
         evaluate_one(models[0], with_baseline, args, attacks)
@@ -484,10 +429,8 @@ def compare(
     results: dict[str, Any] = {}
     labelled = {}
     for model in models:
-        metrics, labelled[model.name] = evaluate(
-            model.predictions, model.detector, model.threshold, threshold_source(model.detector, args)
-        )
-        detector = model.detector
+        detector, chosen_on = model.detector, threshold_source(model.detector, args)
+        metrics, labelled[model.name] = evaluate(model.predictions, detector, model.threshold, chosen_on)
         results[model.name] = {
             "model_path": model.path,
             "settings_from": detector.settings_from,
@@ -524,8 +467,8 @@ def compare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    return run_cli(lambda: predict(parse_predict_args(argv, description=__doc__)))
+    cli.setup_logging()
+    return cli.run_cli(lambda: predict(parse_predict_args(argv, description=__doc__)))
 
 
 if __name__ == "__main__":

@@ -1,19 +1,7 @@
 """RAID's adversarial attacks: cheap edits a writer makes so that a detector misses a machine-written text.
 
 RAID (Dugan et al., ACL 2024) attacks every text of its benchmark with 11 attacks, each at a fixed rate; the
-names and default rates here are RAID's. The rate is the share of an attack's sites that it edits:
-
-    homoglyph             1.0   letters that have a look-alike in another script (Cyrillic `а` for `a`)
-    zero_width_space      1.0   characters, each followed by U+200B
-    whitespace            0.2   spaces, each doubled
-    upper_lower           0.05  first letters of words, case flipped
-    misspelling           0.2   words (RAID's data calls it perplexity_misspelling)
-    article_deletion      0.5   the articles a, an, the (lower case, after a space), deleted
-    insert_paragraphs     0.5   spaces between sentences, made a paragraph break
-    number                0.5   numbers, every digit changed
-    alternative_spelling  1.0   American spellings, made British (`color` -> `colour`)
-    synonym               0.5   words, each replaced by a fill-mask model's best other word (needs a model)
-    paraphrase            1.0   windows of 3 sentences, rewritten by a seq2seq model (needs a model)
+names and default rates here are RAID's (ATTACK_RATES). The rate is the share of an attack's sites that it edits.
 
 Where this differs from RAID's code, and why: the homoglyphs come from Unicode's confusables (TR39, through the
 pinned confusable-homoglyphs), every Cyrillic or Greek letter of the same case that Unicode lists for an ASCII
@@ -43,18 +31,20 @@ from typing import Any
 
 import numpy as np
 
-ATTACK_RATES = {
-    "homoglyph": 1.0,
-    "zero_width_space": 1.0,
-    "whitespace": 0.2,
-    "upper_lower": 0.05,
-    "misspelling": 0.2,
-    "article_deletion": 0.5,
-    "insert_paragraphs": 0.5,
-    "number": 0.5,
-    "alternative_spelling": 1.0,
-    "synonym": 0.5,
-    "paraphrase": 1.0,
+from m4_training.cli import one_line
+
+ATTACK_RATES = {  # the share of the sites edited, and the sites
+    "homoglyph": 1.0,  # letters that have a look-alike in another script (Cyrillic `а` for `a`)
+    "zero_width_space": 1.0,  # characters, each followed by U+200B
+    "whitespace": 0.2,  # spaces, each doubled
+    "upper_lower": 0.05,  # first letters of words, case flipped
+    "misspelling": 0.2,  # words (RAID's data calls it perplexity_misspelling)
+    "article_deletion": 0.5,  # the articles a, an, the (lower case, after a space), deleted
+    "insert_paragraphs": 0.5,  # spaces between sentences, made a paragraph break
+    "number": 0.5,  # numbers, every digit changed
+    "alternative_spelling": 1.0,  # American spellings, made British (`color` -> `colour`)
+    "synonym": 0.5,  # words, each replaced by a fill-mask model's best other word (needs a model)
+    "paraphrase": 1.0,  # windows of 3 sentences, rewritten by a seq2seq model (needs a model)
 }
 MODEL_ATTACKS = ("synonym", "paraphrase")  # the others need nothing but the text
 SYNONYM_CONTEXT_WORDS = 20  # words on each side of the masked word that the fill-mask model sees (RAID's)
@@ -62,13 +52,15 @@ SYNONYM_CANDIDATES = 10  # the fill-mask model's best tokens searched for a whol
 PARAPHRASE_SENTENCES = 3  # sentences rewritten together (RAID's)
 PARAPHRASE_TOP_P = 0.75  # RAID's nucleus sampling for DIPPER
 
-_ZERO_WIDTH_SPACE = 0x200B
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters
 _WORD_START = re.compile(r"\b[^\W\d_]")
 _ARTICLE = re.compile(r"(?<= )(?:a|an|the) ")  # RAID's: lower case, between spaces (the following one goes too)
 _SENTENCE_GAP = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”’')])) +(?=\S)")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _ASCII_WORD = re.compile(r"[A-Za-z]+")
+_MODEL_KIND = {"synonym": "fill-mask", "paraphrase": "seq2seq"}
+_Replace = Callable[[str, np.random.Generator], str]  # a site's text -> its replacement
+_Attack = Callable[[str, float, np.random.Generator], tuple[str, int]]  # (text, rate, rng) -> (attacked, sites)
 
 
 def check_attack(name: str, rate: float | None = None) -> float:
@@ -93,33 +85,25 @@ def attack_texts(
     prompt: str = "{text}",
 ) -> tuple[list[str], int]:
     """The texts attacked by `name`, and how many of them it could not change (no article, no digit, ...).
-
     `rate` is RAID's for the attack when None; `keys` (default: the texts) seed each document's edits, e.g.
     document ids; `model` names the Hugging Face model of synonym (fill-mask) or paraphrase (seq2seq), and
-    `prompt` is what paraphrase gives it, `{text}` standing for the sentences to rewrite. A model that cannot be
-    loaded raises ValueError.
-    """
+    `prompt` is what paraphrase gives it, `{text}` standing for the sentences to rewrite. ValueError for a model
+    that cannot be loaded."""
     rate = check_attack(name, rate)
     if name in MODEL_ATTACKS and model is None:
         raise ValueError(f"attack {name} needs a model (a {_MODEL_KIND[name]} model name or directory)")
     attack = _ATTACKS[name]
     if name == "synonym":
-        attack = functools.partial(attack, fill_mask=load_synonym_model(model))
+        attack = functools.partial(attack, fill_mask=load_attack_model(name, model))
     elif name == "paraphrase":
         if "{text}" not in prompt:
             raise ValueError(f"the paraphrase prompt must contain {{text}} (the sentences to rewrite): {prompt!r}")
-        attack = functools.partial(attack, generator=load_paraphrase_model(model), prompt=prompt)
-    attacked, unchanged = [], 0
+        attack = functools.partial(attack, generator=load_attack_model(name, model), prompt=prompt)
+    results = []  # (attacked text, sites)
     for text, key in zip(texts, texts if keys is None else keys, strict=True):
-        new_text, sites = attack(text, rate, _document_rng(seed, name, key))
-        attacked.append(new_text)
-        unchanged += sites == 0
-    return attacked, unchanged
-
-
-def _document_rng(seed: int, name: str, key: str) -> np.random.Generator:
-    digest = hashlib.blake2b(f"{seed}\0{name}\0{key}".encode(), digest_size=16).digest()
-    return np.random.default_rng(int.from_bytes(digest, "little"))
+        digest = hashlib.blake2b(f"{seed}\0{name}\0{key}".encode(), digest_size=16).digest()
+        results.append(attack(text, rate, np.random.default_rng(int.from_bytes(digest, "little"))))
+    return [text for text, _ in results], sum(sites == 0 for _, sites in results)
 
 
 def _chosen(rng: np.random.Generator, sites: int, rate: float, units: int | None = None) -> np.ndarray:
@@ -145,6 +129,20 @@ def _splice(text: str, spans: Sequence[tuple[int, int]], replacements: Sequence[
     return "".join(parts)
 
 
+def _sites_replaced(
+    text: str, sites: list[tuple], rate: float, rng: np.random.Generator, replace: _Replace, units: int | None = None
+) -> tuple[str, int]:
+    """`text` with rate x `units` (default: the sites) of its `sites`, ascending (start, end) spans, replaced by
+    `replace(site, rng)`; and the number of sites."""
+    chosen = [sites[index] for index in _chosen(rng, len(sites), rate, units)]
+    return _splice(text, chosen, [replace(text[start:end], rng) for start, end in chosen]), len(sites)
+
+
+def _matches_replaced(pattern: re.Pattern, replace: _Replace) -> _Attack:
+    """An attack that replaces a random share of `pattern`'s matches by `replace(match, rng)`."""
+    return lambda text, rate, rng: _sites_replaced(text, [m.span() for m in pattern.finditer(text)], rate, rng, replace)
+
+
 def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
@@ -155,10 +153,8 @@ def _from_code_points(codes: np.ndarray) -> str:
 
 @functools.cache
 def _homoglyph_table() -> tuple[np.ndarray, np.ndarray]:
-    """(look-alikes, counts) by ASCII code: row c holds counts[c] Cyrillic or Greek letters that look like chr(c).
-
-    The inverse of what canonicalisation maps back (Unicode's confusables), so canonicalize() undoes the attack.
-    """
+    """(look-alikes, counts) by ASCII code: row c holds counts[c] Cyrillic or Greek letters that look like chr(c);
+    the inverse of what canonicalisation maps back (Unicode's confusables), so canonicalize() undoes the attack."""
     import unicodedata
 
     from m4_training.cleaning import _script_tables
@@ -189,7 +185,7 @@ def _homoglyph(text: str, rate: float, rng: np.random.Generator) -> tuple[str, i
 
 def _zero_width_space(text: str, rate: float, rng: np.random.Generator) -> tuple[str, int]:
     codes = _code_points(text)
-    return _from_code_points(np.insert(codes, _chosen(rng, len(codes), rate) + 1, _ZERO_WIDTH_SPACE)), len(codes)
+    return _from_code_points(np.insert(codes, _chosen(rng, len(codes), rate) + 1, ord("\u200b"))), len(codes)
 
 
 def _whitespace(text: str, rate: float, rng: np.random.Generator) -> tuple[str, int]:
@@ -199,39 +195,22 @@ def _whitespace(text: str, rate: float, rng: np.random.Generator) -> tuple[str, 
 
 
 def _upper_lower(text: str, rate: float, rng: np.random.Generator) -> tuple[str, int]:
-    sites = [match.start() for match in _WORD_START.finditer(text) if match[0].swapcase() != match[0]]
-    chosen = [sites[index] for index in _chosen(rng, len(sites), rate)]
-    return _splice(text, [(start, start + 1) for start in chosen], [text[i].swapcase() for i in chosen]), len(sites)
+    sites = [match.span() for match in _WORD_START.finditer(text) if match[0].swapcase() != match[0]]
+    return _sites_replaced(text, sites, rate, rng, lambda letter, _: letter.swapcase())
 
 
 def _misspelling(text: str, rate: float, rng: np.random.Generator) -> tuple[str, int]:
-    """Two different neighbouring letters after the first swapped (the first letter stays: the word stays legible).
-
-    As RAID's, rate x all words are misspelt, at most every word that can be.
-    """
+    """Two different neighbouring letters after the first swapped (the first letter stays: the word stays legible);
+    as RAID's, rate x all words are misspelt, at most every word that can be."""
     words = [match.span() for match in _WORD.finditer(text)]
     sites = [(start, end) for start, end in words if len(set(text[start + 1 : end])) > 1]
-    chosen = [sites[index] for index in _chosen(rng, len(sites), rate, len(words))]
-    misspelt = []
-    for (start, end), draw in zip(chosen, rng.random(len(chosen))):
-        word = text[start:end]
-        swaps = [i for i in range(1, len(word) - 1) if word[i] != word[i + 1]]
-        i = swaps[int(draw * len(swaps))]
-        misspelt.append(word[:i] + word[i + 1] + word[i] + word[i + 2 :])
-    return _splice(text, chosen, misspelt), len(sites)
+    return _sites_replaced(text, sites, rate, rng, _swap_neighbours, len(words))
 
 
-def _spans_replaced(
-    pattern: re.Pattern, replace: Callable[[str, np.random.Generator], str]
-) -> Callable[[str, float, np.random.Generator], tuple[str, int]]:
-    """An attack that replaces a random share of `pattern`'s matches by `replace(match, rng)`."""
-
-    def attack(text: str, rate: float, rng: np.random.Generator) -> tuple[str, int]:
-        sites = [match.span() for match in pattern.finditer(text)]
-        chosen = [sites[index] for index in _chosen(rng, len(sites), rate)]
-        return _splice(text, chosen, [replace(text[start:end], rng) for start, end in chosen]), len(sites)
-
-    return attack
+def _swap_neighbours(word: str, rng: np.random.Generator) -> str:
+    swaps = [i for i in range(1, len(word) - 1) if word[i] != word[i + 1]]
+    i = swaps[int(rng.random() * len(swaps))]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
 
 
 def _changed_digits(number: str, rng: np.random.Generator) -> str:
@@ -240,48 +219,36 @@ def _changed_digits(number: str, rng: np.random.Generator) -> str:
     return "".join(str((int(char) + next(shifts)) % 10) if char.isdigit() else char for char in number)
 
 
-@functools.cache
-def _british_spellings() -> dict[str, str]:
-    from breame.data.spelling_constants import AMERICAN_ENGLISH_SPELLINGS
-
-    return AMERICAN_ENGLISH_SPELLINGS
-
-
 def _alternative_spelling(text: str, rate: float, rng: np.random.Generator) -> tuple[str, int]:
     """American spellings (`color`, `Color`, `COLOR`) made British in the same case, from breame's table."""
-    british = _british_spellings()
-    sites, replacements = [], []
-    for match in _ASCII_WORD.finditer(text):
-        word = match[0]
-        spelling = british.get(word.lower())
-        if spelling is not None and word in (word.lower(), word.capitalize(), word.upper()):
-            sites.append(match.span())
-            replacements.append(_in_case_of(word, spelling))
-    chosen = _chosen(rng, len(sites), rate)
-    return _splice(text, [sites[i] for i in chosen], [replacements[i] for i in chosen]), len(sites)
+    from breame.data.spelling_constants import AMERICAN_ENGLISH_SPELLINGS as british
 
-
-_MODEL_KIND = {"synonym": "fill-mask", "paraphrase": "seq2seq"}
-
-
-def _loading_error(attack: str, model: str, error: Exception) -> ValueError:
-    message = " ".join(str(error).split()) or type(error).__name__
-    return ValueError(f"cannot load the {_MODEL_KIND[attack]} model {model!r} of attack {attack}: {message}")
+    sites = [
+        match.span()
+        for match in _ASCII_WORD.finditer(text)
+        if match[0].lower() in british and match[0] in (match[0].lower(), match[0].capitalize(), match[0].upper())
+    ]
+    return _sites_replaced(text, sites, rate, rng, lambda word, _: _in_case_of(word, british[word.lower()]))
 
 
 @functools.cache
-def load_synonym_model(model: str) -> Any:
-    """A fill-mask pipeline of `model` (on the GPU when there is one); ValueError when it cannot be loaded."""
+def load_attack_model(attack: str, model: str) -> Any:
+    """The model of a model attack, on the GPU when there is one: synonym's fill-mask pipeline, paraphrase's
+    (tokenizer, seq2seq model); ValueError when it cannot be loaded."""
     import torch
-    from transformers import pipeline
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        fill_mask = pipeline("fill-mask", model=model, device=0 if torch.cuda.is_available() else -1)
+        if attack == "paraphrase":
+            return AutoTokenizer.from_pretrained(model), AutoModelForSeq2SeqLM.from_pretrained(model).to(device).eval()
+        fill_mask = pipeline("fill-mask", model=model, device=device)
+        if fill_mask.tokenizer.mask_token is None:
+            raise ValueError("its tokenizer has no mask token")
+        return fill_mask
     except (OSError, ValueError, KeyError) as error:
-        raise _loading_error("synonym", model, error) from error
-    if fill_mask.tokenizer.mask_token is None:
-        raise _loading_error("synonym", model, ValueError("its tokenizer has no mask token"))
-    return fill_mask
+        kind = _MODEL_KIND[attack]
+        raise ValueError(f"cannot load the {kind} model {model!r} of attack {attack}: {one_line(error)}") from error
 
 
 def _synonym(text: str, rate: float, rng: np.random.Generator, fill_mask: Any) -> tuple[str, int]:
@@ -301,30 +268,13 @@ def _synonym(text: str, rate: float, rng: np.random.Generator, fill_mask: Any) -
     predictions = fill_mask(contexts, top_k=SYNONYM_CANDIDATES, tokenizer_kwargs={"truncation": True})
     if len(contexts) == 1:
         predictions = [predictions]
-    spans, replacements = [], []
+    replaced = {}  # span: the fill-mask model's best whole word other than the original
     for i, candidates in zip(chosen, predictions):
         word = words[i][0]
-        for candidate in candidates:
-            token = candidate["token_str"].strip()
-            if token.isalpha() and token.lower() != word.lower():
-                spans.append(words[i].span())
-                replacements.append(_in_case_of(word, token))
-                break
-    return _splice(text, spans, replacements), len(sites)
-
-
-@functools.cache
-def load_paraphrase_model(model: str) -> tuple[Any, Any]:
-    """(tokenizer, seq2seq model) of `model`, on the GPU when there is one; ValueError when it cannot be loaded."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        generator = AutoModelForSeq2SeqLM.from_pretrained(model)
-    except (OSError, ValueError, KeyError) as error:
-        raise _loading_error("paraphrase", model, error) from error
-    return tokenizer, generator.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        tokens = (candidate["token_str"].strip() for candidate in candidates)
+        if token := next((token for token in tokens if token.isalpha() and token.lower() != word.lower()), None):
+            replaced[words[i].span()] = _in_case_of(word, token)
+    return _splice(text, list(replaced), list(replaced.values())), len(sites)
 
 
 def _paraphrase(
@@ -334,10 +284,8 @@ def _paraphrase(
     import torch
 
     tokenizer, model = generator
-    sentences = _SENTENCE_GAP.split(text)
-    windows = [
-        " ".join(sentences[i : i + PARAPHRASE_SENTENCES]) for i in range(0, len(sentences), PARAPHRASE_SENTENCES)
-    ]
+    sentences, size = _SENTENCE_GAP.split(text), PARAPHRASE_SENTENCES
+    windows = [" ".join(sentences[i : i + size]) for i in range(0, len(sentences), size)]
     windows = [window for window in windows if window.strip()]
     chosen = _chosen(rng, len(windows), rate)
     if not len(chosen):
@@ -362,9 +310,9 @@ _ATTACKS: dict[str, Callable[..., tuple[str, int]]] = {
     "whitespace": _whitespace,
     "upper_lower": _upper_lower,
     "misspelling": _misspelling,
-    "article_deletion": _spans_replaced(_ARTICLE, lambda article, rng: ""),
-    "insert_paragraphs": _spans_replaced(_SENTENCE_GAP, lambda gap, rng: "\n\n"),
-    "number": _spans_replaced(_NUMBER, _changed_digits),
+    "article_deletion": _matches_replaced(_ARTICLE, lambda article, rng: ""),
+    "insert_paragraphs": _matches_replaced(_SENTENCE_GAP, lambda gap, rng: "\n\n"),
+    "number": _matches_replaced(_NUMBER, _changed_digits),
     "alternative_spelling": _alternative_spelling,
     "synonym": _synonym,
     "paraphrase": _paraphrase,

@@ -54,26 +54,14 @@ def augment_training(
             counts[kind][name] += 1
             if kind == "copies":
                 known.add(text)
-                split.train.append(
-                    AttackedCopy(
-                        next_id, text, source.label, source.domain, source.generator, source.sources,
-                        source.group_id, augmented_from=source.doc_id, attack=name,
-                    )
-                )  # fmt: skip
+                copy = {"doc_id": next_id, "text": text, "augmented_from": source.doc_id, "attack": name}
+                split.train.append(AttackedCopy(**vars(source) | copy))  # the source's label, group, ...
                 next_id += 1
         if sources and not counts["copies"][name]:
+            unchanged, duplicates = counts["unchanged"][name], counts["duplicates"][name]
             logger.warning(
-                "--augment_attacks %s added no copy: of the %d training documents drawn for it, %d were unchanged "
-                "after the training normalisation and %d duplicated a document",
-                name,
-                len(sources),
-                counts["unchanged"][name],
-                counts["duplicates"][name],
+                f"--augment_attacks {name} added no copy: of the {len(sources)} training documents drawn for it, "
+                f"{unchanged} were unchanged after the training normalisation and {duplicates} duplicated a document"
             )
-    split.augmentation = {
-        "attacks": attacks,
-        "rate": rate,
-        **counts,
-        "train_documents_before": before,
-        "train_documents_after": len(split.train),
-    }
+    sizes = {"train_documents_before": before, "train_documents_after": len(split.train)}
+    split.augmentation = {"attacks": attacks, "rate": rate, **counts, **sizes}

@@ -15,21 +15,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
-from m4_training.attacks import (
-    ATTACK_RATES,
-    MODEL_ATTACKS,
-    attack_texts,
-    check_attack,
-    load_paraphrase_model,
-    load_synonym_model,
-)
+from m4_training.attacks import ATTACK_RATES, MODEL_ATTACKS, attack_texts, check_attack, load_attack_model
 from m4_training.cli import UserError, counted
 from m4_training.evaluation import TPR_FPRS, threshold_at_fpr
 from m4_training.files import save_figure
 
 logger = logging.getLogger(__name__)
-
-ALL_ATTACKS = "all"
 
 
 def parse_attacks(
@@ -41,7 +32,7 @@ def parse_attacks(
     attacks = {}
     for item in names:
         name, _, rate_text = item.partition("=")
-        if name == ALL_ATTACKS:
+        if name == "all":
             attacks |= {n: rate for n, rate in ATTACK_RATES.items() if n not in MODEL_ATTACKS or models[n]}
             continue
         try:
@@ -66,10 +57,10 @@ def attacked_texts(
 ) -> dict[str, tuple[list[str], int]]:
     """Each attack's texts, normalised as the clean ones were, and how many it could not change (counted).
     The models of synonym and paraphrase are loaded already (`load_attack_models`)."""
-    models = {"synonym": synonym_model, "paraphrase": paraphrase_model}
     result = {}
     for name, rate in attacks.items():
-        attacked, unchanged = attack_texts(name, texts, rate, seed, keys, models.get(name))
+        model = {"synonym": synonym_model, "paraphrase": paraphrase_model}.get(name)
+        attacked, unchanged = attack_texts(name, texts, rate, seed, keys, model)
         result[name] = [normalize(text) for text in attacked], unchanged
         if unchanged:
             logger.info("Attack %s left %s unchanged (nothing to edit)", name, counted(unchanged, "document"))
@@ -78,11 +69,10 @@ def attacked_texts(
 
 def load_attack_models(attacks: dict[str, float], synonym_model: str | None, paraphrase_model: str | None) -> None:
     """Load the models the attacks need now, so one that cannot be loaded stops the run before any scoring."""
-    for name, model, load in (("synonym", synonym_model, load_synonym_model),
-                              ("paraphrase", paraphrase_model, load_paraphrase_model)):  # fmt: skip
+    for name, model in (("synonym", synonym_model), ("paraphrase", paraphrase_model)):
         try:
             if name in attacks:
-                load(model)
+                load_attack_model(name, model)
         except ValueError as error:
             raise UserError(f"--{name}_model: {error}") from error
 
@@ -117,28 +107,17 @@ def attack_metrics(
         points = _operating_points(labels, np.asarray(probs, dtype=np.float64), thresholds)
         gaps = {f"gap_{key}": points[key] - clean[key] for key in ("auroc", "tpr_at_fpr_5", "tpr_at_fpr_1")}
         by_attack[name] = {"rate": attacks[name], "unchanged": unchanged[name], **points, **gaps}
-    return {
-        "n_human": int((labels == 0).sum()),
-        "n_machine": int(labels.sum()),
-        "thresholds": thresholds,
-        "thresholds_set_on": "the clean human documents (RAID's rule); at_run_threshold: the run's own threshold",
-        "clean": clean,
-        "by_attack": by_attack,
-    }
+    counts = {"n_human": int((labels == 0).sum()), "n_machine": int(labels.sum())}
+    set_on = "the clean human documents (RAID's rule); at_run_threshold: the run's own threshold"
+    return counts | {"thresholds": thresholds, "thresholds_set_on": set_on, "clean": clean, "by_attack": by_attack}
 
 
-ATTACK_COLUMNS = (
-    ("rate", "rate"),
-    ("unchanged", "unchanged"),
-    ("auroc", "AUROC"),
-    ("tpr_at_fpr_5", "TPR@5%"),
-    ("gap_tpr_at_fpr_5", "gap"),
-    ("tpr_at_fpr_1", "TPR@1%"),
-    ("gap_tpr_at_fpr_1", "gap"),
-    ("human_fpr_at_fpr_5", "human FPR@5%"),
-    ("tpr_at_run_threshold", "TPR (run thr.)"),
+ATTACK_COLUMNS = (  # (key in attack_metrics' parts, table header)
+    ("rate", "rate"), ("unchanged", "unchanged"), ("auroc", "AUROC"), ("tpr_at_fpr_5", "TPR@5%"),
+    ("gap_tpr_at_fpr_5", "gap"), ("tpr_at_fpr_1", "TPR@1%"), ("gap_tpr_at_fpr_1", "gap"),
+    ("human_fpr_at_fpr_5", "human FPR@5%"), ("tpr_at_run_threshold", "TPR (run thr.)"),
     ("human_fpr_at_run_threshold", "human FPR (run thr.)"),
-)
+)  # fmt: skip
 
 
 def attack_rows(result: dict[str, Any]) -> list[list[Any]]:

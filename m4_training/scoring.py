@@ -4,10 +4,6 @@ The one scoring path of the end-of-training evaluation, predict.py and the page.
 sequential loader this module owns, never with `Trainer.predict`: with length-grouped sampling transformers 5
 also reorders the evaluation sampler, and positions would no longer match documents. Chunks are matched to
 documents by `doc_id`, never by position.
-
-A detector is a train.py output directory (scored with its training_config.json), a checkpoint-N directory of
-one (scored with its run's settings) or any sequence-classification model, local or on the hub (scored with
-defaults, its machine class found from `id2label`).
 """
 
 from __future__ import annotations
@@ -69,18 +65,12 @@ def predict_chunk_probs(
     show_progress: bool | None = None,
     machine_index: int = 1,
 ) -> np.ndarray:
-    """P(machine) for every chunk, in the dataset's order: the softmax at the machine label's index.
-
-    Chunks are run longest first so that batches hold similar lengths (little padding), and the results
-    are put back into the dataset's order before they are returned.
-    """
+    """P(machine) for every chunk, in the dataset's order: the softmax at the machine label's index. Chunks run
+    longest first, so that batches hold similar lengths (little padding)."""
     lengths = chunking.column_array(chunks, "length") if "length" in chunks.column_names else np.zeros(len(chunks))
     order = np.argsort(-lengths, kind="stable")
-    loader = DataLoader(
-        chunks.select(order).with_format("python"),
-        batch_size=batch_size,
-        collate_fn=chunking.ChunkCollator(tokenizer, pad_to_multiple_of=8),
-    )
+    collator = chunking.ChunkCollator(tokenizer, pad_to_multiple_of=8)
+    loader = DataLoader(chunks.select(order).with_format("python"), batch_size=batch_size, collate_fn=collator)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -125,17 +115,13 @@ def _label_kind(name: str, n_labels: int) -> str | None:
         return UNNAMED_LABELS[name] if n_labels == 2 else None
     words = set(re.split(r"[^a-z0-9]+", name))
     machine, human = bool(words & MACHINE_WORDS), bool(words & HUMAN_WORDS)
-    if machine == human:
-        return None
-    return "machine" if machine else "human"
+    return None if machine == human else "machine" if machine else "human"
 
 
 def machine_label_index(id2label: Mapping[int, str], machine_label: str | None = None, source: str = "") -> int:
     """The index of the machine class in a model's id2label: the label named `machine_label` if given, else the
-    one label whose name says machine (or, with two labels, the other one of a single human-like label).
-
-    Anything ambiguous is a one-line error that lists id2label, so a score is never silently inverted.
-    """
+    one label whose name says machine (or, with two labels, the other one of a single human-like label). Anything
+    ambiguous is a one-line error that lists id2label, so a score is never silently inverted."""
     labels = {int(index): str(name) for index, name in id2label.items()}
     listing = "{" + ", ".join(f"{index}: {name}" for index, name in sorted(labels.items())) + "}"
     where = f"{source}: " if source else ""
@@ -160,11 +146,9 @@ def machine_label_index(id2label: Mapping[int, str], machine_label: str | None =
 
 @dataclass
 class Detector:
-    """A detector and the settings scoring must repeat: those it was trained with (train.py) or defaults.
-
-    The weights are loaded when first used, so bad input is reported before that cost. The defaults are those of
-    a model not trained by train.py: texts scored as written (no normalisation at all), at threshold 0.5.
-    """
+    """A detector and the settings scoring must repeat: those it was trained with (train.py) or, for another model,
+    defaults: texts as written (no normalisation at all), threshold 0.5. The weights load when first used, so bad
+    input is reported before that cost."""
 
     path: Path | str
     tokenizer: PreTrainedTokenizerBase
@@ -191,17 +175,9 @@ class Detector:
         num_proc: int | None = None,
     ) -> tuple[pd.DataFrame, Dataset, np.ndarray]:
         """`score_texts` with this detector's model, tokenizer and window (texts already normalised)."""
+        window = (self.max_length, self.chunk_overlap)
         return score_texts(
-            texts,
-            self.model,
-            self.tokenizer,
-            self.max_length,
-            self.chunk_overlap,
-            batch_size,
-            dtype,
-            aggregate,
-            num_proc,
-            self.machine_index,
+            texts, self.model, self.tokenizer, *window, batch_size, dtype, aggregate, num_proc, self.machine_index
         )
 
     @cached_property
@@ -214,12 +190,10 @@ class Detector:
 
 
 def load_detector(model_path: str | Path, machine_label: str | None = None, max_length: int | None = None) -> Detector:
-    """A detector from a train.py output directory, a checkpoint-N directory of one, or any sequence-classification
-    model directory or hub id (tokenizer and settings now; the weights when first used).
-
-    `machine_label` names the machine class in id2label (default: detected); `max_length` sets the window of a
-    model without training_config.json (default: its positions, at most EXTERNAL_MAX_LENGTH).
-    """
+    """A detector from a train.py output directory, a checkpoint-N directory of one (its run's settings), or any
+    sequence-classification model directory or hub id (defaults): tokenizer and settings now, weights when first
+    used. `machine_label` names the machine class in id2label (default: detected); `max_length` sets the window of
+    a model without training_config.json (default: its positions, at most EXTERNAL_MAX_LENGTH)."""
     path = Path(model_path)
     run_dir = _run_directory(path)
     if run_dir is None:
@@ -245,16 +219,13 @@ def load_detector(model_path: str | Path, machine_label: str | None = None, max_
         }
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{config_path}: unreadable or incomplete training config ({error!r})") from error
-    model_config = modeling.load_pretrained_config(str(path))
-    machine_index = machine_label_index(model_config.id2label, None, str(path))
-    if (
-        machine_label is not None
-        and machine_label_index(model_config.id2label, machine_label, str(path)) != machine_index
-    ):
-        # Its threshold and reports were chosen for its own machine class: another one would invert every score.
+    id2label = modeling.load_pretrained_config(str(path)).id2label
+    machine_index = machine_label_index(id2label, None, str(path))
+    # Its threshold and reports were chosen for its own machine class: another one would invert every score.
+    if machine_label is not None and machine_label_index(id2label, machine_label, str(path)) != machine_index:
         raise UserError(
             f"--machine_label {machine_label}: {path} was trained by train.py, whose machine class is "
-            f"'{model_config.id2label[machine_index]}'; leave --machine_label out (or auto) for it"
+            f"'{id2label[machine_index]}'; leave --machine_label out (or auto) for it"
         )
     settings_from = TRAINING_CONFIG if run_dir == path else RUN_OF_CHECKPOINT
     # A checkpoint holds the tokenizer the Trainer saved with it; the run's directory has it too.
@@ -299,14 +270,8 @@ def _external_detector(name: str, machine_label: str | None, max_length: int | N
     check_positions(max_length, positions, name)
     content = check_window(tokenizer, max_length, 0)
     overlap = min(EXTERNAL_CHUNK_OVERLAP, content // 2)
-    logger.info(
-        "%s has no %s: windows of %d tokens (overlap %d), texts as written, threshold 0.5, machine label %r",
-        name,
-        TRAINING_CONFIG,
-        max_length,
-        overlap,
-        config.id2label[machine_index],
-    )
+    message = "%s has no %s: windows of %d tokens (overlap %d), texts as written, threshold 0.5, machine label %r"
+    logger.info(message, name, TRAINING_CONFIG, max_length, overlap, config.id2label[machine_index])
     return Detector(name, tokenizer, max_length, overlap, machine_index, MODEL_DEFAULTS)
 
 
@@ -341,11 +306,8 @@ class WindowScores:
 def score_windows(
     detector: Detector, texts: Sequence[str], batch_size: int = 64, dtype: torch.dtype | None = None
 ) -> list[WindowScores]:
-    """`Detector.score` (mean aggregation) of normalised texts, with each text's windows laid over its characters.
-
-    The texts are tokenised again with character offsets; each window's tokens are checked against the chunk
-    that was scored, so a shaded passage is always the window the model saw.
-    """
+    """`Detector.score` (mean aggregation) of normalised texts, with each text's windows laid over its characters:
+    tokenised again with offsets, each window checked against the chunk scored (a shaded passage is what it saw)."""
     scored, chunks, probs = detector.score(texts, batch_size, dtype, "mean")
     spec = chunking.window_spec(detector.tokenizer, detector.max_length, detector.chunk_overlap)
     doc_ids = chunking.column_array(chunks, "doc_id")
@@ -356,13 +318,6 @@ def score_windows(
         expected = [[*spec.prefix, *encoding.ids[start:end], *spec.suffix] for start, end in windows]
         if expected != chunks.select(rows)["input_ids"][:]:
             raise RuntimeError(f"text {doc_id}: the windows laid over the text differ from the chunks scored")
-        results.append(
-            WindowScores(
-                text=text,
-                prob_machine=float(scored["prob_machine"].iloc[doc_id]),
-                window_probs=probs[rows],
-                window_tokens=windows,
-                token_spans=np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2),
-            )
-        )
+        spans = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        results.append(WindowScores(text, float(scored["prob_machine"].iloc[doc_id]), probs[rows], windows, spans))
     return results
