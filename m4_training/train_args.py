@@ -23,19 +23,9 @@ from transformers import TrainingArguments
 from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
 from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS
-from m4_training import demo
+from m4_training import cli, demo
 from m4_training.attacks import ATTACK_RATES, MODEL_ATTACKS, check_attack
-from m4_training.cli import (
-    CommandLineParser,
-    UserError,
-    capped_num_proc,
-    check_optional_positive,
-    check_output_paths,
-    local_directory,
-    offline_variable,
-    require,
-    setting,
-)
+from m4_training.cli import CommandLineParser, UserError, require, setting
 from m4_training.modeling import resolve_precision
 from m4_training.robustness import parse_attacks
 
@@ -106,8 +96,8 @@ class DataArguments:
     no_cache: bool = setting(False, "prepare the data again and cache nothing")
 
     def __post_init__(self) -> None:
-        check_optional_positive("max_train_samples", self.max_train_samples)
-        check_optional_positive("max_val_samples", self.max_val_samples)
+        cli.check_optional_positive("max_train_samples", self.max_train_samples)
+        cli.check_optional_positive("max_val_samples", self.max_val_samples)
         self.augment_attacks = list(dict.fromkeys(self.augment_attacks or [])) or None  # a repeat adds nothing
         for name in self.augment_attacks or []:
             try:
@@ -120,7 +110,7 @@ class DataArguments:
                     "supported yet (they would need a GPU pass over the corpus); choose among the others"
                 )
         require(0 <= self.augment_rate <= 1, "augment_rate", "in [0, 1]", self.augment_rate)
-        self.num_proc = capped_num_proc(self.num_proc)
+        self.num_proc = cli.capped_num_proc(self.num_proc)
         if self.reddit_file is not None and self.reddit_file.strip().lower() in ("", "none"):
             self.reddit_file = None
 
@@ -409,7 +399,7 @@ class DetectorTrainingArguments(TrainingArguments):
             raise UserError(
                 "--push_to_hub needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN"
             )
-        if offline := offline_variable():
+        if offline := cli.offline_variable():
             raise UserError(f"--push_to_hub cannot upload while {offline}={os.environ.get(offline)} is set")
         # The Trainer's default repository name is the output directory's.
         name = hub_repo_name(self)
@@ -514,12 +504,12 @@ def parse_train_args(argv: list[str] | None = None, description: str | None = No
             demo_defaults["overwrite_output_dir"] = False
         parser.set_defaults(**demo_defaults)
     config = TrainConfig(*parser.parse_dataclasses(argv))
-    check_output_paths(
+    cli.check_output_paths(
         {"--output_dir": config.training.output_dir},
         {
             "--data_dir": config.data.data_dir,
             "--reddit_file": config.data.reddit_file,
-            "--model": local_directory(config.model.model),
+            "--model": cli.local_directory(config.model.model),
             "--test_data": config.evaluation.test_data,
         },
     )
