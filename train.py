@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +109,7 @@ def use_demo_inputs(config: TrainConfig) -> None:
 
 def data_settings(config: TrainConfig) -> DataSettings:
     """The data, split and window settings the data stage takes, by name (and --no_cache as no cache directory)."""
-    given = {
-        f.name: getattr(part, f.name) for part in (config.data, config.split, config.chunking) for f in fields(part)
-    }
+    given = asdict(config.data) | asdict(config.split) | asdict(config.chunking)
     given |= {"seed": config.training.seed, "cache_dir": config.data.cache}
     return DataSettings(**{f.name: given[f.name] for f in fields(DataSettings)})
 
@@ -122,9 +120,8 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
     write data_report.json, splits.jsonl and dropped_documents.jsonl."""
     window, test = config.chunking, config.evaluation
     chunking.check_window(tokenizer, window.max_length, window.chunk_overlap)
-    modeling.check_positions(
-        window.max_length, modeling.position_limit(modeling.load_config(config.model.model)), config.model.model
-    )
+    limit = modeling.position_limit(modeling.load_config(config.model.model))
+    modeling.check_positions(window.max_length, limit, config.model.model)
     test_sets = read_test_sets(  # bad test input: now
         test.test_data or [], test.test_domains, test.test_generators, data_settings(config).normalization
     )
@@ -152,6 +149,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
 
 def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: PreparedData) -> WeightedTrainer:
     window = config.chunking
+    collate = chunking.chunk_collator(tokenizer, window.max_length, window.pad_to_multiple_of, window.pad_to_max_length)
     if config.training.dataloader_num_workers:
         # The workers are forked after preparation used the tokenizer's thread pool; they never tokenise, and
         # saying so stops tokenizers from warning in each of them. Only now: preparation needs the pool (set
@@ -163,9 +161,7 @@ def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: Prepare
         train_dataset=data.train_chunks,
         eval_dataset=data.val_chunks,
         processing_class=tokenizer,
-        data_collator=chunking.chunk_collator(
-            tokenizer, window.max_length, window.pad_to_multiple_of, window.pad_to_max_length
-        ),
+        data_collator=collate,
         compute_metrics=evaluation.compute_chunk_metrics,
         class_weights=data.class_weights,
         callbacks=run_control.callbacks(config.training),
@@ -254,9 +250,8 @@ def evaluate_under_attacks(
     documents: str,
     threshold: float,
 ) -> dict[str, Any]:
-    """--test_attacks: the `texts` of labelled `predictions` (in their order) scored again after each attack
-    (robustness.attack_metrics), at thresholds set on their clean human documents and at the run's `threshold`;
-    the `key_column` seeds each document's edits."""
+    """--test_attacks: labelled `predictions` whose `texts` are scored again after each attack, at thresholds set on
+    their clean human documents and at the run's `threshold`; their `key_column` seeds each document's edits."""
     attacks, keys = config.evaluation, predictions[key_column].astype(str).tolist()
     normalize = functools.partial(data_loaders.normalize_text, normalization=data_settings(config).normalization)
     models = attacks.synonym_model, attacks.paraphrase_model
@@ -324,12 +319,8 @@ def training_config(
         "batch_size": batch_sizes(trainer.args),
         "model_selection": run_control.model_selection_summary(config.training, trainer),
         "arguments": config.as_dict(),
-        "versions": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "datasets": datasets.__version__,
-        },
+        "versions": {"python": sys.version.split()[0]}
+        | {module.__name__: module.__version__ for module in (torch, transformers, datasets)},
     }
 
 
@@ -365,11 +356,10 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     print(reports.format_metrics_summary(metrics, "Validation documents"))
     if "test" in metrics:
         print(reports.format_test_summary(metrics))
-    if "attacks" in metrics:
-        print("Validation documents under attack:\n" + reports.format_attack_summary(metrics["attacks"]))
-    for name, result in metrics.get("test", {}).items():
+    test_sets = {f"Test set {name}": result for name, result in metrics.get("test", {}).items()}
+    for title, result in ({"Validation documents": metrics} | test_sets).items():
         if "attacks" in result:
-            print(f"Test set {name} under attack:\n" + reports.format_attack_summary(result["attacks"]))
+            print(f"{title} under attack:\n" + reports.format_attack_summary(result["attacks"]))
     if config.run.demo:
         print(demo.TOY_NOTE)
     logger.info("Model, tokenizer and reports written to %s", output_dir)
@@ -400,9 +390,13 @@ def push_to_hub(trainer: WeightedTrainer) -> None:
     logger.info("Uploaded %s to the Hub as %s", trainer.args.output_dir, trainer.hub_model_id)
 
 
-def check_data_inputs(config: TrainConfig) -> None:
-    """The M4 directory (with the files the settings select) and the Reddit file (none yet for --demo's)."""
-    settings = data_settings(config)
+def check_before_work(config: TrainConfig) -> str | None:
+    """Everything that can refuse the run, before any expensive work; returns the checkpoint to resume. The local
+    inputs come before the model, whose tokenizer may come from the Hub (slow to fail when it is out of reach)."""
+    args = config.training
+    run_control.guard_output_dir(args)
+    checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    settings = data_settings(config)  # the M4 files it selects and the Reddit file (none yet for --demo's)
     if settings.data_dir is not None:
         selection = data_cache.loaded_selection(settings)
         must_match = data_cache.requested_names(settings)
@@ -412,19 +406,8 @@ def check_data_inputs(config: TrainConfig) -> None:
         if not os.path.lexists(reddit_file):  # worded as data_loaders words it (the guide's troubleshooting table)
             raise UserError(f"Reddit file not found: {reddit_file} (set --reddit_file, or --reddit_file none)")
         data_loaders.open_input(reddit_file).close()  # a directory, an unreadable or a compressed file
-
-
-def check_before_work(config: TrainConfig) -> str | None:
-    """Everything that can refuse the run, before any expensive work; returns the checkpoint to resume. The local
-    inputs come before the model, whose tokenizer may come from the Hub (slow to fail when it is out of reach)."""
-    args = config.training
-    run_control.guard_output_dir(args)
-    checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    check_data_inputs(config)
-    evaluation_args = config.evaluation
-    robustness.load_attack_models(
-        evaluation_args.attack_rates, evaluation_args.synonym_model, evaluation_args.paraphrase_model
-    )
+    attacks = config.evaluation
+    robustness.load_attack_models(attacks.attack_rates, attacks.synonym_model, attacks.paraphrase_model)
     if config.model.model is not None:
         modeling.check_model_source(config.model.model)
     model_bytes = run_control.weights_bytes(config.model.model) if config.model.model else None
@@ -488,10 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         flags = parse_args_or_json_file(train_parser(), argv)  # the resume command repeats them
         config = parse_train_args(flags, description=__doc__)
-        setup_logging(logging.INFO if config.training.process_index == 0 else logging.ERROR)
-        if config.training.process_index != 0:
-            datasets.disable_progress_bars()
         args = config.training
+        setup_logging(logging.INFO if args.process_index == 0 else logging.ERROR)
+        if args.process_index != 0:
+            datasets.disable_progress_bars()
         # Held from before the guard looks at the directory until the last result is written.
         lock = run_control.lock_output_dir(args.output_dir) if args.process_index == 0 else contextlib.nullcontext()
         try:
@@ -500,10 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         except Interrupted as interruption:
             number = interruption.args[0]
             exit_code = 128 + number  # as a shell reports a process ended by a signal
-            if config.training.process_index != 0:
+            if args.process_index != 0:
                 return exit_code
-            message = run_control.interrupted_message(config.training.output_dir, flags, number.name)
-            raise UserError(message, exit_code=exit_code) from None
+            raise UserError(run_control.interrupted_message(args.output_dir, flags, number.name), exit_code) from None
 
     with interruptible():
         return run_cli(body)

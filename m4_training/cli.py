@@ -95,16 +95,13 @@ class CommandLineParser(HfArgumentParser):
         argv = parse_args_or_json_file(self, sys.argv[1:] if argv is None else argv)
         try:
             return self.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-        except UserError:
-            raise
         except (ValueError, TypeError) as error:
             raise UserError(one_line(error)) from error
 
 
 def parse_args_or_json_file(parser: CommandLineParser, argv: Sequence[str]) -> list[str]:
-    """`argv`, or the settings of a JSON file given as the only argument (`python train.py args.json`) written out as
-    flags, so they are checked as flags are: {"lr": 1e-5, "train_generators": ["llama2"]} is
-    `--lr 1e-05 --train_generators llama2`."""
+    """`argv`, or the settings of a JSON file given as the only argument written out as flags, checked as flags are:
+    `python train.py args.json` with {"lr": 1e-5, "train_generators": ["a"]} is `--lr 1e-05 --train_generators a`."""
     if len(argv) != 1 or not argv[0].endswith(".json"):
         return list(argv)
     path = argv[0]
@@ -160,9 +157,8 @@ def offline_variable() -> str | None:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Log lines with the time; transformers' own progress bars off: "Loading weights" and "Writing model shards"
-    (at every checkpoint) flash by in a blink and bury the log. The hub's download bars, which transformers shares,
-    stay on: a download of hundreds of MB is worth watching."""
+    """Log lines with the time; transformers' own progress bars ("Loading weights", "Writing model shards") off: they
+    flash by and bury the log. The hub's download bars, which transformers shares, stay on: worth watching."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level)
     download_bars = not huggingface_hub.utils.are_progress_bars_disabled()
     transformers.utils.logging.disable_progress_bar()

@@ -41,11 +41,6 @@ LOWER_IS_BETTER = {"loss", "fpr_human"}
 TRACKER_PACKAGES = {"azure_ml": "azureml-core", "comet_ml": "comet-ml", "flyte": "flytekit", "kubeflow": "kfp"}
 
 
-def _check_fraction(flag: str, value: float, low_open: bool = False) -> None:
-    inside = (0.0 < value < 1.0) if low_open else (0.0 <= value < 1.0)
-    require(inside, flag, "between 0 and 1 (exclusive)" if low_open else "in [0, 1)", value)
-
-
 @dataclass
 class ModelArguments:
     _argument_group_name = "model"
@@ -140,8 +135,9 @@ class SplitArguments:
     )
 
     def __post_init__(self) -> None:
-        _check_fraction("validation_split", self.validation_split, low_open=True)
-        _check_fraction("reddit_val_fraction", self.reddit_val_fraction)
+        share, reddit_share = self.validation_split, self.reddit_val_fraction
+        require(0 < share < 1, "validation_split", "between 0 and 1 (exclusive)", share)
+        require(0 <= reddit_share < 1, "reddit_val_fraction", "in [0, 1)", reddit_share)
         if self.val_domain is not None:
             if self.stratified_split or self.val_generator is not None:
                 other = "--stratified_split" if self.stratified_split else f"--val_generator {self.val_generator}"
@@ -149,13 +145,10 @@ class SplitArguments:
                     f"--val_domain {self.val_domain} and {other} choose different validation sets: pick one"
                 )
             self.val_domain = self.val_domain.strip().lower()
-        elif self.stratified_split:
-            if self.val_generator is not None:
-                logger.warning(
-                    "--val_generator %s is unused: --stratified_split validates on a share of every generator",
-                    self.val_generator,
-                )
-        elif self.val_generator is None:
+        elif self.stratified_split and self.val_generator is not None:
+            message = "--val_generator %s is unused: --stratified_split validates on a share of every generator"
+            logger.warning(message, self.val_generator)
+        elif not self.stratified_split and self.val_generator is None:
             self.val_generator = DEFAULT_VAL_GENERATOR
 
 
@@ -207,7 +200,7 @@ class EvaluationArguments:
     )
 
     def __post_init__(self) -> None:
-        _check_fraction("target_fpr", self.target_fpr)
+        require(0 <= self.target_fpr < 1, "target_fpr", "in [0, 1)", self.target_fpr)
         for path in self.test_data or []:
             if not Path(path).exists():
                 raise UserError(f"--test_data {path}: no such file or directory")
@@ -354,13 +347,11 @@ class DetectorTrainingArguments(TrainingArguments):
     def _resolve_model_selection(self) -> None:
         """--metric_for_best_model (or early stopping) keeps the best checkpoint and reloads it at the end."""
         given = self.metric_for_best_model is not None
-        if not given:
-            if self.early_stopping_patience is None:
-                return
-            # The chunk-level validation loss is the quantity being optimised and does not jump on a handful of
-            # documents the way accuracy at a threshold does.
-            self.metric_for_best_model = "loss"
-        name = self.metric_for_best_model.removeprefix("eval_")
+        if not given and self.early_stopping_patience is None:
+            return
+        # Early stopping's default, the chunk-level validation loss, is the quantity being optimised and does not
+        # jump on a handful of documents the way accuracy at a threshold does.
+        name = (self.metric_for_best_model or "loss").removeprefix("eval_")
         if name not in SELECTION_METRICS:
             raise UserError(
                 f"--metric_for_best_model {self.metric_for_best_model}: the validation metrics are "
@@ -401,7 +392,6 @@ class DetectorTrainingArguments(TrainingArguments):
             )
         if offline := cli.offline_variable():
             raise UserError(f"--push_to_hub cannot upload while {offline}={os.environ.get(offline)} is set")
-        # The Trainer's default repository name is the output directory's.
         name = hub_repo_name(self)
         flag = "--hub_model_id" if self.hub_model_id else "--output_dir"
         try:
@@ -498,11 +488,8 @@ def train_parser(prog: str = "train.py", description: str | None = None) -> Comm
 def parse_train_args(argv: list[str] | None = None, description: str | None = None) -> TrainConfig:
     parser = train_parser(description=description)
     namespace, _ = parser.parse_known_args(argv)
-    if namespace.demo:
-        demo_defaults = dict(DEMO_DEFAULTS)
-        if namespace.resume_from_checkpoint:  # continuing the demo run, not replacing it
-            demo_defaults["overwrite_output_dir"] = False
-        parser.set_defaults(**demo_defaults)
+    if namespace.demo:  # resuming continues the demo run instead of replacing it
+        parser.set_defaults(**DEMO_DEFAULTS | {"overwrite_output_dir": not namespace.resume_from_checkpoint})
     config = TrainConfig(*parser.parse_dataclasses(argv))
     cli.check_output_paths(
         {"--output_dir": config.training.output_dir},
