@@ -196,10 +196,9 @@ def evaluate_documents(
     doc_ids = chunking.column_array(data.val_chunks, "doc_id")
     documents = evaluation.documents_frame(split.val, data.prepared.corpus)
     predictions = evaluation.aggregate_documents(doc_ids, probs, documents)
-    if baseline is not None:
-        baseline_probs = evaluation.baseline_machine_probs(baseline, [d.text for d in split.val])
-        by_doc_id = pd.Series(baseline_probs, index=[d.doc_id for d in split.val])
-        predictions[evaluation.BASELINE_COLUMN] = predictions["doc_id"].map(by_doc_id)
+    if baseline is not None:  # the predictions are in the order of the validation documents
+        texts = [d.text for d in split.val]
+        predictions[evaluation.BASELINE_COLUMN] = evaluation.baseline_machine_probs(baseline, texts)
     result = evaluation.evaluate_predictions(predictions, config.evaluation.target_fpr)
     result["chunk"] = evaluation.classification_metrics(chunking.column_array(data.val_chunks, "labels"), probs)
     return result, predictions
