@@ -191,8 +191,7 @@ class EvaluationArguments:
     test_attacks: list[str] | None = setting(
         None,
         "score the validation documents and --test_data sets also under these RAID attacks (NAME or NAME=RATE; "
-        "'all'), at thresholds "
-        "set on the clean human documents: " + ", ".join(ATTACK_RATES),
+        "'all'), at thresholds set on the clean human documents: " + ", ".join(ATTACK_RATES),
     )
     synonym_model: str | None = setting(None, "fill-mask model of the synonym attack (any masked LM)")
     paraphrase_model: str | None = setting(
