@@ -93,9 +93,8 @@ def interruptible() -> Iterator[None]:
 
 def use_demo_inputs(config: TrainConfig) -> None:
     """Point the model, data directory and Reddit file not given on the command line at the generated sample."""
-    data_dir, reddit_file, model_dir = demo.prepare_demo(
-        Path(config.training.output_dir) / "demo_inputs", seed=config.training.seed
-    )
+    demo_dir = Path(config.training.output_dir) / "demo_inputs"
+    data_dir, reddit_file, model_dir = demo.prepare_demo(demo_dir, seed=config.training.seed)
     config.data.data_dir = config.data.data_dir or str(data_dir)
     config.data.reddit_file = config.data.reddit_file or str(reddit_file)
     if config.model.model is None:
@@ -446,7 +445,7 @@ def train(config: TrainConfig) -> int:
     set_seed(args.seed)  # a new classification head is initialised at random: same seed, same head
     model = modeling.load_model(config.model.model, config.model.dropout, config.model.attn_implementation)
     if args.process_index == 0:  # now exact, also for a model from the hub
-        model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        model_bytes = model.get_memory_footprint(return_buffers=False)
         run_control.check_free_space(args.output_dir, model_bytes, args.save_total_limit)
     modeling.freeze_parameters(model, config.model.freeze_base, config.model.freeze_layers)
     trainer = build_trainer(config, model, tokenizer, data)

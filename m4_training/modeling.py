@@ -173,10 +173,10 @@ def freeze_parameters(model: PreTrainedModel, freeze_base: bool, freeze_layers: 
         modules = [embeddings, *layers[:freeze_layers]]
     else:
         return 0
-    trainable_before = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable_before = model.num_parameters(only_trainable=True)
     for module in modules:
         module.requires_grad_(False)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = model.num_parameters(only_trainable=True)
     logger.info("Froze %d parameters; %d remain trainable", trainable_before - trainable, trainable)
     return trainable_before - trainable
 
