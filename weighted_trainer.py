@@ -71,8 +71,7 @@ class WeightedTrainer(Trainer):
         self.accelerator.end_training()
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """No Trainer-drafted README.md: the model card is reports.build_model_card's, written with the results
-        (the Trainer drafts one before every Hub upload and would replace it)."""
+        """No Trainer-drafted README.md (drafted before every Hub upload): the card is reports.build_model_card's."""
 
     def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Stop at the first non-finite loss instead of training on NaN weights (the Trainer only hides it in logs)."""

@@ -148,8 +148,7 @@ def run_cli(body: Callable[[], int]) -> int:
 
 
 def offline_variable() -> str | None:
-    """The variable that keeps the Hugging Face Hub off (huggingface_hub reads HF_HUB_OFFLINE, else
-    TRANSFORMERS_OFFLINE), to name in messages; None while the Hub is on."""
+    """The variable that keeps the Hub off (HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE), to name in messages, or None."""
     if not huggingface_hub.is_offline_mode():
         return None
     only_transformers = os.environ.get("TRANSFORMERS_OFFLINE") and not os.environ.get("HF_HUB_OFFLINE")

@@ -50,8 +50,7 @@ def _cannot_load(what: str, name: str, error: Exception) -> UserError:
 
 
 def check_model_source(name: str) -> None:
-    """A --model from the Hub that is off or out of reach, and not cached: say so in one line now (the loaders would
-    retry for about a minute first)."""
+    """A --model from a Hub that is off or unreachable, and not cached: one line now, not a minute of retries."""
     if Path(name).is_dir():
         return
     try:

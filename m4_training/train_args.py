@@ -219,8 +219,7 @@ class RunArguments:
 
 
 def check_trackers(report_to: list[str]) -> None:
-    """Every --report_to tracker must be one transformers knows, with its package installed (the environment,
-    checked with the settings so that a missing package stops the run before any data is read)."""
+    """Every --report_to tracker must be known to transformers and installed: checked before any data is read."""
     requested = [name for name in report_to if name not in ("none", "all")]
     unknown = [name for name in requested if name not in INTEGRATION_TO_CALLBACK]
     if unknown:
