@@ -12,18 +12,18 @@ Every transformers TrainingArguments flag works as well (`--max_steps`, `--lr_sc
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 import pandas as pd
 import torch
 import transformers
@@ -35,24 +35,13 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import chunking
 import data_loaders
-from m4_training import (
-    cyclic_gc,
-    data_cache,
-    demo,
-    evaluation,
-    heldout,
-    modeling,
-    progress,
-    reports,
-    robustness,
-    run_control,
-    tracking,
-)
+from m4_training import cyclic_gc, data_cache, demo, evaluation, modeling, progress, reports, robustness, run_control
 from m4_training.cli import EXIT_TRAINING, UserError, one_line, parse_args_or_json_file, run_cli, setup_logging
 from m4_training.data_cache import DataSettings, PreparedChunks
 from m4_training.files import apply_umask, write_json, write_jsonl
-from m4_training.heldout import HeldOutSet
+from m4_training.heldout import PREDICTIONS_DIR, HeldOutSet, evaluate_test_set, read_test_sets, remove_overlap
 from m4_training.scoring import autocast_dtype, predict_chunk_probs, score_texts
+from m4_training.tracking import log_final_metrics
 from m4_training.train_args import DetectorTrainingArguments, TrainConfig, parse_train_args, train_parser
 from weighted_trainer import WeightedTrainer, compute_class_weights
 
@@ -104,9 +93,8 @@ def interruptible() -> Iterator[None]:
 
 def use_demo_inputs(config: TrainConfig) -> None:
     """Point the model, data directory and Reddit file not given on the command line at the generated sample."""
-    data_dir, reddit_file, model_dir = demo.prepare_demo(
-        Path(config.training.output_dir) / "demo_inputs", seed=config.training.seed
-    )
+    demo_dir = Path(config.training.output_dir) / "demo_inputs"
+    data_dir, reddit_file, model_dir = demo.prepare_demo(demo_dir, seed=config.training.seed)
     config.data.data_dir = config.data.data_dir or str(data_dir)
     config.data.reddit_file = config.data.reddit_file or str(reddit_file)
     if config.model.model is None:
@@ -120,9 +108,7 @@ def use_demo_inputs(config: TrainConfig) -> None:
 
 def data_settings(config: TrainConfig) -> DataSettings:
     """The data, split and window settings the data stage takes, by name (and --no_cache as no cache directory)."""
-    given = {
-        f.name: getattr(part, f.name) for part in (config.data, config.split, config.chunking) for f in fields(part)
-    }
+    given = asdict(config.data) | asdict(config.split) | asdict(config.chunking)
     given |= {"seed": config.training.seed, "cache_dir": config.data.cache}
     return DataSettings(**{f.name: given[f.name] for f in fields(DataSettings)})
 
@@ -133,29 +119,25 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
     write data_report.json, splits.jsonl and dropped_documents.jsonl."""
     window, test = config.chunking, config.evaluation
     chunking.check_window(tokenizer, window.max_length, window.chunk_overlap)
-    modeling.check_positions(
-        window.max_length, modeling.position_limit(modeling.load_config(config.model.model)), config.model.model
-    )
-    test_sets = heldout.read_test_sets(  # bad test input: now
+    limit = modeling.position_limit(modeling.load_config(config.model.model))
+    modeling.check_positions(window.max_length, limit, config.model.model)
+    test_sets = read_test_sets(  # bad test input: now
         test.test_data or [], test.test_domains, test.test_generators, data_settings(config).normalization
     )
     prepared = data_cache.prepare(data_settings(config), tokenizer)
-    heldout.remove_overlap(test_sets, (d.text for d in prepared.split.train), (d.text for d in prepared.split.val))
+    remove_overlap(test_sets, (d.text for d in prepared.split.train), (d.text for d in prepared.split.val))
     class_weights = None
     if config.training.use_class_weights:
         class_weights = compute_class_weights(chunking.column_array(prepared.train_chunks, "labels"))
         logger.info("Class weights (from training chunks): %s", class_weights)
-    chunk_counts = {
-        "train": chunking.label_counts(prepared.train_chunks),
-        "val": chunking.label_counts(prepared.val_chunks),
-    }
+    chunks = {"train": prepared.train_chunks, "val": prepared.val_chunks}
+    chunk_counts = {name: chunking.label_counts(part) for name, part in chunks.items()}
     report = reports.build_data_report(prepared.corpus, prepared.split, chunk_counts, class_weights)
     if test_sets:
         report["test_sets"] = {test_set.name: test_set.summary() for test_set in test_sets}
-    token_counts = {
-        **chunking.document_token_counts(prepared.train_chunks, tokenizer, window.chunk_overlap),
-        **chunking.document_token_counts(prepared.val_chunks, tokenizer, window.chunk_overlap),
-    }
+    token_counts = {}
+    for part in chunks.values():
+        token_counts |= chunking.document_token_counts(part, tokenizer, window.chunk_overlap)
     if config.training.process_index == 0:
         output_dir = Path(config.training.output_dir)
         write_json(output_dir / "data_report.json", report)
@@ -166,6 +148,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
 
 def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: PreparedData) -> WeightedTrainer:
     window = config.chunking
+    collate = chunking.chunk_collator(tokenizer, window.max_length, window.pad_to_multiple_of, window.pad_to_max_length)
     if config.training.dataloader_num_workers:
         # The workers are forked after preparation used the tokenizer's thread pool; they never tokenise, and
         # saying so stops tokenizers from warning in each of them. Only now: preparation needs the pool (set
@@ -177,9 +160,7 @@ def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: Prepare
         train_dataset=data.train_chunks,
         eval_dataset=data.val_chunks,
         processing_class=tokenizer,
-        data_collator=chunking.chunk_collator(
-            tokenizer, window.max_length, window.pad_to_multiple_of, window.pad_to_max_length
-        ),
+        data_collator=collate,
         compute_metrics=evaluation.compute_chunk_metrics,
         class_weights=data.class_weights,
         callbacks=run_control.callbacks(config.training),
@@ -189,12 +170,8 @@ def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, data: Prepare
 
 
 def model_for_evaluation(trainer: WeightedTrainer) -> torch.nn.Module:
-    """The trained model as one plain module on rank 0, for the sequential document evaluation.
-
-    Under DDP that is the Trainer's own model. Under FSDP or DeepSpeed the parameters are sharded across the
-    processes, so rank 0 reloads the full model that `save_model` has just gathered into the output directory
-    (needs FULL_STATE_DICT for FSDP, see configs/accelerate_fsdp.yaml).
-    """
+    """The trained model as one plain module on rank 0: under DDP the Trainer's own; under FSDP or DeepSpeed (sharded)
+    the full model `save_model` has just gathered (FULL_STATE_DICT for FSDP, see configs/accelerate_fsdp.yaml)."""
     if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
         return trainer.model
     try:
@@ -210,21 +187,17 @@ def model_for_evaluation(trainer: WeightedTrainer) -> torch.nn.Module:
 def evaluate_documents(
     model: torch.nn.Module, tokenizer: Any, data: PreparedData, config: TrainConfig, baseline: Pipeline | None = None
 ) -> tuple[dict, pd.DataFrame]:
-    """Chunk probabilities -> mean per doc_id -> threshold, document metrics and the baseline beside them.
-
-    The validation chunks are scored again, in one pass after training, rather than taken from the Trainer's last
-    evaluation: that one comes in its length-grouped order, and the pass costs about 1% of a full run (BENCHMARKS.md).
-    """
+    """Chunk probabilities -> mean per doc_id -> threshold, document metrics and the baseline beside them. The chunks
+    are scored again, not taken from the Trainer's length-grouped last evaluation (1% of a run; BENCHMARKS.md)."""
     split, args = data.prepared.split, config.training
     dtype = autocast_dtype(args.precision)
     probs = predict_chunk_probs(model, data.val_chunks, tokenizer, args.per_device_eval_batch_size, dtype)
     doc_ids = chunking.column_array(data.val_chunks, "doc_id")
     documents = evaluation.documents_frame(split.val, data.prepared.corpus)
     predictions = evaluation.aggregate_documents(doc_ids, probs, documents)
-    if baseline is not None:
-        baseline_probs = evaluation.baseline_machine_probs(baseline, [d.text for d in split.val])
-        by_doc_id = pd.Series(baseline_probs, index=[d.doc_id for d in split.val])
-        predictions[evaluation.BASELINE_COLUMN] = predictions["doc_id"].map(by_doc_id)
+    if baseline is not None:  # the predictions are in the order of the validation documents
+        texts = [d.text for d in split.val]
+        predictions[evaluation.BASELINE_COLUMN] = evaluation.baseline_machine_probs(baseline, texts)
     result = evaluation.evaluate_predictions(predictions, config.evaluation.target_fpr)
     result["chunk"] = evaluation.classification_metrics(chunking.column_array(data.val_chunks, "labels"), probs)
     return result, predictions
@@ -250,20 +223,17 @@ def evaluate_test_sets(
     baseline_threshold = metrics["baseline"]["threshold"]["value"] if baseline is not None else None
     results = {}
     for test_set in data.test_sets:
-        results[test_set.name], predictions = heldout.evaluate_test_set(
+        results[test_set.name], predictions = evaluate_test_set(
             test_set, score, threshold, config.evaluation.target_fpr, baseline, baseline_threshold
         )
         if predictions is None:
             continue
         rows = evaluation.prediction_rows(predictions, threshold)
-        write_jsonl(Path(config.training.output_dir) / heldout.PREDICTIONS_DIR / f"{test_set.name}.jsonl", rows)
-        documents = test_set.documents
-        if config.evaluation.attack_rates and documents["label"].nunique() == 2:
-            keys = documents["id"].astype(str).tolist()
-            clean = predictions["prob_machine"].to_numpy()
-            attacked = evaluate_under_attacks(score, documents["text"].tolist(), keys, documents["label"], clean,
-                                              config, threshold)  # fmt: skip
-            results[test_set.name]["attacks"] = attacked | {"documents": f"test set {test_set.name}"}
+        write_jsonl(Path(config.training.output_dir) / PREDICTIONS_DIR / f"{test_set.name}.jsonl", rows)
+        if config.evaluation.attack_rates and predictions["label"].nunique() == 2:
+            texts, name = test_set.documents["text"].tolist(), f"test set {test_set.name}"
+            attacked = evaluate_under_attacks(score, texts, "id", predictions, config, name, threshold)
+            results[test_set.name]["attacks"] = attacked
         elif config.evaluation.attack_rates:
             logger.warning("Test set %s: not scored under attack (it needs human and machine documents)", test_set.name)
     return results
@@ -272,34 +242,27 @@ def evaluate_test_sets(
 def evaluate_under_attacks(
     score: Callable[[list[str]], pd.DataFrame],
     texts: list[str],
-    keys: list[str],
-    labels: Sequence[int],
-    clean_probs: np.ndarray,
+    key_column: str,
+    predictions: pd.DataFrame,
     config: TrainConfig,
+    documents: str,
     threshold: float,
 ) -> dict[str, Any]:
-    """--test_attacks: labelled documents scored again after each attack (robustness.attack_metrics), at thresholds
-    set on their clean human documents and at the run's threshold; `keys` seed each document's edits."""
-    attacks = config.evaluation
-    normalization = data_settings(config).normalization
-    attacked = robustness.attacked_texts(
-        texts,
-        keys,
-        attacks.attack_rates,
-        config.training.seed,
-        lambda text: data_loaders.normalize_text(text, normalization),
-        attacks.synonym_model,
-        attacks.paraphrase_model,
-    )
+    """--test_attacks: labelled `predictions` whose `texts` are scored again after each attack, at thresholds set on
+    their clean human documents and at the run's `threshold`; their `key_column` seeds each document's edits."""
+    attacks, keys = config.evaluation, predictions[key_column].astype(str).tolist()
+    normalize = functools.partial(data_loaders.normalize_text, normalization=data_settings(config).normalization)
+    models = attacks.synonym_model, attacks.paraphrase_model
+    attacked = robustness.attacked_texts(texts, keys, attacks.attack_rates, config.training.seed, normalize, *models)
     result = robustness.attack_metrics(
-        np.asarray(labels),
-        clean_probs,
+        predictions["label"].to_numpy(),
+        predictions["prob_machine"].to_numpy(),
         {name: score(attacked_texts)["prob_machine"].to_numpy() for name, (attacked_texts, _) in attacked.items()},
         attacks.attack_rates,
         {name: unchanged for name, (_, unchanged) in attacked.items()},
         threshold,
     )
-    return result | {"seed": config.training.seed}
+    return result | {"seed": config.training.seed, "documents": documents}
 
 
 def selection_summary(config: TrainConfig, trainer: WeightedTrainer) -> dict[str, Any]:
@@ -354,12 +317,8 @@ def training_config(
         "batch_size": batch_sizes(trainer.args),
         "model_selection": run_control.model_selection_summary(config.training, trainer),
         "arguments": config.as_dict(),
-        "versions": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "datasets": datasets.__version__,
-        },
+        "versions": {"python": sys.version.split()[0]}
+        | {module.__name__: module.__version__ for module in (torch, transformers, datasets)},
     }
 
 
@@ -374,13 +333,11 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     metrics, predictions = evaluate_documents(model, tokenizer, data, config, baseline)
     metrics["selection"] = selection_summary(config, trainer)
     score = document_scorer(model, tokenizer, config)
-    if config.evaluation.attack_rates:
-        documents = data.prepared.split.val
-        clean = predictions.set_index("doc_id").loc[[d.doc_id for d in documents], "prob_machine"].to_numpy()
-        texts, keys = [d.text for d in documents], [str(d.doc_id) for d in documents]
-        labels, threshold = [d.label for d in documents], metrics["threshold"]["value"]
-        attacked = evaluate_under_attacks(score, texts, keys, labels, clean, config, threshold)
-        metrics["attacks"] = attacked | {"documents": "validation"}
+    if config.evaluation.attack_rates:  # the predictions are in the order of the validation documents
+        texts, threshold = [d.text for d in data.prepared.split.val], metrics["threshold"]["value"]
+        metrics["attacks"] = evaluate_under_attacks(
+            score, texts, "doc_id", predictions, config, "validation", threshold
+        )
     if data.test_sets:
         metrics["test"] = evaluate_test_sets(score, data, config, metrics, baseline)
     output_dir = Path(config.training.output_dir)
@@ -392,16 +349,15 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     reports.write_training_outputs(
         output_dir, trainer.model.config, metrics, predictions, data.report, settings["arguments"]
     )
-    tracking.log_final_metrics(trainer, metrics)
+    log_final_metrics(trainer, metrics)
     write_json(output_dir / "metrics.json", metrics)  # last: it marks the run as finished
     print(reports.format_metrics_summary(metrics, "Validation documents"))
     if "test" in metrics:
         print(reports.format_test_summary(metrics))
-    if "attacks" in metrics:
-        print("Validation documents under attack:\n" + reports.format_attack_summary(metrics["attacks"]))
-    for name, result in metrics.get("test", {}).items():
+    test_sets = {f"Test set {name}": result for name, result in metrics.get("test", {}).items()}
+    for title, result in ({"Validation documents": metrics} | test_sets).items():
         if "attacks" in result:
-            print(f"Test set {name} under attack:\n" + reports.format_attack_summary(result["attacks"]))
+            print(f"{title} under attack:\n" + reports.format_attack_summary(result["attacks"]))
     if config.run.demo:
         print(demo.TOY_NOTE)
     logger.info("Model, tokenizer and reports written to %s", output_dir)
@@ -410,12 +366,9 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
 
 
 def push_to_hub(trainer: WeightedTrainer) -> None:
-    """Upload the output directory (model, tokenizer, model card, reports; no checkpoints) to the Hub.
-
-    The Trainer has pushed the model already (`save_model` waits for its checkpoint uploads, so none can land
-    after this one); this commit adds the model card and reports written since. It is made on rank 0 alone, so
-    it is not `Trainer.push_to_hub`, which saves the model again and under FSDP needs every process for that.
-    """
+    """Upload the output directory (model, tokenizer, model card, reports; no checkpoints) to the Hub, adding the
+    model card and reports to the model the Trainer pushed (`save_model` waits for its uploads). Rank 0 alone, so not
+    `Trainer.push_to_hub`, which saves the model again and under FSDP needs every process for that."""
     args = trainer.args
     try:
         upload_folder(
@@ -435,9 +388,13 @@ def push_to_hub(trainer: WeightedTrainer) -> None:
     logger.info("Uploaded %s to the Hub as %s", trainer.args.output_dir, trainer.hub_model_id)
 
 
-def check_data_inputs(config: TrainConfig) -> None:
-    """The M4 directory (with the files the settings select) and the Reddit file (none yet for --demo's)."""
-    settings = data_settings(config)
+def check_before_work(config: TrainConfig) -> str | None:
+    """Everything that can refuse the run, before any expensive work; returns the checkpoint to resume. The local
+    inputs come before the model, whose tokenizer may come from the Hub (slow to fail when it is out of reach)."""
+    args = config.training
+    run_control.guard_output_dir(args)
+    checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    settings = data_settings(config)  # the M4 files it selects and the Reddit file (none yet for --demo's)
     if settings.data_dir is not None:
         selection = data_cache.loaded_selection(settings)
         must_match = data_cache.requested_names(settings)
@@ -447,22 +404,8 @@ def check_data_inputs(config: TrainConfig) -> None:
         if not os.path.lexists(reddit_file):  # worded as data_loaders words it (the guide's troubleshooting table)
             raise UserError(f"Reddit file not found: {reddit_file} (set --reddit_file, or --reddit_file none)")
         data_loaders.open_input(reddit_file).close()  # a directory, an unreadable or a compressed file
-
-
-def check_before_work(config: TrainConfig) -> str | None:
-    """Everything that can refuse the run, checked before any expensive work; returns the checkpoint to resume.
-
-    The local inputs come before the model, whose tokenizer may come from the Hub (slow to fail when it is out of
-    reach); the test sets were found when the settings were parsed.
-    """
-    args = config.training
-    run_control.guard_output_dir(args)
-    checkpoint = run_control.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    check_data_inputs(config)
-    evaluation_args = config.evaluation
-    robustness.load_attack_models(
-        evaluation_args.attack_rates, evaluation_args.synonym_model, evaluation_args.paraphrase_model
-    )
+    attacks = config.evaluation
+    robustness.load_attack_models(attacks.attack_rates, attacks.synonym_model, attacks.paraphrase_model)
     if config.model.model is not None:
         modeling.check_model_source(config.model.model)
     model_bytes = run_control.weights_bytes(config.model.model) if config.model.model else None
@@ -502,7 +445,7 @@ def train(config: TrainConfig) -> int:
     set_seed(args.seed)  # a new classification head is initialised at random: same seed, same head
     model = modeling.load_model(config.model.model, config.model.dropout, config.model.attn_implementation)
     if args.process_index == 0:  # now exact, also for a model from the hub
-        model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        model_bytes = model.get_memory_footprint(return_buffers=False)
         run_control.check_free_space(args.output_dir, model_bytes, args.save_total_limit)
     modeling.freeze_parameters(model, config.model.freeze_base, config.model.freeze_layers)
     trainer = build_trainer(config, model, tokenizer, data)
@@ -526,10 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         flags = parse_args_or_json_file(train_parser(), argv)  # the resume command repeats them
         config = parse_train_args(flags, description=__doc__)
-        setup_logging(logging.INFO if config.training.process_index == 0 else logging.ERROR)
-        if config.training.process_index != 0:
-            datasets.disable_progress_bars()
         args = config.training
+        setup_logging(logging.INFO if args.process_index == 0 else logging.ERROR)
+        if args.process_index != 0:
+            datasets.disable_progress_bars()
         # Held from before the guard looks at the directory until the last result is written.
         lock = run_control.lock_output_dir(args.output_dir) if args.process_index == 0 else contextlib.nullcontext()
         try:
@@ -538,10 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         except Interrupted as interruption:
             number = interruption.args[0]
             exit_code = 128 + number  # as a shell reports a process ended by a signal
-            if config.training.process_index != 0:
+            if args.process_index != 0:
                 return exit_code
-            message = run_control.interrupted_message(config.training.output_dir, flags, number.name)
-            raise UserError(message, exit_code=exit_code) from None
+            raise UserError(run_control.interrupted_message(args.output_dir, flags, number.name), exit_code) from None
 
     with interruptible():
         return run_cli(body)

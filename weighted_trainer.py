@@ -1,7 +1,5 @@
-"""The class-weighted `Trainer`: cross-entropy with per-class weights, exact under gradient accumulation and DDP.
-
-The loss is handed to the Trainer as its `compute_loss_func`, so the Trainer itself passes the number of labelled
-chunks of the whole accumulated batch (over all processes) and rescales the loss for DDP's gradient averaging.
+"""The class-weighted `Trainer`: cross-entropy with per-class weights, exact under gradient accumulation and DDP
+(as its `compute_loss_func`, the Trainer passes the loss the accumulated batch's chunk count and rescales it for DDP).
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from data_loaders import LABEL_NAMES
 from m4_training.cli import EXIT_TRAINING, UserError
 
 GLOO_WORKER_GRACE_S = 1.0  # far longer than a worker thread waits for the GIL, even on a busy machine
@@ -29,8 +28,7 @@ def compute_class_weights(labels: Sequence[int] | np.ndarray) -> dict[str, float
     if (counts == 0).any():
         present = "human" if counts[0] else "machine"
         raise UserError(f"the training split has only {present} chunks; a detector needs both classes")
-    total = counts.sum()
-    return {"human": float(total / (2 * counts[0])), "machine": float(total / (2 * counts[1]))}
+    return {LABEL_NAMES[label]: float(weight) for label, weight in enumerate(counts.sum() / (2 * counts))}
 
 
 def weighted_cross_entropy(
@@ -39,11 +37,8 @@ def weighted_cross_entropy(
     num_items_in_batch: torch.Tensor | int | None = None,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """sum_i w[y_i] * CE_i divided by the number of labelled chunks of the whole accumulated batch.
-
-    Dividing by that count (`num_items_in_batch`) rather than by each micro-batch's weight sum makes k accumulated
-    micro-batches give exactly the loss and gradient of one batch k times larger.
-    """
+    """sum_i w[y_i] * CE_i over the chunk count of the whole accumulated batch (`num_items_in_batch`), not each
+    micro-batch's weight sum: k accumulated micro-batches give exactly the gradient of one batch k times larger."""
     logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
     weight = weight.to(logits.device) if weight is not None else None
     loss = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum")
@@ -68,28 +63,19 @@ class WeightedTrainer(Trainer):
         return with_listed_lengths(super()._get_eval_sampler(eval_dataset))
 
     def end(self) -> None:
-        """The Trainer's end of a script (trackers finished, process group destroyed), safe under gloo.
-
-        A gloo worker thread frees its last collective's tensors only once it holds the GIL. If the group is freed
-        first, by the collector (which holds the GIL) or at interpreter shutdown, a finished run deadlocks or aborts
-        (SIGABRT), and torchrun reports it failed; so the GIL is left free for a moment before.
-        """
+        """The Trainer's end of a script (trackers finished, process group destroyed), safe under gloo: a gloo worker
+        thread frees its last collective's tensors only once it holds the GIL; if the group is freed first, a finished
+        run deadlocks or aborts (SIGABRT) and torchrun reports it failed, so the GIL is left free a moment before."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             time.sleep(GLOO_WORKER_GRACE_S)
         self.accelerator.end_training()
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """No Trainer-drafted README.md: the model card is reports.build_model_card's, written with the results
-        (the Trainer drafts one before every Hub upload and would replace it)."""
+        """No Trainer-drafted README.md (drafted before every Hub upload): the card is reports.build_model_card's."""
 
-    def training_step(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, torch.Tensor],
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor:
+    def training_step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Stop at the first non-finite loss instead of training on NaN weights (the Trainer only hides it in logs)."""
-        loss = super().training_step(model, inputs, num_items_in_batch)
+        loss = super().training_step(*args, **kwargs)
         if not torch.isfinite(loss):
             raise UserError(
                 f"non-finite training loss ({loss.item()}) at step {self.state.global_step + 1} of "

@@ -1,10 +1,7 @@
-"""What the command-line tools share: the one-line error, exit codes, logging, the argument parser and the
-checks their settings have in common.
+"""What the command-line tools share: the one-line error, exit codes, logging, the argument parser and common checks.
 
-Each tool declares its settings as dataclasses beside its code (train_args.py, predict.py, prepare_data.py,
-serving.py, summarize_runs.py), parsed by `transformers.HfArgumentParser`, so `--help` shows every default and a
-bad value, caught by argparse or by a dataclass's `__post_init__`, ends the run with one line `error: ...` and
-exit code 2 before any file is read.
+Each tool declares its settings as dataclasses parsed by `transformers.HfArgumentParser`, so `--help` shows every
+default, and a bad value ends the run with one line `error: ...` and exit code 2 before any file is read.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from itertools import combinations, product
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -31,8 +29,6 @@ EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE)
 
 logger = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 class UserError(Exception):
     """An error the user can fix: printed as one line `error: ...`, then the tool exits with `exit_code`."""
@@ -44,8 +40,7 @@ class UserError(Exception):
 
 def one_line(error: BaseException) -> str:
     """An exception's message on one line (library messages often span several)."""
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -58,11 +53,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 class CommandLineParser(HfArgumentParser):
-    """`HfArgumentParser` whose errors are `UserError`s: one line, no usage dump of a hundred flags.
-
-    A dataclass with an `_inherited_argument_group_name` (train.py's `TrainingArguments` subclass) shows the fields
-    its own body declares, in that order, in its group, and the fields it inherits in that later group.
-    """
+    """`HfArgumentParser` whose errors are `UserError`s (one line, no usage dump); a dataclass with an
+    `_inherited_argument_group_name` shows the fields it declares in its group and those it inherits in that one."""
 
     def __init__(self, dataclass_types: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -99,22 +91,17 @@ class CommandLineParser(HfArgumentParser):
         container.add_argument(flag, dest=dest, action="store_const", const=value, default=argparse.SUPPRESS, help=help)
 
     def parse_dataclasses(self, argv: Sequence[str] | None) -> tuple[Any, ...]:
-        """Parse into the dataclasses, from the command line or, as Hugging Face's example scripts allow, from one
-        JSON file of {"flag_name": value}; a value refused by a `__post_init__` becomes a `UserError`."""
+        """Parse into the dataclasses (from flags or a JSON file); a `__post_init__`'s refusal becomes a `UserError`."""
         argv = parse_args_or_json_file(self, sys.argv[1:] if argv is None else argv)
         try:
             return self.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-        except UserError:
-            raise
         except (ValueError, TypeError) as error:
             raise UserError(one_line(error)) from error
 
 
 def parse_args_or_json_file(parser: CommandLineParser, argv: Sequence[str]) -> list[str]:
-    """`argv`, or the settings of a JSON file given as the only argument (`python train.py args.json`, as Hugging
-    Face's example scripts allow) written out as the same flags, so that they are parsed and checked as flags are:
-    {"lr": 1e-5, "stratified_split": true, "train_generators": ["llama2"]} is
-    `--lr 1e-05 --stratified_split true --train_generators llama2`."""
+    """`argv`, or the settings of a JSON file given as the only argument written out as flags, checked as flags are:
+    `python train.py args.json` with {"lr": 1e-5, "train_generators": ["a"]} is `--lr 1e-05 --train_generators a`."""
     if len(argv) != 1 or not argv[0].endswith(".json"):
         return list(argv)
     path = argv[0]
@@ -125,10 +112,8 @@ def parse_args_or_json_file(parser: CommandLineParser, argv: Sequence[str]) -> l
     if not isinstance(settings, dict):
         raise UserError(f'{path}: must hold one JSON object of settings, such as {{"output_dir": "out"}}')
 
-    def as_text(value: Any) -> str:  # as written on a command line: true/false, a dict (a Trainer option) as JSON
-        if isinstance(value, dict):
-            return json.dumps(value)
-        return str(value).lower() if isinstance(value, bool) else str(value)
+    def as_text(value: Any) -> str:  # as on a command line: true/false, a dict (a Trainer option) as JSON
+        return json.dumps(value) if isinstance(value, (dict, bool)) else str(value)
 
     flags = []
     for key, value in settings.items():
@@ -146,10 +131,8 @@ def parse_args_or_json_file(parser: CommandLineParser, argv: Sequence[str]) -> l
 
 
 def run_cli(body: Callable[[], int]) -> int:
-    """Run a command; a `UserError` becomes one line on stderr and its exit code.
-
-    Ctrl-C ends with one line and exit code 130; a closed stdout pipe (`... | head`) ends quietly with 141.
-    """
+    """Run a command; a `UserError` becomes one line on stderr and its exit code, Ctrl-C one line and 130, a closed
+    stdout pipe (`... | head`) a quiet 141."""
     try:
         return body()
     except UserError as error:
@@ -165,8 +148,7 @@ def run_cli(body: Callable[[], int]) -> int:
 
 
 def offline_variable() -> str | None:
-    """The variable that keeps the Hugging Face Hub off (huggingface_hub reads HF_HUB_OFFLINE, else
-    TRANSFORMERS_OFFLINE), to name in messages; None while the Hub is on."""
+    """The variable that keeps the Hub off (HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE), to name in messages, or None."""
     if not huggingface_hub.is_offline_mode():
         return None
     only_transformers = os.environ.get("TRANSFORMERS_OFFLINE") and not os.environ.get("HF_HUB_OFFLINE")
@@ -174,17 +156,13 @@ def offline_variable() -> str | None:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Log lines with the time; transformers' own progress bars off: "Loading weights" and "Writing model shards"
-    (at every checkpoint) flash by in a blink and bury the log. The hub's download bars, which transformers shares,
-    stay on: a download of hundreds of MB is worth watching."""
-    logging.basicConfig(format=LOG_FORMAT, datefmt="%H:%M:%S", level=level)
+    """Log lines with the time; transformers' own progress bars ("Loading weights", "Writing model shards") off: they
+    flash by and bury the log. The hub's download bars, which transformers shares, stay on: worth watching."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level)
     download_bars = not huggingface_hub.utils.are_progress_bars_disabled()
     transformers.utils.logging.disable_progress_bar()
     if download_bars:
         huggingface_hub.utils.enable_progress_bars()
-
-
-# ----------------------------------------------------------------------------------------------- settings
 
 
 def arg_help(text: str, **extra: Any) -> dict[str, Any]:
@@ -193,9 +171,8 @@ def arg_help(text: str, **extra: Any) -> dict[str, Any]:
 
 def setting(default: Any, help: str, **extra: Any) -> Any:
     """A dataclass field with its --help text (and argparse `extra`s); a list default is copied for each instance."""
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=default.copy, **arg_help(help, **extra))
-    return dataclasses.field(default=default, **arg_help(help, **extra))
+    given = {"default_factory": default.copy} if isinstance(default, list) else {"default": default}
+    return dataclasses.field(**given, **arg_help(help, **extra))
 
 
 def require(condition: bool, flag: str, requirement: str, value: Any) -> None:
@@ -208,8 +185,7 @@ def check_optional_positive(flag: str, value: int | None) -> None:
 
 
 def _used_paths(paths: dict[str, str | list[str] | None]) -> list[tuple[str, str, Path]]:
-    """(flag, path, resolved path) of every path given; a flag may name several paths, None and '-' (stdio) are
-    not paths."""
+    """(flag, path, resolved path) of every path given (one or several per flag); None and '-' (stdio) are not paths."""
     return [
         (flag, path, Path(path).resolve())
         for flag, value in paths.items()
@@ -222,18 +198,16 @@ def check_output_paths(outputs: dict[str, str | None], protected: dict[str, str 
     """No output may be, or lie inside, an input or a model directory, nor be another output: nothing the user
     already has is ever replaced. Keys are the flags (one path, several, or None when not used)."""
     used_outputs = _used_paths(outputs)
-    for flag, path, resolved in used_outputs:
-        for other_flag, other, other_resolved in _used_paths(protected):
-            if resolved.is_relative_to(other_resolved):
-                where = "is" if resolved == other_resolved else "is inside"
-                raise UserError(
-                    f"{flag} {path} {where} {other_flag} {other}: writing there would replace what is read; "
-                    f"choose another {flag}"
-                )
-    for position, (flag, path, resolved) in enumerate(used_outputs):
-        for other_flag, _, other_resolved in used_outputs[position + 1 :]:
-            if resolved == other_resolved:
-                raise UserError(f"{flag} and {other_flag} are the same path ({path}); give two paths")
+    for (flag, path, resolved), (other_flag, other, other_resolved) in product(used_outputs, _used_paths(protected)):
+        if resolved.is_relative_to(other_resolved):
+            where = "is" if resolved == other_resolved else "is inside"
+            raise UserError(
+                f"{flag} {path} {where} {other_flag} {other}: writing there would replace what is read; "
+                f"choose another {flag}"
+            )
+    for (flag, path, resolved), (other_flag, _, other_resolved) in combinations(used_outputs, 2):
+        if resolved == other_resolved:
+            raise UserError(f"{flag} and {other_flag} are the same path ({path}); give two paths")
 
 
 def local_directory(name: str | None) -> str | None:

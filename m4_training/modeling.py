@@ -12,15 +12,7 @@ import torch
 import transformers
 from huggingface_hub import model_info, try_to_load_from_cache
 from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
-from transformers import (
-    CONFIG_NAME,
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PretrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import CONFIG_NAME, AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from data_loaders import LABEL_NAMES
 from m4_training.cli import UserError, offline_variable, one_line
@@ -58,9 +50,7 @@ def _cannot_load(what: str, name: str, error: Exception) -> UserError:
 
 
 def check_model_source(name: str) -> None:
-    """A --model that is no local directory comes from the Hugging Face Hub. When the Hub is switched off, or out of
-    reach, and the model is not in the local cache, say so in one line now: the loaders would retry for about a
-    minute first."""
+    """A --model from a Hub that is off or unreachable, and not cached: one line now, not a minute of retries."""
     if Path(name).is_dir():
         return
     try:
@@ -91,14 +81,14 @@ def check_model_source(name: str) -> None:
         ) from error
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(name: str) -> transformers.PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as error:  # the hub client raises many types; all mean "not loadable"
         raise _cannot_load("tokenizer", name, error) from error
 
 
-def load_pretrained_config(name: str, **overrides: Any) -> PretrainedConfig:
+def load_pretrained_config(name: str, **overrides: Any) -> transformers.PretrainedConfig:
     """A model's config from a hub id or local directory: as saved, or with `overrides` set."""
     try:
         return AutoConfig.from_pretrained(name, **overrides)
@@ -106,14 +96,14 @@ def load_pretrained_config(name: str, **overrides: Any) -> PretrainedConfig:
         raise _cannot_load("model config", name, error) from error
 
 
-def load_config(name: str) -> PretrainedConfig | None:
+def load_config(name: str) -> transformers.PretrainedConfig | None:
     """The model's config, or None for a directory with tokenizer files only (enough for a dry run)."""
     with contextlib.suppress(UserError):  # no config to check against; load_model reports it if training needs one
         return load_pretrained_config(name)
     return None
 
 
-def position_limit(config: PretrainedConfig | None) -> int | None:
+def position_limit(config: transformers.PretrainedConfig | None) -> int | None:
     limit = getattr(config, "max_position_embeddings", None)
     if limit is not None and config.model_type in PADDING_OFFSET_FAMILIES:
         limit -= (config.pad_token_id or 0) + 1
@@ -129,9 +119,7 @@ def load_model(name: str, dropout: float | None, attn_implementation: str | None
     """A two-label classifier ("human", "machine") from a hub id or local directory."""
     config = load_pretrained_config(name, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
     if dropout is not None:
-        for attribute in DROPOUT_ATTRIBUTES:
-            if hasattr(config, attribute):
-                setattr(config, attribute, dropout)
+        config.update({attribute: dropout for attribute in DROPOUT_ATTRIBUTES if hasattr(config, attribute)})
     # None lets transformers choose: SDPA where the architecture supports it, eager attention otherwise.
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     # transformers' load report is a coloured table that asks the user to train the new head; this run does
@@ -184,22 +172,17 @@ def freeze_parameters(model: PreTrainedModel, freeze_base: bool, freeze_layers: 
         modules = [embeddings, *layers[:freeze_layers]]
     else:
         return 0
-    frozen = 0
+    trainable_before = model.num_parameters(only_trainable=True)
     for module in modules:
-        for parameter in module.parameters():
-            if parameter.requires_grad:
-                parameter.requires_grad = False
-                frozen += parameter.numel()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("Froze %d parameters; %d remain trainable", frozen, trainable)
-    return frozen
+        module.requires_grad_(False)
+    trainable = model.num_parameters(only_trainable=True)
+    logger.info("Froze %d parameters; %d remain trainable", trainable_before - trainable, trainable)
+    return trainable_before - trainable
 
 
 def resolve_precision(precision: str, on_gpu: bool | None = None) -> str:
-    """`auto`: bf16 on GPUs with native bf16 (Ampere and newer), fp16 on older GPUs, fp32 on CPU.
-
-    Native only: torch counts emulated bf16 as supported on V100/T4, where it is slow.
-    """
+    """`auto`: bf16 on GPUs with native bf16 (Ampere and newer; torch counts the slow emulated bf16 of V100/T4 as
+    supported), fp16 on older GPUs, fp32 on CPU."""
     if precision != "auto":
         return precision
     if not (torch.cuda.is_available() if on_gpu is None else on_gpu):

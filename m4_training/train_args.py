@@ -23,19 +23,9 @@ from transformers import TrainingArguments
 from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
 from data_loaders import DEFAULT_DOMAINS, DEFAULT_GENERATORS
-from m4_training import demo
+from m4_training import cli, demo
 from m4_training.attacks import ATTACK_RATES, MODEL_ATTACKS, check_attack
-from m4_training.cli import (
-    CommandLineParser,
-    UserError,
-    capped_num_proc,
-    check_optional_positive,
-    check_output_paths,
-    local_directory,
-    offline_variable,
-    require,
-    setting,
-)
+from m4_training.cli import CommandLineParser, UserError, require, setting
 from m4_training.modeling import resolve_precision
 from m4_training.robustness import parse_attacks
 
@@ -49,11 +39,6 @@ SELECTION_METRICS = ("loss", "f1_macro", "auroc", "accuracy", "precision", "reca
 LOWER_IS_BETTER = {"loss", "fpr_human"}
 # `--report_to` trackers whose pip package has another name.
 TRACKER_PACKAGES = {"azure_ml": "azureml-core", "comet_ml": "comet-ml", "flyte": "flytekit", "kubeflow": "kfp"}
-
-
-def _check_fraction(flag: str, value: float, low_open: bool = False) -> None:
-    inside = (0.0 < value < 1.0) if low_open else (0.0 <= value < 1.0)
-    require(inside, flag, "between 0 and 1 (exclusive)" if low_open else "in [0, 1)", value)
 
 
 @dataclass
@@ -106,8 +91,8 @@ class DataArguments:
     no_cache: bool = setting(False, "prepare the data again and cache nothing")
 
     def __post_init__(self) -> None:
-        check_optional_positive("max_train_samples", self.max_train_samples)
-        check_optional_positive("max_val_samples", self.max_val_samples)
+        cli.check_optional_positive("max_train_samples", self.max_train_samples)
+        cli.check_optional_positive("max_val_samples", self.max_val_samples)
         self.augment_attacks = list(dict.fromkeys(self.augment_attacks or [])) or None  # a repeat adds nothing
         for name in self.augment_attacks or []:
             try:
@@ -120,7 +105,7 @@ class DataArguments:
                     "supported yet (they would need a GPU pass over the corpus); choose among the others"
                 )
         require(0 <= self.augment_rate <= 1, "augment_rate", "in [0, 1]", self.augment_rate)
-        self.num_proc = capped_num_proc(self.num_proc)
+        self.num_proc = cli.capped_num_proc(self.num_proc)
         if self.reddit_file is not None and self.reddit_file.strip().lower() in ("", "none"):
             self.reddit_file = None
 
@@ -150,8 +135,9 @@ class SplitArguments:
     )
 
     def __post_init__(self) -> None:
-        _check_fraction("validation_split", self.validation_split, low_open=True)
-        _check_fraction("reddit_val_fraction", self.reddit_val_fraction)
+        share, reddit_share = self.validation_split, self.reddit_val_fraction
+        require(0 < share < 1, "validation_split", "between 0 and 1 (exclusive)", share)
+        require(0 <= reddit_share < 1, "reddit_val_fraction", "in [0, 1)", reddit_share)
         if self.val_domain is not None:
             if self.stratified_split or self.val_generator is not None:
                 other = "--stratified_split" if self.stratified_split else f"--val_generator {self.val_generator}"
@@ -159,13 +145,10 @@ class SplitArguments:
                     f"--val_domain {self.val_domain} and {other} choose different validation sets: pick one"
                 )
             self.val_domain = self.val_domain.strip().lower()
-        elif self.stratified_split:
-            if self.val_generator is not None:
-                logger.warning(
-                    "--val_generator %s is unused: --stratified_split validates on a share of every generator",
-                    self.val_generator,
-                )
-        elif self.val_generator is None:
+        elif self.stratified_split and self.val_generator is not None:
+            message = "--val_generator %s is unused: --stratified_split validates on a share of every generator"
+            logger.warning(message, self.val_generator)
+        elif not self.stratified_split and self.val_generator is None:
             self.val_generator = DEFAULT_VAL_GENERATOR
 
 
@@ -208,8 +191,7 @@ class EvaluationArguments:
     test_attacks: list[str] | None = setting(
         None,
         "score the validation documents and --test_data sets also under these RAID attacks (NAME or NAME=RATE; "
-        "'all'), at thresholds "
-        "set on the clean human documents: " + ", ".join(ATTACK_RATES),
+        "'all'), at thresholds set on the clean human documents: " + ", ".join(ATTACK_RATES),
     )
     synonym_model: str | None = setting(None, "fill-mask model of the synonym attack (any masked LM)")
     paraphrase_model: str | None = setting(
@@ -217,7 +199,7 @@ class EvaluationArguments:
     )
 
     def __post_init__(self) -> None:
-        _check_fraction("target_fpr", self.target_fpr)
+        require(0 <= self.target_fpr < 1, "target_fpr", "in [0, 1)", self.target_fpr)
         for path in self.test_data or []:
             if not Path(path).exists():
                 raise UserError(f"--test_data {path}: no such file or directory")
@@ -237,8 +219,7 @@ class RunArguments:
 
 
 def check_trackers(report_to: list[str]) -> None:
-    """Every --report_to tracker must be one transformers knows, with its package installed (the environment,
-    checked with the settings so that a missing package stops the run before any data is read)."""
+    """Every --report_to tracker must be known to transformers and installed: checked before any data is read."""
     requested = [name for name in report_to if name not in ("none", "all")]
     unknown = [name for name in requested if name not in INTEGRATION_TO_CALLBACK]
     if unknown:
@@ -364,13 +345,11 @@ class DetectorTrainingArguments(TrainingArguments):
     def _resolve_model_selection(self) -> None:
         """--metric_for_best_model (or early stopping) keeps the best checkpoint and reloads it at the end."""
         given = self.metric_for_best_model is not None
-        if not given:
-            if self.early_stopping_patience is None:
-                return
-            # The chunk-level validation loss is the quantity being optimised and does not jump on a handful of
-            # documents the way accuracy at a threshold does.
-            self.metric_for_best_model = "loss"
-        name = self.metric_for_best_model.removeprefix("eval_")
+        if not given and self.early_stopping_patience is None:
+            return
+        # Early stopping's default, the chunk-level validation loss, is the quantity being optimised and does not
+        # jump on a handful of documents the way accuracy at a threshold does.
+        name = (self.metric_for_best_model or "loss").removeprefix("eval_")
         if name not in SELECTION_METRICS:
             raise UserError(
                 f"--metric_for_best_model {self.metric_for_best_model}: the validation metrics are "
@@ -409,9 +388,8 @@ class DetectorTrainingArguments(TrainingArguments):
             raise UserError(
                 "--push_to_hub needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN"
             )
-        if offline := offline_variable():
+        if offline := cli.offline_variable():
             raise UserError(f"--push_to_hub cannot upload while {offline}={os.environ.get(offline)} is set")
-        # The Trainer's default repository name is the output directory's.
         name = hub_repo_name(self)
         flag = "--hub_model_id" if self.hub_model_id else "--output_dir"
         try:
@@ -508,18 +486,15 @@ def train_parser(prog: str = "train.py", description: str | None = None) -> Comm
 def parse_train_args(argv: list[str] | None = None, description: str | None = None) -> TrainConfig:
     parser = train_parser(description=description)
     namespace, _ = parser.parse_known_args(argv)
-    if namespace.demo:
-        demo_defaults = dict(DEMO_DEFAULTS)
-        if namespace.resume_from_checkpoint:  # continuing the demo run, not replacing it
-            demo_defaults["overwrite_output_dir"] = False
-        parser.set_defaults(**demo_defaults)
+    if namespace.demo:  # resuming continues the demo run instead of replacing it
+        parser.set_defaults(**DEMO_DEFAULTS | {"overwrite_output_dir": not namespace.resume_from_checkpoint})
     config = TrainConfig(*parser.parse_dataclasses(argv))
-    check_output_paths(
+    cli.check_output_paths(
         {"--output_dir": config.training.output_dir},
         {
             "--data_dir": config.data.data_dir,
             "--reddit_file": config.data.reddit_file,
-            "--model": local_directory(config.model.model),
+            "--model": cli.local_directory(config.model.model),
             "--test_data": config.evaluation.test_data,
         },
     )
