@@ -195,8 +195,8 @@ def evaluate_documents(
     doc_ids = chunking.column_array(data.val_chunks, "doc_id")
     documents = evaluation.documents_frame(split.val, data.prepared.corpus)
     predictions = evaluation.aggregate_documents(doc_ids, probs, documents)
-    if baseline is not None:  # the predictions are in the order of the validation documents
-        texts = [d.text for d in split.val]
+    if baseline is not None:  # matched by doc_id, as the chunks are
+        texts = predictions["doc_id"].map({d.doc_id: d.text for d in split.val}).tolist()
         predictions[evaluation.BASELINE_COLUMN] = evaluation.baseline_machine_probs(baseline, texts)
     result = evaluation.evaluate_predictions(predictions, config.evaluation.target_fpr)
     result["chunk"] = evaluation.classification_metrics(chunking.column_array(data.val_chunks, "labels"), probs)
@@ -333,8 +333,9 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     metrics, predictions = evaluate_documents(model, tokenizer, data, config, baseline)
     metrics["selection"] = selection_summary(config, trainer)
     score = document_scorer(model, tokenizer, config)
-    if config.evaluation.attack_rates:  # the predictions are in the order of the validation documents
-        texts, threshold = [d.text for d in data.prepared.split.val], metrics["threshold"]["value"]
+    if config.evaluation.attack_rates:  # texts matched to the predictions by doc_id
+        texts = predictions["doc_id"].map({d.doc_id: d.text for d in data.prepared.split.val}).tolist()
+        threshold = metrics["threshold"]["value"]
         metrics["attacks"] = evaluate_under_attacks(
             score, texts, "doc_id", predictions, config, "validation", threshold
         )
