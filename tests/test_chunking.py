@@ -170,3 +170,21 @@ def test_truncation_and_padding_left_on_the_tokenizer_do_not_cut_documents(tiny_
 
     monkeypatch.setattr(chunking, "window_spec", spec_then_truncate)
     check_windows(tokenizer, TEXTS, 32, 4)
+
+
+def test_tokenizer_fingerprint_ignores_and_keeps_truncation_and_padding(tiny_model_dir):
+    """The cache key must not change with the truncation/padding transformers leaves set per call, and taking it
+    must not change them either."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    backend = tokenizer.backend_tokenizer
+    backend.no_truncation()
+    backend.no_padding()
+    plain = chunking.tokenizer_fingerprint(tokenizer)
+    backend.enable_truncation(max_length=10)
+    backend.enable_padding(length=40)
+    truncation, padding = backend.truncation, backend.padding
+    assert chunking.tokenizer_fingerprint(tokenizer) == plain
+    assert backend.truncation == truncation and backend.padding == padding
+    assert truncation["max_length"] == 10 and padding["length"] == 40
