@@ -665,8 +665,10 @@ def _scoring_rows(rows: Iterable[tuple[int, dict[str, Any]]], report: FileReport
         if row.get("label") not in (None, ""):
             document["input_label"] = row["label"]
         for key in PASSTHROUGH_FIELDS + RAID_EXTRA_FIELDS:
-            value = next((row[k] for k in (key, FIELD_ALIASES.get(key)) if row.get(k) not in (None, "")), None)
-            if value is not None:
+            value = row.get(key)
+            if value in (None, "") and key in FIELD_ALIASES:
+                value = row.get(FIELD_ALIASES[key])
+            if value not in (None, ""):
                 document[key] = value
         yield document
 
