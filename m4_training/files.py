@@ -46,13 +46,17 @@ def write_failure(error: BaseException, path: str | Path, target: str | Path | N
         return None
     target = target or getattr(error, "filename", None) or path
     reason = getattr(error, "strerror", None) or text.rsplit(":", 1)[-1].strip() or type(error).__name__
-    free = shutil.disk_usage(_nearest_existing(path)).free
-    return f"could not write {target} ({reason}); {format_bytes(free)} free on that disk"
+    return f"could not write {target} ({reason}); {format_bytes(free_bytes(path))} free on that disk"
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free space on the disk of `path` (or of its nearest existing parent)."""
+    return shutil.disk_usage(_nearest_existing(path)).free
 
 
 def check_free_space(path: str | Path, needed: int, flag: str, what: str, advice: str = "") -> None:
     """Stop before the work when the disk of `path` has less than `needed` bytes free for `what`."""
-    if (free := shutil.disk_usage(_nearest_existing(path)).free) < needed:
+    if (free := free_bytes(path)) < needed:
         raise UserError(
             f"{flag} {path}: {format_bytes(free)} free on its disk, but {what} need about {format_bytes(needed)}; "
             f"free space{advice} or choose another {flag}"
