@@ -486,8 +486,9 @@ def train_parser(prog: str = "train.py", description: str | None = None) -> Comm
 def parse_train_args(argv: list[str] | None = None, description: str | None = None) -> TrainConfig:
     parser = train_parser(description=description)
     namespace, _ = parser.parse_known_args(argv)
-    if namespace.demo:  # resuming continues the demo run instead of replacing it
-        parser.set_defaults(**DEMO_DEFAULTS | {"overwrite_output_dir": not namespace.resume_from_checkpoint})
+    if namespace.demo:
+        resuming = {"overwrite_output_dir": False} if namespace.resume_from_checkpoint else {}  # continue, not replace
+        parser.set_defaults(**DEMO_DEFAULTS | resuming)
     config = TrainConfig(*parser.parse_dataclasses(argv))
     cli.check_output_paths(
         {"--output_dir": config.training.output_dir},
