@@ -184,6 +184,11 @@ def model_for_evaluation(trainer: WeightedTrainer) -> torch.nn.Module:
     return model.to(trainer.args.device)
 
 
+def texts_by_doc_id(predictions: pd.DataFrame, documents: list[data_loaders.Document]) -> list[str]:
+    """The documents' texts in the order of `predictions`, matched by doc_id (never by position)."""
+    return predictions["doc_id"].map({d.doc_id: d.text for d in documents}).tolist()
+
+
 def evaluate_documents(
     model: torch.nn.Module, tokenizer: Any, data: PreparedData, config: TrainConfig, baseline: Pipeline | None = None
 ) -> tuple[dict, pd.DataFrame]:
@@ -196,7 +201,7 @@ def evaluate_documents(
     documents = evaluation.documents_frame(split.val, data.prepared.corpus)
     predictions = evaluation.aggregate_documents(doc_ids, probs, documents)
     if baseline is not None:  # matched by doc_id, as the chunks are
-        texts = predictions["doc_id"].map({d.doc_id: d.text for d in split.val}).tolist()
+        texts = texts_by_doc_id(predictions, split.val)
         predictions[evaluation.BASELINE_COLUMN] = evaluation.baseline_machine_probs(baseline, texts)
     result = evaluation.evaluate_predictions(predictions, config.evaluation.target_fpr)
     result["chunk"] = evaluation.classification_metrics(chunking.column_array(data.val_chunks, "labels"), probs)
@@ -334,7 +339,7 @@ def save_results(config: TrainConfig, trainer: WeightedTrainer, tokenizer: Any, 
     metrics["selection"] = selection_summary(config, trainer)
     score = document_scorer(model, tokenizer, config)
     if config.evaluation.attack_rates:  # texts matched to the predictions by doc_id
-        texts = predictions["doc_id"].map({d.doc_id: d.text for d in data.prepared.split.val}).tolist()
+        texts = texts_by_doc_id(predictions, data.prepared.split.val)
         threshold = metrics["threshold"]["value"]
         metrics["attacks"] = evaluate_under_attacks(
             score, texts, "doc_id", predictions, config, "validation", threshold
