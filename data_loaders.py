@@ -554,6 +554,13 @@ def read_m4_file(builder: _CorpusBuilder, path: Path, domain: str, generator: st
     return report
 
 
+def check_reddit_file(path: Path) -> None:
+    """The Reddit file exists and can be read as it is (not a directory, unreadable or compressed)."""
+    if not os.path.lexists(path):  # worded as the guide's troubleshooting table quotes it
+        raise UserError(f"Reddit file not found: {path} (set --reddit_file, or --reddit_file none)")
+    open_input(path).close()
+
+
 def read_reddit_file(builder: _CorpusBuilder, path: Path) -> FileReport:
     """Posts of a Reddit file (JSONL, or CSV with a text/body column); a row without a label is human. The file's
     report names the domains its posts have (see REDDIT_DOMAIN)."""
@@ -594,8 +601,7 @@ def load_corpus(
     files = [read_m4_file(builder, p, d, g) for p, d, g in selected]
     if reddit_file:
         reddit_path = Path(reddit_file)
-        if not os.path.lexists(reddit_path):
-            raise UserError(f"Reddit file not found: {reddit_path} (set --reddit_file, or --reddit_file none)")
+        check_reddit_file(reddit_path)
         reddit = read_reddit_file(builder, reddit_path)
         if not reddit.used:
             problem = f"no usable post in {counted(reddit.rows, 'row')} (skipped: {dict(reddit.skipped)})"

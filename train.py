@@ -406,10 +406,7 @@ def check_before_work(config: TrainConfig) -> str | None:
         must_match = data_cache.requested_names(settings)
         data_loaders.find_m4_files(Path(settings.data_dir), *selection, warn_missing=False, must_match=must_match)
     if settings.reddit_file is not None:
-        reddit_file = Path(settings.reddit_file)
-        if not os.path.lexists(reddit_file):  # worded as data_loaders words it (the guide's troubleshooting table)
-            raise UserError(f"Reddit file not found: {reddit_file} (set --reddit_file, or --reddit_file none)")
-        data_loaders.open_input(reddit_file).close()  # a directory, an unreadable or a compressed file
+        data_loaders.check_reddit_file(Path(settings.reddit_file))
     attacks = config.evaluation
     robustness.load_attack_models(attacks.attack_rates, attacks.synonym_model, attacks.paraphrase_model)
     if config.model.model is not None:
