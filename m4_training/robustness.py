@@ -57,10 +57,9 @@ def attacked_texts(
 ) -> dict[str, tuple[list[str], int]]:
     """Each attack's texts, normalised as the clean ones were, and how many it could not change (counted).
     The models of synonym and paraphrase are loaded already (`load_attack_models`)."""
-    result = {}
+    result, models = {}, {"synonym": synonym_model, "paraphrase": paraphrase_model}
     for name, rate in attacks.items():
-        model = {"synonym": synonym_model, "paraphrase": paraphrase_model}.get(name)
-        attacked, unchanged = attack_texts(name, texts, rate, seed, keys, model)
+        attacked, unchanged = attack_texts(name, texts, rate, seed, keys, models.get(name))
         result[name] = [normalize(text) for text in attacked], unchanged
         if unchanged:
             logger.info("Attack %s left %s unchanged (nothing to edit)", name, counted(unchanged, "document"))
