@@ -60,8 +60,12 @@ def augment_training(
         if sources and not counts["copies"][name]:
             unchanged, duplicates = counts["unchanged"][name], counts["duplicates"][name]
             logger.warning(
-                f"--augment_attacks {name} added no copy: of the {len(sources)} training documents drawn for it, "
-                f"{unchanged} were unchanged after the training normalisation and {duplicates} duplicated a document"
+                "--augment_attacks %s added no copy: of the %d training documents drawn for it, %d were unchanged "
+                "after the training normalisation and %d duplicated a document",
+                name,
+                len(sources),
+                unchanged,
+                duplicates,
             )
     sizes = {"train_documents_before": before, "train_documents_after": len(split.train)}
     split.augmentation = {"attacks": attacks, "rate": rate, **counts, **sizes}
