@@ -130,8 +130,9 @@ class PredictArguments:
             raise UserError("--baseline_train is used only with --eval")
         if self.attacks and not self.eval:
             raise UserError("--attacks is used only with --eval (it needs labelled documents)")
-        models = (self.synonym_model, self.paraphrase_model)
-        self.attack_rates = robustness.parse_attacks(self.attacks or [], "--attacks", *models)
+        self.attack_rates = robustness.parse_attacks(
+            self.attacks or [], "--attacks", self.synonym_model, self.paraphrase_model
+        )
         if self.raid_submission and len(self.model_path) > 1:
             raise UserError(
                 f"--raid_submission holds one model's scores; give one --model_path (got {len(self.model_path)})"

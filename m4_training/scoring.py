@@ -175,9 +175,17 @@ class Detector:
         num_proc: int | None = None,
     ) -> tuple[pd.DataFrame, Dataset, np.ndarray]:
         """`score_texts` with this detector's model, tokenizer and window (texts already normalised)."""
-        window = (self.max_length, self.chunk_overlap)
         return score_texts(
-            texts, self.model, self.tokenizer, *window, batch_size, dtype, aggregate, num_proc, self.machine_index
+            texts,
+            self.model,
+            self.tokenizer,
+            self.max_length,
+            self.chunk_overlap,
+            batch_size,
+            dtype,
+            aggregate,
+            num_proc,
+            self.machine_index,
         )
 
     @cached_property
