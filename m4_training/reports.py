@@ -475,8 +475,16 @@ def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: p
     write_plots(report_dir, predictions, metrics)
     if "attacks" in metrics:
         robustness.write_attack_chart(report_dir / "attacks.png", {"transformer": metrics["attacks"]})
+    write_text(report_dir / "report.md", format_report(metrics, title))
+
+
+def format_report(metrics: dict[str, Any], title: str) -> str:
     threshold = metrics["threshold"]
-    report = markdown(
+    breakdowns = []
+    for key, column in _breakdowns(metrics["document"]):
+        note = [BREAKDOWN_NOTES[column]] if BREAKDOWN_NOTES[column] else []
+        breakdowns += [f"## By {column} (at the decision threshold)", *note, _breakdown(metrics, key, column)]
+    return markdown(
         [
             f"# {title}",
             f"Decision threshold **{threshold['value']:.4f}** (`prob_machine >= threshold` means machine)"
@@ -485,19 +493,12 @@ def write_report(report_dir: str | Path, metrics: dict[str, Any], predictions: p
             *_selection_lines(metrics),
             "## All documents",
             *_document_tables(metrics),
-            *(
-                line
-                for key, column in _breakdowns(metrics["document"])
-                for line in (f"## By {column} (at the decision threshold)", BREAKDOWN_NOTES[column])
-                + (_breakdown(metrics, key, column),)
-                if line  # the domain section has no note
-            ),
+            *breakdowns,
             "Plots: `confusion_matrix.png` (at the decision threshold), `roc.png`.",
             *_attack_lines(metrics),
             *_test_set_lines(metrics),
         ]
     )
-    write_text(report_dir / "report.md", report)
 
 
 # ----------------------------------------------------------------------------------------------- comparison
