@@ -55,6 +55,11 @@ def held_out(settings: dict[str, Any], flow: str) -> tuple[str | None, str | Non
     return None, None
 
 
+def _slice(document: dict[str, Any], key: str | None, value: str | None) -> dict[str, Any]:
+    """The held-out domain's (generator's) part of a document-metrics dict, or all of it."""
+    return document if key is None else document[key].get(value, {})
+
+
 def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
     """The run's row of the hold-out table and its rows of the test-set table."""
     metrics = read_json(run_dir / "metrics.json")
@@ -66,9 +71,8 @@ def run_rows(run_dir: Path) -> tuple[list[Any], list[list[Any]]]:
         raise UserError(f"--runs {run_dir}: {wrong[0]} is not a JSON object (not written by train.py?)")
     flow = settings["data_summary"]["split_flow"]
     key, value = held_out(settings, flow)
-    part = metrics["document"] if key is None else metrics["document"][key].get(value, {})
-    baseline = metrics["baseline"]["document"] if "baseline" in metrics else {}
-    baseline = baseline if key is None else baseline.get(key, {}).get(value, {})
+    part = _slice(metrics["document"], key, value)
+    baseline = _slice(metrics["baseline"]["document"], key, value) if "baseline" in metrics else {}
     row = [run_dir.name, FLOW_NAMES.get(flow, flow), value or "-", part.get("n_human"), part.get("n_machine")]
     row += [metrics["threshold"]["value"], *_metric_cells(part, baseline)]
     tests = [
