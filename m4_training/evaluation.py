@@ -109,9 +109,8 @@ def document_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> dict[
     metrics = classification_metrics(predictions["label"], predictions["prob_machine"], threshold)
     metrics["threshold"] = threshold
     humans = predictions[predictions["label"] == 0]
-    for column in ("domain", "generator", "corpus", "decoding", "attack"):
-        if column not in predictions.columns:
-            continue
+    optional = [column for column in ("corpus", "decoding", "attack") if column in predictions.columns]
+    for column in ("domain", "generator", *optional):  # domain and generator are always there (fill_groups)
         if column in ("generator", "decoding"):
             groups = predictions[predictions["label"] == 1].groupby(column, sort=True)
             groups = [(HUMAN_GENERATOR, humans), *((value, pd.concat([humans, part])) for value, part in groups)]
